@@ -1,0 +1,23 @@
+from functools import wraps
+
+from django.contrib import messages
+from django.shortcuts import redirect
+
+from accounts.services import is_email_verified
+
+
+def verified_email_required(view):
+    """Pages for customers need a verified address (allauth enforces it at login; this covers
+    accounts created another way, e.g. by staff in the admin)."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not is_email_verified(request.user):
+            from allauth.account.utils import send_email_confirmation
+
+            send_email_confirmation(request, request.user)
+            messages.warning(request, "Please confirm your email address first: we sent you a link.")
+            return redirect("account_email")
+        return view(request, *args, **kwargs)
+
+    return wrapper

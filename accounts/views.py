@@ -1,0 +1,22 @@
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+
+from accounts.forms import ProfileForm
+
+
+@login_required
+def account(request):
+    if request.method == "POST":
+        form = ProfileForm(request.POST, instance=request.user)
+        if form.is_valid():
+            form.save()
+            messages.success(request, "Your profile was saved.")
+            return redirect("account")
+    else:
+        form = ProfileForm(instance=request.user)
+    return render(request, "accounts/account.html", {"form": form})
+
+
+def suspended(request):
+    return render(request, "accounts/suspended.html", status=403)

@@ -1,0 +1,35 @@
+"""The one WebSocket a signed-in page opens: live updates for that user (balance, calls).
+
+Apps push with `realtime_saas.live.push_to_user(user_id, kind, data)`; the consumer only relays.
+"""
+
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from realtime_saas.live import staff_group, user_group
+
+
+class LiveConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4401)
+            return
+        self.groups_joined = [user_group(user.pk)]
+        if user.is_staff:
+            self.groups_joined.append(staff_group())
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+        await self.accept()
+        await self.send_json({"type": "hello", "user": user.pk})
+
+    async def disconnect(self, code: int) -> None:
+        for group in getattr(self, "groups_joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def receive_json(self, content, **kwargs) -> None:
+        # The socket is push-only; a client message is answered so it can detect a live link.
+        if content.get("type") == "ping":
+            await self.send_json({"type": "pong"})
+
+    async def live_event(self, event: dict) -> None:
+        await self.send_json({"type": event["kind"], "data": event["data"]})

@@ -1,0 +1,5 @@
+from django.conf import settings
+
+
+def site(request) -> dict:
+    return {"SITE_NAME": "realtime_saas", "DEBUG": settings.DEBUG}

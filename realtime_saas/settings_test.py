@@ -1,0 +1,37 @@
+"""Test settings: the real settings with fast hashing, eager-safe mail and isolated state."""
+
+import os
+
+os.environ.setdefault("DEBUG", "true")
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-used-anywhere-else-0123456789")
+os.environ["ENV_FILE"] = "/nonexistent"  # a developer's .env must not leak into tests
+
+from .settings import *  # noqa: E402,F403
+from .settings import DATABASES, VAR_DIR  # noqa: E402
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+ALLOWED_HOSTS = ["*"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["NAME"] = str(VAR_DIR / "test.sqlite3")
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+ACCOUNT_RATE_LIMITS = False
+
+# A live server started by the tests in a subprocess (tests/live.py) uses the test database
+# that pytest-django created, whose name only the parent knows.
+if os.environ.get("LIVE_TEST_DB_NAME"):
+    DATABASES["default"]["NAME"] = os.environ["LIVE_TEST_DB_NAME"]
+
+# Tasks run eagerly (on commit, in the process that enqueued them) unless a test starts a real
+# worker (tests/live.py) and sets CELERY_TASK_ALWAYS_EAGER=false for the servers it starts.
+CELERY_TASK_ALWAYS_EAGER = os.environ.get("CELERY_TASK_ALWAYS_EAGER", "true").lower() == "true"
+# xdist workers share Redis: keep their channel groups apart.
+CHANNEL_LAYERS["default"].setdefault("CONFIG", {})  # noqa: F405
+if "prefix" in CHANNEL_LAYERS["default"]["CONFIG"]:  # noqa: F405
+    CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = "test-" + os.environ.get("PYTEST_XDIST_WORKER", "main")  # noqa: F405
+else:
+    CHANNEL_LAYERS["default"].pop("CONFIG")  # noqa: F405

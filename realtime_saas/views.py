@@ -1,0 +1,39 @@
+from django.contrib.auth.decorators import login_required
+from django.http import JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from accounts.decorators import verified_email_required
+from realtime_saas.dashboard import panels_for
+from realtime_saas.health import run_checks
+
+
+def home(request):
+    if request.user.is_authenticated:
+        return redirect("dashboard")
+    return render(request, "home.html")
+
+
+@login_required
+@verified_email_required
+def dashboard(request):
+    return render(request, "dashboard.html", {"panels": panels_for(request)})
+
+
+@never_cache
+@require_GET
+def healthz(request):
+    return JsonResponse({"status": "ok"})
+
+
+@never_cache
+@require_GET
+def readyz(request):
+    checks = run_checks()
+    ready = all(result == "ok" for result in checks.values())
+    failed = [name for name, result in checks.items() if result != "ok"]
+    body = {"status": "ready" if ready else "unavailable", "checks": checks}
+    if failed:
+        body["failed"] = failed
+    return JsonResponse(body, status=200 if ready else 503)

@@ -1,0 +1,77 @@
+import pytest
+from django.db import connection
+
+from tests.factories import DEFAULT_PASSWORD, StaffFactory, UserFactory
+
+# The offline stand-ins, started as subprocesses on free ports when a test asks for them.
+# TEMPORARY while the fakes are being written: only the plugins that exist yet.
+import importlib.util  # noqa: E402
+
+pytest_plugins = [
+    name
+    for name in ("fakes.openai.pytest_plugin", "fakes.stripe.pytest_plugin")
+    if importlib.util.find_spec(name) is not None
+]
+
+
+def pytest_collection_modifyitems(config, items):
+    from django.conf import settings
+
+    vendor = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    if vendor != "postgresql":
+        skip = pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL (CI always does)")
+        for item in items:
+            if "postgres" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture
+def password() -> str:
+    return DEFAULT_PASSWORD
+
+
+@pytest.fixture
+def alice(db):
+    return UserFactory(email="alice@example.com", name="Alice")
+
+
+@pytest.fixture
+def bob(db):
+    return UserFactory(email="bob@example.com", name="Bob")
+
+
+@pytest.fixture
+def staff(db):
+    return StaffFactory(email="staff@example.com", name="Staff")
+
+
+@pytest.fixture
+def alice_client(client, alice):
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
+def staff_client(client, staff):
+    client.force_login(staff)
+    return client
+
+
+@pytest.fixture
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+@pytest.fixture(scope="session")
+def live_asgi_server(django_db_setup, django_db_blocker, tmp_path_factory):
+    """The product served by a real daphne subprocess (HTTP and WebSockets) on a free port.
+
+    Tests that use it need `transactional_db` so the server sees their rows. Extra environment for
+    the server (e.g. fake OpenAI/Stripe URLs) belongs in a fixture of its own that starts another.
+    """
+    from tests.live import start_daphne
+
+    with django_db_blocker.unblock():
+        server = start_daphne(tmp_path_factory.mktemp("live"))
+    yield server
+    server.stop()

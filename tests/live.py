@@ -1,0 +1,98 @@
+"""Real servers for tests: daphne serving the product, and a Celery worker, as subprocesses.
+
+They use the test database that pytest-django created (the tests using them need
+`transactional_db`, so that what a test writes is committed and visible to them).
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from django.db import connections
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment a product subprocess needs to share this test process's database."""
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = "realtime_saas.settings_test"
+    env["LIVE_TEST_DB_NAME"] = str(connections["default"].settings_dict["NAME"])
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+@dataclass
+class LiveServer:
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+    env: dict = field(default_factory=dict)
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://", 1)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_daphne(log_dir: Path, **extra_env: str) -> LiveServer:
+    port = free_port()
+    log_path = log_dir / f"daphne-{port}.log"
+    env = subprocess_env(**extra_env)
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "realtime_saas.asgi:application"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server = LiveServer(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path, env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"daphne exited with {process.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"daphne did not answer /healthz within 30 s:\n{server.log()}")
+
+
+def start_celery_worker(log_dir: Path, **extra_env: str) -> subprocess.Popen:
+    log_path = log_dir / f"celery-{free_port()}.log"
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "realtime_saas", "worker", "--pool=solo",
+             "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=ROOT,
+            env=subprocess_env(**extra_env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
