@@ -266,3 +266,22 @@ LOGGING = {
         "httpcore": {"level": "WARNING"},
     },
 }
+
+# Realtime calls (sessions app, label `realtime`).
+# What one credit is worth at OpenAI's cost; an assistant's markup is added on top.
+REALTIME_CREDITS_PER_USD = env.int("REALTIME_CREDITS_PER_USD", default=100)
+# A call nobody meters is settled at its full hold this long after its expected end.
+REALTIME_SWEEP_GRACE_SECONDS = env.int("REALTIME_SWEEP_GRACE_SECONDS", default=60)
+# A hung-up call that no supervisor settles is settled (full hold) this long after the hangup.
+REALTIME_ENDING_GRACE_SECONDS = env.int("REALTIME_ENDING_GRACE_SECONDS", default=30)
+REALTIME_MAX_SDP_BYTES = 64 * 1024
+if REALTIME_CREDITS_PER_USD < 1 or REALTIME_SWEEP_GRACE_SECONDS < 0 or REALTIME_ENDING_GRACE_SECONDS < 0:
+    raise ImproperlyConfigured("REALTIME_CREDITS_PER_USD must be ≥ 1 and the grace periods ≥ 0.")
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"].update(
+    {
+        "call_start": env.str("THROTTLE_CALL_START", default="20/min"),
+        "key_mint": env.str("THROTTLE_KEY_MINT", default="20/min"),
+        "call_control": env.str("THROTTLE_CALL_CONTROL", default="60/min"),
+    }
+)
+CELERY_BEAT_SCHEDULE["realtime-sweep-calls"] = {"task": "sessions.tasks.sweep_calls", "schedule": 60.0}
