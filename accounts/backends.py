@@ -1,8 +1,15 @@
+from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 
 
 class ActiveAccountBackend(ModelBackend):
-    """ModelBackend that also refuses suspended users (the admin login goes through it)."""
+    """ModelBackend that also refuses suspended users a new login."""
 
     def user_can_authenticate(self, user) -> bool:
         return super().user_can_authenticate(user) and not getattr(user, "is_suspended", False)
+
+    def get_user(self, user_id):
+        # An existing session of a suspended user still resolves to the user, so that
+        # SuspendedUserMiddleware can end it with a message instead of a silent sign-out.
+        user = get_user_model()._default_manager.filter(pk=user_id).first()
+        return user if user is not None and user.is_active else None

@@ -6,12 +6,12 @@ os.environ.setdefault("DEBUG", "true")
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-used-anywhere-else-0123456789")
 os.environ["ENV_FILE"] = "/nonexistent"  # a developer's .env must not leak into tests
 
-from .settings import *  # noqa: E402,F403
-from .settings import DATABASES, VAR_DIR  # noqa: E402
+from .settings import *  # noqa: F403
+from .settings import DATABASES, VAR_DIR
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-ALLOWED_HOSTS = ["*"]
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -1,13 +1,17 @@
 from django.contrib import admin
-from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import IsAdminUser
 
 from realtime_saas import views
 from realtime_saas.api_router import api_urlpatterns
 
 admin.site.site_header = "realtime_saas staff"
 admin.site.site_title = "realtime_saas"
+# Staff sign in through allauth like everyone else, so its checks (verified email, suspension)
+# apply to the admin too.
+admin.site.login = login_required(admin.site.login)
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -20,7 +24,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path(
         "api/docs/",
-        staff_member_required(SpectacularSwaggerView.as_view(url_name="api-schema"), login_url="admin:login"),
+        SpectacularSwaggerView.as_view(url_name="api-schema", permission_classes=[IsAdminUser]),
         name="api-docs",
     ),
     path("api/", include(api_urlpatterns)),

@@ -1,11 +1,11 @@
+# The offline stand-ins, started as subprocesses on free ports when a test asks for them.
+# TEMPORARY while the fakes are being written: only the plugins that exist yet.
+import importlib.util
+
 import pytest
 from django.db import connection
 
 from tests.factories import DEFAULT_PASSWORD, StaffFactory, UserFactory
-
-# The offline stand-ins, started as subprocesses on free ports when a test asks for them.
-# TEMPORARY while the fakes are being written: only the plugins that exist yet.
-import importlib.util  # noqa: E402
 
 pytest_plugins = [
     name

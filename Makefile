@@ -1,0 +1,56 @@
+# realtime_saas — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+# pytest-xdist workers: one per core by default.
+TEST_WORKERS ?= auto
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint format migrate superuser fakes check-deploy clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-14s %s\n", $$1, $$2}'
+
+$(PY):
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: requirements.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+run: $(VENV)/.installed ## Serve everything on http://127.0.0.1:8000 (SQLite, fakes, worker, beat); Ctrl-C stops it
+	$(PY) scripts/run_dev.py
+
+test: $(VENV)/.installed-dev ## Run ruff and the whole test suite (DATABASE_URL/REDIS_URL when set, else SQLite)
+	bash scripts/install-chromium.sh
+	$(PY) -m ruff check .
+	DEBUG=true $(PY) manage.py makemigrations --check --dry-run
+	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev ## Check the code with ruff
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check . || true
+
+format: $(VENV)/.installed-dev ## Fix what ruff can fix
+	$(PY) -m ruff check --fix .
+
+migrate: $(VENV)/.installed ## Apply database migrations
+	DEBUG=true $(PY) manage.py migrate
+
+superuser: $(VENV)/.installed ## Create a staff account interactively
+	DEBUG=true $(PY) manage.py createsuperuser
+
+check-deploy: $(VENV)/.installed ## Django's deployment checklist with production-like settings
+	DEBUG=false SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))') \
+	  ALLOWED_HOSTS=example.com $(PY) manage.py check --deploy --fail-level WARNING
+
+clean: ## Remove the virtualenv and local state (var/: SQLite database, Celery queue)
+	rm -rf $(VENV) var staticfiles

@@ -1,0 +1,110 @@
+import asyncio
+import json
+import time
+
+import httpx
+import pytest
+import websockets
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from realtime_saas.asgi import application
+from realtime_saas.live import apush, user_group
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def test_anonymous_websocket_is_refused():
+    communicator = WebsocketCommunicator(application, "/ws/live/", headers=[(b"origin", b"http://127.0.0.1")])
+    connected, code = await communicator.connect()
+    assert not connected
+    assert code == 4401
+
+
+async def test_websocket_from_a_foreign_origin_is_refused(alice):
+    client = Client()
+    await sync_to_async(client.force_login)(alice)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    communicator = WebsocketCommunicator(
+        application, "/ws/live/", headers=[(b"origin", b"https://evil.example"), (b"cookie", cookie)]
+    )
+    connected, _ = await communicator.connect()
+    assert not connected
+
+
+def test_live_server_pushes_to_the_signed_in_user_only(live_asgi_server, alice, bob):
+    """Real daphne, real WebSocket, pushes through the configured channel layer (Redis in CI)."""
+    from django.conf import settings
+
+    if "Redis" not in settings.CHANNEL_LAYERS["default"]["BACKEND"]:
+        pytest.skip("pushing from this process to daphne's needs a shared (Redis) channel layer")
+
+    async def scenario():
+        cookies = {}
+        for user in (alice, bob):
+            client = Client()
+            await sync_to_async(client.force_login)(user)
+            cookies[user.pk] = f"sessionid={client.cookies['sessionid'].value}"
+        headers = {"Origin": live_asgi_server.url}
+        async with websockets.connect(
+            f"{live_asgi_server.ws_url}/ws/live/", additional_headers={**headers, "Cookie": cookies[alice.pk]}
+        ) as alice_ws, websockets.connect(
+            f"{live_asgi_server.ws_url}/ws/live/", additional_headers={**headers, "Cookie": cookies[bob.pk]}
+        ) as bob_ws:
+            assert json.loads(await alice_ws.recv()) == {"type": "hello", "user": alice.pk}
+            assert json.loads(await bob_ws.recv()) == {"type": "hello", "user": bob.pk}
+            await apush(user_group(alice.pk), "balance", {"available": 42})
+            assert json.loads(await asyncio.wait_for(alice_ws.recv(), 5)) == {
+                "type": "balance", "data": {"available": 42}
+            }
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(bob_ws.recv(), 0.5)
+
+    asyncio.run(scenario())
+
+
+def test_live_server_serves_pages_and_static_files(live_asgi_server):
+    assert httpx.get(f"{live_asgi_server.url}/", timeout=5).status_code == 200
+    css = httpx.get(f"{live_asgi_server.url}/static/css/app.css", timeout=5)
+    assert css.status_code == 200
+    assert "--accent" in css.text
+
+
+def test_a_real_celery_worker_consumes_the_configured_broker(tmp_path, settings):
+    """The embedded default (filesystem transport) or Redis in CI: a worker process runs a task."""
+    from tests.live import start_celery_worker
+
+    extra = {}
+    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        extra["CELERY_DATA_DIR"] = str(tmp_path / "celery")
+    else:
+        extra["CELERY_BROKER_URL"] = settings.CELERY_BROKER_URL.rsplit("/", 1)[0] + "/9"
+    worker = start_celery_worker(tmp_path, CELERY_TASK_ALWAYS_EAGER="false", **extra)
+    try:
+        from celery import Celery
+
+        app = Celery("probe")
+        app.conf.broker_url = extra.get("CELERY_BROKER_URL", "filesystem://")
+        if "CELERY_DATA_DIR" in extra:
+            queue = str(tmp_path / "celery" / "queue")
+            (tmp_path / "celery" / "queue").mkdir(parents=True, exist_ok=True)
+            (tmp_path / "celery" / "processed").mkdir(parents=True, exist_ok=True)
+            app.conf.broker_transport_options = {
+                "data_folder_in": queue, "data_folder_out": queue,
+                "processed_folder": str(tmp_path / "celery" / "processed"),
+            }
+        app.send_task("realtime_saas.ping")
+        log = tmp_path.glob("celery-*.log")
+        log_path = next(log)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            text = log_path.read_text(errors="replace")
+            if "realtime_saas.ping" in text and "succeeded" in text:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the worker did not run the task:\n" + log_path.read_text(errors="replace"))
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
