@@ -6,6 +6,8 @@ import stripe
 
 from fakes.stripe.pytest_plugin import FakeStripeError
 
+pytestmark = pytest.mark.filterwarnings("ignore:Use .content=:DeprecationWarning")
+
 WH = "whsec_fake"
 
 
@@ -58,6 +60,7 @@ def test_pack_purchase_with_price_paid_by_card(fake_stripe, client, hooked):
     fake_stripe.wait_for_deliveries()
     events = hooked.events(WH)
     assert [e.type for e in events] == [
+        "customer.created", "price.created",
         "payment_intent.created", "charge.succeeded", "payment_intent.succeeded", "checkout.session.completed"]
     completed = events[-1]
     assert completed.id.startswith("evt_")

@@ -1,0 +1,87 @@
+"""The hosted checkout page at a session's ``url``: plain HTML, no scripts, no CDN."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;background:#f6f9fc;color:#1a1f36;margin:0}
+main{max-width:30rem;margin:3rem auto;background:#fff;border-radius:8px;padding:2rem;
+box-shadow:0 2px 8px rgba(0,0,0,.08)}
+h1{font-size:1.2rem;margin:0 0 .25rem}.test{color:#b3093c;font-size:.8rem;font-weight:600}
+table{width:100%;border-collapse:collapse;margin:1rem 0}td{padding:.3rem 0}td.r{text-align:right}
+tr.total td{border-top:1px solid #e3e8ee;font-weight:600}
+label{display:block;margin:.75rem 0 .25rem;font-size:.9rem}
+input{width:100%;box-sizing:border-box;padding:.5rem;border:1px solid #cfd7df;border-radius:4px}
+button{display:block;width:100%;margin-top:.6rem;padding:.7rem;border:0;border-radius:4px;
+font-size:1rem;cursor:pointer;background:#635bff;color:#fff}
+button.alt{background:#e3e8ee;color:#1a1f36}
+.alert{background:#fde8ec;color:#b3093c;padding:.6rem;border-radius:4px;margin:1rem 0}
+.note{color:#697386;font-size:.85rem}a{color:#635bff}
+"""
+
+
+def money(amount: int, currency: str) -> str:
+    symbol = {"usd": "$", "eur": "€", "gbp": "£"}.get(currency)
+    return f"{symbol}{amount / 100:,.2f}" if symbol else f"{amount / 100:,.2f} {currency.upper()}"
+
+
+def _layout(title: str, body: str) -> str:
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        '<meta name=viewport content="width=device-width,initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
+        f"<body><main>{body}</main></body></html>"
+    )
+
+
+def checkout_page(session: dict[str, Any], *, error: str | None = None, async_delay: float = 3.0) -> str:
+    sid = escape(session["id"])
+    rows = "".join(
+        f"<tr><td>{escape(item['description'] or 'Item')} × {item['quantity']}</td>"
+        f"<td class=r>{money(item['amount_total'], item['currency'])}</td></tr>"
+        for item in session["_line_items"]
+    )
+    rows += (
+        f"<tr class=total><td>Total</td>"
+        f"<td class=r id=total>{money(session['amount_total'], session['currency'])}</td></tr>"
+    )
+    head = (
+        "<p class=test>TEST MODE · fake Stripe</p><h1>Checkout</h1>"
+        f"<table>{rows}</table>"
+    )
+    status = session["status"]
+    if status != "open":
+        if status == "complete":
+            msg = "This Checkout Session is complete."
+            if session["payment_status"] != "paid":
+                msg += " The payment is still processing."
+        else:
+            msg = "This Checkout Session has expired. Please go back and try again."
+        return _layout("Checkout", f"{head}<p id=status data-status={escape(status)}>{escape(msg)}</p>")
+    alert = f'<p class=alert role=alert id=error data-testid="decline-message">{escape(error)}</p>' if error else ""
+    email = session["customer_email"] or (session.get("customer_details") or {}).get("email") or ""
+    cancel = (
+        f'<p class=note><a id=cancel href="{escape(session["cancel_url"])}">← Cancel and go back</a></p>'
+        if session["cancel_url"] else ""
+    )
+    body = f"""{head}{alert}
+<form method=post action="/c/pay/{sid}">
+<label for=email>Email</label>
+<input id=email name=email type=email value="{escape(email)}" placeholder="customer@example.com">
+<p class=note>Card 4242 4242 4242 4242 (any expiry, any CVC)</p>
+<button id=pay data-testid=pay name=action value=pay>Pay</button>
+<button id=decline data-testid=decline class=alt name=action value=decline>Decline</button>
+<button id=pay-later data-testid=pay-later class=alt name=action value=pay_later>Pay later (succeeds)</button>
+<button id=pay-later-fail data-testid=pay-later-fail class=alt name=action value=pay_later_fail>Pay later (fails)</button>
+<p class=note>"Pay later" is a bank debit: the session completes unpaid and the payment
+settles about {async_delay:g} s later.</p>
+</form>{cancel}"""
+    return _layout("Checkout", body)
+
+
+def done_page(session: dict[str, Any]) -> str:
+    paid = session["payment_status"] == "paid"
+    msg = "Payment complete." if paid else "Payment submitted; it is processing."
+    return _layout("Checkout", f"<p class=test>TEST MODE · fake Stripe</p><h1 id=done>{msg}</h1>")
