@@ -1,1 +1,11 @@
-urlpatterns: list = []
+"""HTML pages of the sessions app (the API lives in sessions/api/urls.py)."""
+
+from django.urls import path
+
+from sessions import views
+
+urlpatterns = [
+    path("talk/", views.talk, name="talk"),
+    path("calls/", views.call_history, name="call_history"),
+    path("calls/<str:public_id>/", views.call_detail, name="call_detail"),
+]

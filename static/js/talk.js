@@ -46,35 +46,18 @@
     failed: "Could not start the call",
   };
 
-  // End reasons recorded by the server, in words. Unknown codes are shown humanised.
-  const END_REASONS = {
-    user_hangup: "You ended the call.",
-    hangup: "You ended the call.",
-    client_hangup: "You ended the call.",
-    owner_hangup: "You ended the call.",
-    credits_exhausted: "Your reserved credits ran out, so the call was ended.",
-    out_of_credits: "Your reserved credits ran out, so the call was ended.",
-    insufficient_credits: "Your reserved credits ran out, so the call was ended.",
-    max_duration: "The call reached the assistant's maximum length.",
-    duration_limit: "The call reached the assistant's maximum length.",
-    max_call_seconds: "The call reached the assistant's maximum length.",
-    time_limit: "The call reached the assistant's maximum length.",
-    expired: "The call reached its expected end and was closed.",
-    expected_end: "The call reached its expected end and was closed.",
-    sweep: "The call reached its expected end and was closed.",
-    staff_kill: "The call was ended by our staff.",
-    killed: "The call was ended by our staff.",
-    staff: "The call was ended by our staff.",
-    upstream_closed: "The voice service closed the call.",
-    upstream_ended: "The voice service closed the call.",
-    remote_closed: "The voice service closed the call.",
-    session_expired: "The voice service's 60-minute limit was reached.",
-    upstream_error: "The voice service reported an error.",
-    upstream_unavailable: "The voice service is unavailable.",
-    never_connected: "The call never connected.",
+  // End reasons recorded by the server (a call's `end_reason`), in words: the page renders the
+  // server's own table into #end-reasons so the Talk page, History and detail say the same thing.
+  const END_REASONS = Object.assign({
     connection_lost: "The connection was lost.",
-    account_suspended: "Your account was suspended.",
-  };
+    session_expired: "The voice service's 60-minute limit was reached.",
+  }, readJson("end-reasons"));
+
+  function readJson(id) {
+    const el = document.getElementById(id);
+    if (!el) return {};
+    try { return JSON.parse(el.textContent) || {}; } catch (err) { return {}; }
+  }
 
   let call = null; // { id, peer, channel, mic, pollTimer, tickTimer, deadline, startedAt, final }
 
@@ -337,7 +320,8 @@
     let figures = null;
     for (let i = 0; i < 6; i += 1) {
       figures = await fetchCall(current);
-      if (!figures || FINAL_STATES.has(figures.state)) break;
+      // `ending` is enough: the hangup is recorded; settlement may come later (the sweep).
+      if (!figures || figures.state === "ending" || FINAL_STATES.has(figures.state)) break;
       await new Promise((r) => setTimeout(r, 500));
     }
     return figures;

@@ -1,0 +1,188 @@
+"""Pages of the sessions app: Talk (start a voice call), History (past calls) and a call's detail.
+
+Read-only: a call starts and ends through the API (`sessions/api`), which the Talk page's script
+calls; these views only show what the API and the supervisor recorded.
+"""
+
+from dataclasses import dataclass
+
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from accounts.decorators import verified_email_required
+from sessions.models import Assistant, CallState, RealtimeCall, TokenCounts
+
+HISTORY_PAGE_SIZE = 25
+
+# A call's end reason (`Cause`) as the user should read it. The Talk page gets the same words, so a
+# call ended by the server reads the same live and in History.
+END_REASON_WORDS = {
+    "user_hangup": "You ended the call.",
+    "staff_hangup": "The call was ended by our staff.",
+    "credits_exhausted": "Your credits for this call ran out, so it was ended.",
+    "time_limit": "The call reached its maximum length.",
+    "user_suspended": "The call was ended because the account was suspended.",
+    "call_closed": "The call was closed (the connection ended).",
+    "insufficient_credits": "Not enough credits to start the call.",
+    "wallet_blocked": "Your credits are blocked, so the call could not start.",
+    "invalid_offer": "The browser's call offer was refused.",
+    "upstream_error": "The voice service reported an error; nothing was charged.",
+    "upstream_timeout": "The voice service did not answer in time; nothing was charged.",
+    "upstream_rate_limited": "The voice service was busy; nothing was charged.",
+    "unmetered": "The call was not metered, so its full hold was charged at its expected end.",
+}
+
+STATE_BADGES = {
+    CallState.PENDING: "warn",
+    CallState.ACTIVE: "ok",
+    CallState.ENDING: "warn",
+    CallState.ENDED: "",
+    CallState.KILLED: "err",
+    CallState.EXPIRED: "warn",
+    CallState.FAILED: "err",
+}
+
+
+@dataclass(frozen=True)
+class CallFigures:
+    """What the pages show of one call, computed once so History and detail agree."""
+
+    duration_seconds: int | None
+    tokens_total: int
+    cost_usd: str
+    credits: int | None
+    credits_label: str
+    badge: str
+    end_reason_words: str
+
+
+def call_duration_seconds(call: RealtimeCall) -> int | None:
+    """Seconds the user was connected: from the upstream answer to the hangup or the end.
+
+    A hangup puts the call in `ending` before it settles, and the talking stopped then, so
+    `ending_at` wins over `ended_at`. An open call counts up to now.
+    """
+    if call.started_at is None:
+        return None
+    end = call.ending_at or call.ended_at
+    if end is None:
+        end = timezone.now() if call.is_open else call.started_at
+    return max(int((end - call.started_at).total_seconds()), 0)
+
+
+def figures_for(call: RealtimeCall) -> CallFigures:
+    tokens = call.tokens
+    if call.credits_charged is not None:
+        credits, label = call.credits_charged, "charged"
+    elif call.is_open:
+        credits, label = call.credits_held, "held"
+    else:
+        credits, label = None, ""
+    return CallFigures(
+        duration_seconds=call_duration_seconds(call),
+        tokens_total=sum(tokens.as_dict().values()),
+        cost_usd=format_usd(call.cost_microusd),
+        credits=credits,
+        credits_label=label,
+        badge=STATE_BADGES.get(call.state, ""),
+        end_reason_words=END_REASON_WORDS.get(call.end_reason, call.get_end_reason_display())
+        if call.end_reason
+        else "",
+    )
+
+
+def format_usd(microusd: int) -> str:
+    """Micro-dollars as dollars, with the precision small calls need ($0.0042)."""
+    dollars = microusd / 1_000_000
+    return f"${dollars:,.2f}" if dollars >= 1 else f"${dollars:.4f}"
+
+
+def format_duration(seconds: int | None) -> str:
+    if seconds is None:
+        return "–"
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _available_credits(user) -> int | None:
+    # billing is another app's; the Talk page works (without the figure) if it is not installed.
+    try:
+        from billing.services import available_credits
+    except ImportError:
+        return None
+    return available_credits(user)
+
+
+@require_GET
+@login_required
+@verified_email_required
+def talk(request):
+    assistants = list(Assistant.objects.filter(is_active=True, allow_proxy=True).order_by("name", "pk"))
+    selected = request.GET.get("assistant", "")
+    return render(
+        request,
+        "sessions/talk.html",
+        {
+            "assistants": assistants,
+            "selected": selected,
+            "available_credits": _available_credits(request.user),
+            "end_reasons": END_REASON_WORDS,
+        },
+    )
+
+
+@require_GET
+@login_required
+@verified_email_required
+def call_history(request):
+    calls = (
+        RealtimeCall.objects.filter(user=request.user)
+        .select_related("assistant")
+        .order_by("-created_at", "-pk")
+    )
+    page = Paginator(calls, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = [(call, figures_for(call)) for call in page.object_list]
+    return render(
+        request,
+        "sessions/history.html",
+        {
+            "page": page,
+            "rows": [{"call": c, "f": f, "duration": format_duration(f.duration_seconds)} for c, f in rows],
+        },
+    )
+
+
+@require_GET
+@login_required
+@verified_email_required
+def call_detail(request, public_id: str):
+    # Another user's call is a 404, like a call that does not exist: its id tells nothing.
+    call = get_object_or_404(
+        RealtimeCall.objects.select_related("assistant"), public_id=public_id, user=request.user
+    )
+    figures = figures_for(call)
+    tokens = call.tokens
+    token_rows = [
+        {"label": label, "count": getattr(tokens, name)}
+        for name, label in zip(
+            TokenCounts.CLASSES,
+            ("Text in", "Text in (cached)", "Text out", "Audio in", "Audio in (cached)", "Audio out"),
+            strict=True,
+        )
+    ]
+    events = list(call.events.all().order_by("at", "pk"))
+    return render(
+        request,
+        "sessions/call_detail.html",
+        {
+            "call": call,
+            "f": figures,
+            "duration": format_duration(figures.duration_seconds),
+            "token_rows": token_rows,
+            "events": events,
+        },
+    )
