@@ -1,9 +1,9 @@
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
-# Imported rather than listed in pytest_plugins (forbidden outside the root conftest). If the root
-# conftest also loads the plugin, these definitions simply shadow it here: one fake per worker.
-from fakes.openai.pytest_plugin import FakeOpenAI, fake_openai, fake_openai_server  # noqa: F401
+# The fixtures fake_openai / fake_openai_server come from fakes.openai.pytest_plugin, which the root
+# conftest loads (pytest_plugins is not allowed in a nested conftest).
+from fakes.openai.pytest_plugin import FakeOpenAI
 
 SESSION = {"type": "realtime", "model": "gpt-realtime", "instructions": "Be brief."}
 

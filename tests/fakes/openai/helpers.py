@@ -1,6 +1,7 @@
 """An aiortc caller for tests: offers like a browser, speaks a synthetic voice, listens back."""
 
 import asyncio
+import contextlib
 import fractions
 import json
 import math
@@ -103,10 +104,8 @@ class Caller:
             if remaining <= 0:
                 raise AssertionError(f"no {event_type}; got {[e['type'] for e in self.events]}")
             self.event_arrived.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.event_arrived.wait(), remaining)
-            except TimeoutError:
-                pass
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -1,0 +1,100 @@
+"""A real aiortc caller through the fake: media, data channel, sideband, usage, hangup."""
+
+import asyncio
+import time
+
+import pytest
+import websockets
+
+from tests.fakes.openai.conftest import SESSION
+from tests.fakes.openai.helpers import Caller, ScriptedMic
+
+
+async def connect(caller: Caller, client) -> str:
+    raw = client.realtime.calls.with_raw_response.create(sdp=await caller.offer(), session=SESSION)
+    await caller.accept_answer(raw.parse().text)
+    return raw.headers["location"].rsplit("/", 1)[-1]
+
+
+@pytest.mark.slow
+async def test_spoken_turn_gets_a_spoken_answer_seen_on_both_links(client, aclient, admin, fake_openai):
+    caller = Caller(ScriptedMic([(0.3, False), (1.2, True)]))
+    try:
+        call_id = await connect(caller, client)
+        async with aclient.realtime.connect(call_id=call_id) as sideband:
+            await caller.wait_for("session.created", timeout=5)
+            stopped = await caller.wait_for("input_audio_buffer.speech_stopped")
+            started = await caller.wait_for("input_audio_buffer.speech_started")
+            assert 1000 <= stopped["audio_end_ms"] - started["audio_start_ms"] <= 1400
+            done = await caller.wait_for("response.done")
+            types = [e["type"] for e in caller.events]
+            for expected in ("input_audio_buffer.committed", "conversation.item.added", "response.created",
+                             "rate_limits.updated", "response.output_audio_transcript.delta",
+                             "response.output_audio_transcript.done", "output_audio_buffer.started"):
+                assert expected in types
+            usage = done["response"]["usage"]
+            assert 10 <= usage["input_token_details"]["audio_tokens"] <= 14  # ~1 token per 100 ms of speech
+            transcript = done["response"]["output"][0]["content"][0]["transcript"]
+            words_seconds = len(transcript.split()) / 3.0  # fake's default speaking rate
+            assert usage["output_token_details"]["audio_tokens"] == pytest.approx(words_seconds * 20, abs=1)
+            assert all(e["event_id"].startswith("event_") for e in caller.events)
+
+            on_sideband = []
+            async for event in sideband:
+                on_sideband.append(event)
+                if event.type == "response.done":
+                    break
+            assert on_sideband[-1].event_id == done["event_id"]
+            assert on_sideband[-1].response.usage.total_tokens == usage["total_tokens"]
+            sideband_types = [e.type for e in on_sideband]
+            assert sideband_types == types[types.index(sideband_types[0]):types.index("response.done") + 1]
+
+            deadline = time.monotonic() + 3
+            while caller.loud_frames < 10 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert caller.loud_frames >= 10, caller.frames
+
+            hung_up = time.monotonic()
+            await aclient.realtime.calls.hangup(call_id)
+            with pytest.raises(websockets.exceptions.ConnectionClosedOK):
+                await asyncio.wait_for(sideband.recv(), 1)
+            await asyncio.wait_for(caller.channel_closed.wait(), 1)
+            while caller.pc.connectionState not in ("closed", "failed"):
+                assert time.monotonic() - hung_up < 1
+                await asyncio.sleep(0.02)
+            assert time.monotonic() - hung_up < 1
+
+        buckets = admin.admin.organization.usage.completions(start_time=fake_openai.now() - 120, bucket_width="1m")
+        results = [r for b in buckets.data for r in b.results]
+        assert sum(r.input_tokens for r in results) == usage["input_tokens"]
+        assert sum(r.output_tokens for r in results) == usage["output_tokens"]
+        assert sum(r.num_model_requests for r in results) == 1
+    finally:
+        await caller.close()
+
+
+async def test_response_create_on_datachannel_open_yields_a_transcript(client, fake_openai):
+    # What the product's Talk page does so that a transcript appears without anyone speaking.
+    caller = Caller()
+    caller.channel.on("open", lambda: caller.channel.send('{"type": "response.create"}'))
+    try:
+        call_id = await connect(caller, client)
+        done = await caller.wait_for("response.done")
+        transcript = await caller.wait_for("response.output_audio_transcript.done")
+        deltas = [e["delta"] for e in caller.events if e["type"] == "response.output_audio_transcript.delta"]
+        assert "".join(deltas) == transcript["transcript"] != ""
+        assert done["response"]["status"] == "completed"
+        assert fake_openai.call(call_id)["state"] == "active"
+    finally:
+        await caller.close()
+
+
+async def test_caller_leaving_ends_the_call_and_its_sidebands(client, aclient, fake_openai):
+    caller = Caller()
+    call_id = await connect(caller, client)
+    await caller.wait_for("session.created", timeout=5)
+    async with aclient.realtime.connect(call_id=call_id) as sideband:
+        await caller.close()
+        with pytest.raises(websockets.exceptions.ConnectionClosedOK):
+            await asyncio.wait_for(sideband.recv(), 3)
+    assert fake_openai.call(call_id)["end_reason"].startswith("peer_")
