@@ -1,0 +1,356 @@
+"""Credits: wallets, the append-only ledger, holds, credit packs, purchases, refunds, disputes and
+the Stripe events that cause them.
+
+Nothing here changes a balance by itself: `billing/services.py` is the only write path.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+def money(amount_cents: int, currency: str) -> str:
+    """Cents as the user reads them ("$12.00", "12.00 CHF")."""
+    symbol = {"usd": "$", "eur": "€", "gbp": "£"}.get(currency.lower())
+    amount = f"{amount_cents / 100:,.2f}"
+    return f"{symbol}{amount}" if symbol else f"{amount} {currency.upper()}"
+
+
+class Wallet(models.Model):
+    """One per user. `balance` and `held` cache the ledger and the active holds; both are updated
+    only under `select_for_update` of this row, in the same transaction as what they summarise.
+
+    `held <= balance` is *not* a table constraint: a hold is placed only when available
+    (balance − held) covers it, but a refund or dispute clawback may later take the balance under
+    what running calls still hold (even below zero). Those calls keep their holds and settle; the
+    wallet is then blocked until it is topped up.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="wallet")
+    balance = models.BigIntegerField(default=0, help_text="Credits: the sum of the ledger.")
+    held = models.BigIntegerField(default=0, help_text="Credits reserved by active holds.")
+    open_disputes = models.IntegerField(default=0, help_text="Payments under an open dispute.")
+    stripe_customer_id = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(held__gte=0), name="wallet_held_non_negative"),
+            models.CheckConstraint(condition=Q(open_disputes__gte=0), name="wallet_open_disputes_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Wallet of {self.user}"
+
+    @property
+    def available(self) -> int:
+        return max(0, self.balance - self.held) if not self.blocked_reason else 0
+
+    @property
+    def blocked_reason(self) -> str:
+        """Why new holds are refused, in words for the user ("" when they are not)."""
+        if self.balance < 0:
+            return (
+                f"Your balance is {self.balance:,} credits after a refund or a payment dispute. "
+                "Buy credits to settle it before starting new calls."
+            )
+        if self.open_disputes > 0:
+            return "One of your payments is disputed with your bank. New calls are paused until it is resolved."
+        return ""
+
+
+class LedgerQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise TypeError("The ledger is append-only: entries are never updated.")
+
+    def delete(self):
+        raise TypeError("The ledger is append-only: entries are never deleted.")
+
+
+class LedgerEntry(models.Model):
+    """One signed change of a wallet's balance. Never updated or deleted."""
+
+    class Kind(models.TextChoices):
+        PURCHASE = "purchase", "Purchase"
+        BONUS = "bonus", "Bonus"
+        USAGE = "usage", "Usage"
+        REFUND = "refund", "Refund"
+        REFUND_REVERSAL = "refund_reversal", "Failed refund given back"
+        DISPUTE = "dispute", "Dispute"
+        DISPUTE_WON = "dispute_won", "Dispute closed in our favour"
+        ADJUSTMENT = "adjustment", "Staff adjustment"
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="entries")
+    credits = models.BigIntegerField(help_text="Signed: positive adds credits, negative removes them.")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    balance_after = models.BigIntegerField()
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    reference = models.CharField(max_length=255, blank=True, help_text="What caused it, e.g. purchase:<id>.")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    memo = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = LedgerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "ledger entries"
+        indexes = [models.Index(fields=["wallet", "-id"], name="ledger_wallet_recent")]
+        constraints = [
+            models.CheckConstraint(condition=~Q(credits=0), name="ledger_credits_non_zero"),
+            models.CheckConstraint(
+                condition=Q(kind__in=["purchase", "bonus", "refund_reversal", "dispute_won"], credits__gt=0)
+                | Q(kind__in=["usage", "refund", "dispute"], credits__lt=0)
+                | Q(kind="adjustment"),
+                name="ledger_sign_matches_kind",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.credits:+,} {self.kind} ({self.idempotency_key})"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not kwargs.get("force_insert"):
+            raise TypeError("The ledger is append-only: entries are never updated.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise TypeError("The ledger is append-only: entries are never deleted.")
+
+    def explain(self) -> str:
+        """The entry in words, for the wallet page."""
+        amount = abs(self.credits)
+        text = {
+            self.Kind.PURCHASE: f"Bought {amount:,} credits",
+            self.Kind.BONUS: f"Received {amount:,} bonus credits",
+            self.Kind.USAGE: f"Used {amount:,} credits",
+            self.Kind.REFUND: f"{amount:,} credits taken back because a payment was refunded",
+            self.Kind.REFUND_REVERSAL: f"{amount:,} credits given back because a refund failed",
+            self.Kind.DISPUTE: f"{amount:,} credits taken back because a payment was disputed",
+            self.Kind.DISPUTE_WON: f"{amount:,} credits given back: the dispute was closed in our favour",
+            self.Kind.ADJUSTMENT: f"Staff {'added' if self.credits > 0 else 'removed'} {amount:,} credits",
+        }.get(self.kind, f"{self.credits:+,} credits")
+        return f"{text}: {self.memo}" if self.memo else text
+
+
+class Hold(models.Model):
+    """Credits reserved for something that will cost at most that much (a call).
+
+    Settled exactly once (debit what was used, release the rest) or released whole.
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        SETTLED = "settled", "Settled"
+        RELEASED = "released", "Released"
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="holds")
+    credits = models.BigIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    reference = models.CharField(max_length=255, help_text="What it is for, e.g. session:<id>.")
+    memo = models.TextField(blank=True)
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    charged_credits = models.BigIntegerField(default=0, help_text="Debited under the hold.")
+    released_credits = models.BigIntegerField(default=0)
+    overshoot_credits = models.BigIntegerField(default=0, help_text="Used beyond the hold.")
+    uncollected_credits = models.BigIntegerField(default=0, help_text="Overshoot the wallet could not pay.")
+    entry = models.ForeignKey(LedgerEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["status", "created_at"], name="hold_status_created")]
+        constraints = [
+            models.CheckConstraint(condition=Q(credits__gt=0), name="hold_credits_positive"),
+            models.CheckConstraint(
+                condition=Q(status="active", finished_at__isnull=True, charged_credits=0, released_credits=0)
+                | (
+                    Q(status__in=["settled", "released"], finished_at__isnull=False)
+                    & Q(charged_credits__gte=0, released_credits__gte=0)
+                    & Q(charged_credits__lte=models.F("credits"))
+                ),
+                name="hold_final_fields_consistent",
+            ),
+            models.CheckConstraint(
+                condition=Q(overshoot_credits__gte=0, uncollected_credits__gte=0)
+                & Q(uncollected_credits__lte=models.F("overshoot_credits")),
+                name="hold_overshoot_consistent",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Hold {self.pk} of {self.credits:,} ({self.status})"
+
+
+class CreditPack(models.Model):
+    """What can be bought. The browser names a pack by `key`; price and credits come from here."""
+
+    key = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=100)
+    credits = models.PositiveIntegerField()
+    price_cents = models.PositiveIntegerField()
+    currency = models.CharField(max_length=3, default="usd")
+    active = models.BooleanField(default=True)
+    order = models.PositiveIntegerField(default=0)
+    stripe_price_id = models.CharField(
+        max_length=255, blank=True, help_text="Optional Stripe Price; empty: an inline price from this row."
+    )
+
+    class Meta:
+        ordering = ["order", "price_cents"]
+        constraints = [
+            models.CheckConstraint(condition=Q(credits__gt=0), name="pack_credits_positive"),
+            # Stripe's minimum charge is about 50 cents in most currencies.
+            models.CheckConstraint(condition=Q(price_cents__gte=50), name="pack_price_at_least_50"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.credits:,} credits)"
+
+    @property
+    def price_display(self) -> str:
+        return money(self.price_cents, self.currency)
+
+
+class Purchase(models.Model):
+    """One attempt to buy a pack: made (pending) before its Checkout Session exists."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for payment"
+        PROCESSING = "processing", "Payment processing"
+        PAID = "paid", "Paid"
+        FAILED = "failed", "Payment failed"
+        EXPIRED = "expired", "Expired"
+        REJECTED = "rejected", "Rejected (does not match the pack)"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="purchases")
+    pack = models.ForeignKey(CreditPack, on_delete=models.PROTECT, related_name="purchases")
+    # A snapshot of the pack when bought: staff may change the pack afterwards.
+    credits = models.PositiveIntegerField()
+    amount_cents = models.PositiveIntegerField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING, db_index=True)
+    checkout_session_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    checkout_url = models.URLField(max_length=2000, blank=True)
+    payment_intent_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    failure_reason = models.CharField(max_length=500, blank=True)
+    refunded_amount_cents = models.PositiveIntegerField(default=0)
+    refunded_credits = models.PositiveIntegerField(default=0)
+    disputed_credits = models.PositiveIntegerField(default=0)
+    credited_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status="paid", credited_at__isnull=False) | (~Q(status="paid") & Q(credited_at__isnull=True)),
+                name="purchase_paid_iff_credited",
+            ),
+            models.CheckConstraint(
+                condition=Q(refunded_amount_cents__lte=models.F("amount_cents")), name="purchase_refund_within_amount"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Purchase {self.public_id} ({self.credits:,} credits, {self.status})"
+
+    @property
+    def amount_display(self) -> str:
+        return money(self.amount_cents, self.currency)
+
+    @property
+    def status_message(self) -> str:
+        """A sentence for the user about where this purchase stands."""
+        if self.status == self.Status.PAID:
+            parts = [f"{self.credits:,} credits added."]
+            if self.refunded_amount_cents >= self.amount_cents:
+                parts.append(f"Refunded in full; {self.refunded_credits:,} credits taken back.")
+            elif self.refunded_amount_cents:
+                parts.append(f"Partly refunded; {self.refunded_credits:,} credits taken back.")
+            if self.disputed_credits:
+                parts.append(f"Disputed; {self.disputed_credits:,} credits held back.")
+            return " ".join(parts)
+        return {
+            self.Status.PENDING: "Waiting for payment at Stripe.",
+            self.Status.PROCESSING: "Your bank payment is processing; credits arrive when it clears.",
+            self.Status.FAILED: "The payment failed or was declined; nothing was charged.",
+            self.Status.EXPIRED: "The checkout expired before payment; nothing was charged.",
+            self.Status.REJECTED: "This payment did not match the pack; staff have been told.",
+        }[self.status]
+
+
+class Refund(models.Model):
+    """A Stripe refund (`re_…`) of a purchase, applied to the wallet once."""
+
+    stripe_refund_id = models.CharField(max_length=255, unique=True)
+    purchase = models.ForeignKey(Purchase, on_delete=models.PROTECT, related_name="refunds")
+    amount_cents = models.PositiveIntegerField()
+    status = models.CharField(max_length=30)
+    credits = models.PositiveIntegerField(default=0, help_text="Credits taken back for it (0 once reversed).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.stripe_refund_id} ({self.status})"
+
+
+class Dispute(models.Model):
+    """A Stripe dispute (`dp_…`) of a purchase: credits clawed back while it is open."""
+
+    stripe_dispute_id = models.CharField(max_length=255, unique=True)
+    purchase = models.ForeignKey(Purchase, on_delete=models.PROTECT, related_name="disputes")
+    amount_cents = models.PositiveIntegerField()
+    status = models.CharField(max_length=30)
+    is_open = models.BooleanField(default=True)
+    credits = models.PositiveIntegerField(default=0, help_text="Credits clawed back for it.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.stripe_dispute_id} ({self.status})"
+
+
+class StripeEvent(models.Model):
+    """Every verified webhook event, stored before it is processed (unique by Stripe's id)."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        PROCESSING = "processing", "Processing"
+        PROCESSED = "processed", "Processed"
+        IGNORED = "ignored", "Ignored"
+        FAILED = "failed", "Failed"
+
+    event_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=100, db_index=True)
+    livemode = models.BooleanField(default=False)
+    object_id = models.CharField(max_length=255, blank=True, db_index=True)
+    payload = models.JSONField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.RECEIVED, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    deliveries = models.PositiveIntegerField(default=1, help_text="Times Stripe delivered it.")
+    last_error = models.TextField(blank=True)
+    note = models.CharField(max_length=500, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} {self.type} ({self.status})"

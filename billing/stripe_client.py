@@ -1,0 +1,131 @@
+"""The only module that imports `stripe`.
+
+One `StripeClient` per process, built from settings: pinned API version, httpx transport with a
+timeout, 2 network retries (stripe-python reuses the idempotency key across them), and the base
+address of fakes/stripe when `STRIPE_API_BASE` is set. Every SDK error leaves here as one of ours;
+every Stripe object leaves here as a plain dict.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import stripe
+from django.conf import settings
+
+from billing.exceptions import InvalidWebhook, PaymentsNotConfigured, StripeFailure, StripeUnavailable
+
+API_VERSION = "2026-10-28.endive"  # what stripe-python 16.1 speaks; webhook endpoints must match
+NETWORK_RETRIES = 2
+SIGNATURE_TOLERANCE_SECONDS = 300
+
+_lock = threading.Lock()
+_client: stripe.StripeClient | None = None
+_client_config: tuple | None = None
+
+
+def ensure_configured() -> None:
+    if not settings.STRIPE_SECRET_KEY:
+        raise PaymentsNotConfigured("Payments are not configured (STRIPE_SECRET_KEY is empty).")
+
+
+def livemode() -> bool:
+    """Whether the configured key is a live one; events of the other mode are ignored."""
+    return settings.STRIPE_SECRET_KEY.startswith(("sk_live_", "rk_live_"))
+
+
+def get_client() -> stripe.StripeClient:
+    """The process's client; rebuilt when the settings it came from change (tests override them)."""
+    global _client, _client_config
+    ensure_configured()
+    config = (settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE, settings.STRIPE_TIMEOUT_SECONDS)
+    with _lock:
+        if _client is None or _client_config != config:
+            base = {"api": settings.STRIPE_API_BASE.rstrip("/")} if settings.STRIPE_API_BASE else None
+            _client = stripe.StripeClient(
+                settings.STRIPE_SECRET_KEY,
+                stripe_version=API_VERSION,
+                base_addresses=base,
+                max_network_retries=NETWORK_RETRIES,
+                http_client=stripe.HTTPXClient(timeout=settings.STRIPE_TIMEOUT_SECONDS, allow_sync_methods=True),
+            )
+            _client_config = config
+        return _client
+
+
+def _plain(obj: Any) -> dict:
+    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+
+
+def _call(fn, *args, **kwargs) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
+        raise StripeUnavailable(f"Stripe is unreachable or busy: {exc.user_message or type(exc).__name__}") from exc
+    except stripe.APIError as exc:
+        raise StripeUnavailable(f"Stripe had a server error (HTTP {exc.http_status})") from exc
+    except stripe.StripeError as exc:
+        # Bad parameters, authentication, idempotency conflicts: a retry will not help.
+        raise StripeFailure(f"Stripe refused the request: {exc.user_message or type(exc).__name__}") from exc
+
+
+def create_customer(*, email: str, name: str, user_id: int, idempotency_key: str) -> str:
+    customer = _call(
+        get_client().v1.customers.create,
+        params={"email": email, "name": name, "metadata": {"user_id": str(user_id)}},
+        options={"idempotency_key": idempotency_key},
+    )
+    return customer["id"]
+
+
+def create_checkout_session(*, params: dict, idempotency_key: str) -> dict:
+    session = _call(
+        get_client().v1.checkout.sessions.create, params=params, options={"idempotency_key": idempotency_key}
+    )
+    return _plain(session)
+
+
+def retrieve_checkout_session(session_id: str) -> dict:
+    session = _call(
+        get_client().v1.checkout.sessions.retrieve, session_id, params={"expand": ["line_items"]}
+    )
+    return _plain(session)
+
+
+def retrieve_payment_intent(payment_intent_id: str) -> dict:
+    return _plain(_call(get_client().v1.payment_intents.retrieve, payment_intent_id))
+
+
+def list_charge_refunds(charge_id: str) -> list[dict]:
+    page = _call(get_client().v1.refunds.list, params={"charge": charge_id, "limit": 100})
+    return [_plain(refund) for refund in page.data]
+
+
+def construct_event(*, payload: bytes, sig_header: str | None) -> dict:
+    """Verify a webhook's `Stripe-Signature` (v1 HMAC, 300 s tolerance) and return the event.
+
+    stripe-python checks only that the timestamp is not too old; a timestamp from the future is
+    refused here too, so a captured request cannot be replayed later by pre-dating it.
+    """
+    secret = settings.STRIPE_WEBHOOK_SECRET
+    if not secret:
+        raise InvalidWebhook("STRIPE_WEBHOOK_SECRET is not configured")
+    try:
+        stripe.Webhook.construct_event(payload, sig_header or "", secret, tolerance=SIGNATURE_TOLERANCE_SECONDS)
+        event = json.loads(payload)
+    except (ValueError, stripe.SignatureVerificationError) as exc:
+        raise InvalidWebhook(str(exc)) from exc
+    timestamps = [p.split("=", 1)[1] for p in (sig_header or "").split(",") if p.startswith("t=")]
+    if not timestamps or int(timestamps[0]) > time.time() + SIGNATURE_TOLERANCE_SECONDS:
+        raise InvalidWebhook("Timestamp outside the tolerance zone (in the future)")
+    if not isinstance(event, dict) or not event.get("id") or event.get("object") != "event":
+        raise InvalidWebhook("Not a Stripe event")
+    return event
+
+
+def signature_header_for_tests(payload: str, secret: str, timestamp: int | None = None) -> str:
+    """A valid `Stripe-Signature` for `payload` (stripe-python's own generator)."""
+    return stripe.WebhookSignature.generate_signature_header(payload, secret, timestamp=timestamp)
