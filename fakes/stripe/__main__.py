@@ -19,13 +19,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=12111, help="0 picks a free port (printed on stdout)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--secret-key", default="sk_test_fake", help="the only API key accepted")
-    p.add_argument("--webhook", action="append", default=[], metavar="URL",
-                   help="deliver every event to URL (repeatable)")
+    p.add_argument(
+        "--webhook",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="deliver every event to URL (repeatable)",
+    )
     p.add_argument("--webhook-secret", default="whsec_fake", help="signing secret for --webhook URLs")
-    p.add_argument("--public-url", help="base URL of the hosted checkout page when it differs from the "
-                                         "address clients use for the API")
-    p.add_argument("--async-delay", type=float, default=3.0,
-                   help="seconds before a 'pay later' payment settles")
+    p.add_argument(
+        "--public-url",
+        help="base URL of the hosted checkout page when it differs from the address clients use for the API",
+    )
+    p.add_argument(
+        "--async-delay", type=float, default=3.0, help="seconds before a 'pay later' payment settles"
+    )
     p.add_argument("--retry-base", type=float, default=2.0, help="first webhook retry delay in seconds")
     p.add_argument("--retry-factor", type=float, default=2.0, help="backoff multiplier between retries")
     p.add_argument("--max-attempts", type=int, default=6, help="webhook attempts before giving up")
@@ -67,8 +75,11 @@ async def serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     asyncio.run(serve(args))
     return 0
 

@@ -15,49 +15,177 @@ from .forms import check_known, get_bool, get_dict, get_int, get_list, get_metad
 from .store import Store, new_id, now, public
 
 CUSTOMER_PARAMS = {
-    "address", "balance", "business_name", "cash_balance", "description", "email", "individual_name",
-    "invoice_prefix", "invoice_settings", "metadata", "name", "next_invoice_sequence", "payment_method",
-    "phone", "preferred_locales", "shipping", "source", "tax", "tax_exempt", "tax_id_data", "test_clock",
+    "address",
+    "balance",
+    "business_name",
+    "cash_balance",
+    "description",
+    "email",
+    "individual_name",
+    "invoice_prefix",
+    "invoice_settings",
+    "metadata",
+    "name",
+    "next_invoice_sequence",
+    "payment_method",
+    "phone",
+    "preferred_locales",
+    "shipping",
+    "source",
+    "tax",
+    "tax_exempt",
+    "tax_id_data",
+    "test_clock",
     "validate",
 }
 SESSION_PARAMS = {
-    "adaptive_pricing", "after_expiration", "allow_promotion_codes", "allowed_payment_method_types",
-    "automatic_tax", "billing_address_collection", "branding_settings", "cancel_url", "client_reference_id",
-    "consent_collection", "currency", "custom_fields", "custom_text", "customer", "customer_account",
-    "customer_creation", "customer_email", "customer_update", "discounts", "excluded_payment_method_types",
-    "expires_at", "integration_identifier", "invoice_creation", "line_items", "locale", "managed_payments",
-    "metadata", "mode", "name_collection", "optional_items", "origin_context", "payment_intent_data",
-    "payment_method_collection", "payment_method_configuration", "payment_method_data",
-    "payment_method_options", "payment_method_types", "permissions", "phone_number_collection",
-    "redirect_on_completion", "return_url", "saved_payment_method_options", "setup_intent_data",
-    "shipping_address_collection", "shipping_options", "submit_type", "subscription_data", "success_url",
-    "tax_id_collection", "ui_mode", "wallet_options",
+    "adaptive_pricing",
+    "after_expiration",
+    "allow_promotion_codes",
+    "allowed_payment_method_types",
+    "automatic_tax",
+    "billing_address_collection",
+    "branding_settings",
+    "cancel_url",
+    "client_reference_id",
+    "consent_collection",
+    "currency",
+    "custom_fields",
+    "custom_text",
+    "customer",
+    "customer_account",
+    "customer_creation",
+    "customer_email",
+    "customer_update",
+    "discounts",
+    "excluded_payment_method_types",
+    "expires_at",
+    "integration_identifier",
+    "invoice_creation",
+    "line_items",
+    "locale",
+    "managed_payments",
+    "metadata",
+    "mode",
+    "name_collection",
+    "optional_items",
+    "origin_context",
+    "payment_intent_data",
+    "payment_method_collection",
+    "payment_method_configuration",
+    "payment_method_data",
+    "payment_method_options",
+    "payment_method_types",
+    "permissions",
+    "phone_number_collection",
+    "redirect_on_completion",
+    "return_url",
+    "saved_payment_method_options",
+    "setup_intent_data",
+    "shipping_address_collection",
+    "shipping_options",
+    "submit_type",
+    "subscription_data",
+    "success_url",
+    "tax_id_collection",
+    "ui_mode",
+    "wallet_options",
 }
 LINE_ITEM_PARAMS = {"adjustable_quantity", "metadata", "price", "price_data", "quantity", "tax_rates"}
-PRICE_DATA_PARAMS = {"currency", "product", "product_data", "recurring", "tax_behavior", "unit_amount",
-                     "unit_amount_decimal"}
+PRICE_DATA_PARAMS = {
+    "currency",
+    "product",
+    "product_data",
+    "recurring",
+    "tax_behavior",
+    "unit_amount",
+    "unit_amount_decimal",
+}
 PRODUCT_DATA_PARAMS = {"description", "images", "metadata", "name", "tax_code", "tax_details", "unit_label"}
 PAYMENT_INTENT_DATA_PARAMS = {
-    "application_fee_amount", "capture_method", "description", "metadata", "on_behalf_of", "receipt_email",
-    "setup_future_usage", "shipping", "statement_descriptor", "statement_descriptor_suffix",
-    "transfer_data", "transfer_group",
+    "application_fee_amount",
+    "capture_method",
+    "description",
+    "metadata",
+    "on_behalf_of",
+    "receipt_email",
+    "setup_future_usage",
+    "shipping",
+    "statement_descriptor",
+    "statement_descriptor_suffix",
+    "transfer_data",
+    "transfer_group",
 }
-PRICE_PARAMS = {"active", "billing_scheme", "currency", "currency_options", "custom_unit_amount",
-                "lookup_key", "metadata", "nickname", "product", "product_data", "recurring",
-                "tax_behavior", "tiers", "tiers_mode", "transfer_lookup_key", "transform_quantity",
-                "unit_amount", "unit_amount_decimal"}
-PRODUCT_PARAMS = {"active", "default_price_data", "description", "id", "images", "marketing_features",
-                  "metadata", "name", "package_dimensions", "shippable", "statement_descriptor",
-                  "tax_code", "tax_details", "type", "unit_label", "url"}
-REFUND_PARAMS = {"amount", "charge", "currency", "customer", "instructions_email", "metadata", "origin",
-                 "payment_intent", "reason", "refund_application_fee", "reverse_transfer"}
+PRICE_PARAMS = {
+    "active",
+    "billing_scheme",
+    "currency",
+    "currency_options",
+    "custom_unit_amount",
+    "lookup_key",
+    "metadata",
+    "nickname",
+    "product",
+    "product_data",
+    "recurring",
+    "tax_behavior",
+    "tiers",
+    "tiers_mode",
+    "transfer_lookup_key",
+    "transform_quantity",
+    "unit_amount",
+    "unit_amount_decimal",
+}
+PRODUCT_PARAMS = {
+    "active",
+    "default_price_data",
+    "description",
+    "id",
+    "images",
+    "marketing_features",
+    "metadata",
+    "name",
+    "package_dimensions",
+    "shippable",
+    "statement_descriptor",
+    "tax_code",
+    "tax_details",
+    "type",
+    "unit_label",
+    "url",
+}
+REFUND_PARAMS = {
+    "amount",
+    "charge",
+    "currency",
+    "customer",
+    "instructions_email",
+    "metadata",
+    "origin",
+    "payment_intent",
+    "reason",
+    "refund_application_fee",
+    "reverse_transfer",
+}
 REFUND_REASONS = {"duplicate", "fraudulent", "requested_by_customer"}
 WEBHOOK_PARAMS = {"api_version", "connect", "description", "enabled_events", "metadata", "url"}
 WEBHOOK_UPDATE_PARAMS = {"description", "disabled", "enabled_events", "metadata", "url"}
 DISPUTE_REASONS = {
-    "bank_cannot_process", "check_returned", "credit_not_processed", "customer_initiated", "debit_not_authorized",
-    "duplicate", "fraudulent", "general", "incorrect_account_details", "insufficient_funds", "noncompliant",
-    "product_not_received", "product_unacceptable", "subscription_canceled", "unrecognized",
+    "bank_cannot_process",
+    "check_returned",
+    "credit_not_processed",
+    "customer_initiated",
+    "debit_not_authorized",
+    "duplicate",
+    "fraudulent",
+    "general",
+    "incorrect_account_details",
+    "insufficient_funds",
+    "noncompliant",
+    "product_not_received",
+    "product_unacceptable",
+    "subscription_canceled",
+    "unrecognized",
 }
 CHECKOUT_ID_TEMPLATE = "{CHECKOUT_SESSION_ID}"
 DEFAULT_EMAIL = "customer@example.com"
@@ -143,7 +271,9 @@ def _unit_amount(params: dict[str, Any], prefix: str) -> int:
     return amount
 
 
-def create_price(store: Store, params: dict[str, Any], prefix: str = "", active: bool = True) -> dict[str, Any]:
+def create_price(
+    store: Store, params: dict[str, Any], prefix: str = "", active: bool = True
+) -> dict[str, Any]:
     """A Price from ``POST /v1/prices`` or, with ``prefix``, from ``line_items[i][price_data]``."""
     check_known(params, PRICE_PARAMS if not prefix else PRICE_DATA_PARAMS, prefix)
 
@@ -204,9 +334,13 @@ def create_session(store: Store, params: dict[str, Any], base_url: str) -> dict[
     if customer_id:
         store.get("customer", customer_id, "customer")
         if get_str(params, "customer_email"):
-            raise invalid_param("customer_email", "You may only specify one of these parameters: customer, customer_email.")
+            raise invalid_param(
+                "customer_email", "You may only specify one of these parameters: customer, customer_email."
+            )
         if get_str(params, "customer_creation"):
-            raise invalid_param("customer_creation", "`customer_creation` can only be used when `customer` is not set.")
+            raise invalid_param(
+                "customer_creation", "`customer_creation` can only be used when `customer` is not set."
+            )
     creation = get_str(params, "customer_creation")
     if creation not in (None, "always", "if_required"):
         raise invalid_param("customer_creation", f"Invalid customer_creation: {creation}")
@@ -228,9 +362,15 @@ def create_session(store: Store, params: dict[str, Any], base_url: str) -> dict[
         expires_at = created + 86400
     # Stripe allows 30 min to 24 h; the minute of slack absorbs clock skew in "now + 30 min".
     elif expires_at < created + 1800 - 60:
-        raise invalid_param("expires_at", "The `expires_at` timestamp must be at least 30 minutes from Checkout Session creation.")
+        raise invalid_param(
+            "expires_at",
+            "The `expires_at` timestamp must be at least 30 minutes from Checkout Session creation.",
+        )
     elif expires_at > created + 86400:
-        raise invalid_param("expires_at", "The `expires_at` timestamp must be less than 24 hours from Checkout Session creation.")
+        raise invalid_param(
+            "expires_at",
+            "The `expires_at` timestamp must be less than 24 hours from Checkout Session creation.",
+        )
 
     raw_items = get_list(params, "line_items")
     if not raw_items:
@@ -247,23 +387,33 @@ def create_session(store: Store, params: dict[str, Any], base_url: str) -> dict[
         if quantity < 1:
             raise invalid_param(f"{prefix}[quantity]", "Quantity must be greater than 0.")
         if raw.get("price") and raw.get("price_data"):
-            raise invalid_param(prefix, f"You may only specify one of these parameters: {prefix}[price], {prefix}[price_data].")
+            raise invalid_param(
+                prefix,
+                f"You may only specify one of these parameters: {prefix}[price], {prefix}[price_data].",
+            )
         if raw.get("price"):
             price_obj = store.get("price", get_str(raw, "price"), f"{prefix}[price]")
             if not price_obj["active"]:
-                raise invalid_param(f"{prefix}[price]", "The price specified is inactive. This field only accepts active prices.")
+                raise invalid_param(
+                    f"{prefix}[price]",
+                    "The price specified is inactive. This field only accepts active prices.",
+                )
         elif raw.get("price_data"):
             # Stripe stores inline prices as inactive Price objects of their own.
-            price_obj = create_price(store, get_dict(raw, "price_data"), f"{prefix}[price_data]", active=False)
+            price_obj = create_price(
+                store, get_dict(raw, "price_data"), f"{prefix}[price_data]", active=False
+            )
         else:
             raise invalid_param(prefix, f"You must specify either `price` or `price_data` in {prefix}.")
         product_obj = store.objects.get(price_obj["product"], {})
-        items.append(objects.line_item(
-            price_obj=public(price_obj),
-            quantity=quantity,
-            description=product_obj.get("name", ""),
-            metadata=get_metadata(raw),
-        ))
+        items.append(
+            objects.line_item(
+                price_obj=public(price_obj),
+                quantity=quantity,
+                description=product_obj.get("name", ""),
+                metadata=get_metadata(raw),
+            )
+        )
     currencies = {item["currency"] for item in items}
     if len(currencies) > 1:
         raise invalid_param("line_items", "All line items must have the same currency.")
@@ -382,8 +532,14 @@ def _complete(store: Store, session: dict[str, Any], email: str, name: str | Non
     session["status"] = "complete"
     session["url"] = None
     session["customer_details"] = {
-        "address": {"city": None, "country": "US", "line1": None, "line2": None,
-                    "postal_code": "10001", "state": None},
+        "address": {
+            "city": None,
+            "country": "US",
+            "line1": None,
+            "line2": None,
+            "postal_code": "10001",
+            "state": None,
+        },
         "business_name": None,
         "email": email,
         "individual_name": None,
@@ -394,11 +550,25 @@ def _complete(store: Store, session: dict[str, Any], email: str, name: str | Non
     }
 
 
-def _new_charge(store: Store, pi: dict[str, Any], *, status: str, method_type: str, email: str,
-                name: str | None, declined: bool = False) -> dict[str, Any]:
+def _new_charge(
+    store: Store,
+    pi: dict[str, Any],
+    *,
+    status: str,
+    method_type: str,
+    email: str,
+    name: str | None,
+    declined: bool = False,
+) -> dict[str, Any]:
     pi["payment_method"] = new_id("pm_1")
-    ch = objects.charge(pi=pi, status=status, method_type=method_type, email=email, name=name,
-                        card=objects.DECLINED_CARD if declined else None)
+    ch = objects.charge(
+        pi=pi,
+        status=status,
+        method_type=method_type,
+        email=email,
+        name=name,
+        card=objects.DECLINED_CARD if declined else None,
+    )
     ch["payment_method"] = pi["payment_method"]
     ch["outcome"] = dict(objects.DECLINED_OUTCOME if declined else objects.APPROVED_OUTCOME)
     store.add(ch)
@@ -406,8 +576,9 @@ def _new_charge(store: Store, pi: dict[str, Any], *, status: str, method_type: s
     return ch
 
 
-def pay_session(store: Store, session: dict[str, Any], *, email: str | None = None,
-                name: str | None = None) -> dict[str, Any]:
+def pay_session(
+    store: Store, session: dict[str, Any], *, email: str | None = None, name: str | None = None
+) -> dict[str, Any]:
     """The customer pays by card and the card succeeds."""
     _require_open(session)
     email = _session_email(session, store, email)
@@ -440,8 +611,12 @@ def decline_session(store: Store, session: dict[str, Any], *, email: str | None 
         "decline_code": "generic_decline",
         "doc_url": "https://docs.stripe.com/error-codes/card-declined",
         "message": DECLINE_MESSAGE,
-        "payment_method": {"id": pi["payment_method"], "object": "payment_method", "type": "card",
-                           "card": dict(objects.DECLINED_CARD)},
+        "payment_method": {
+            "id": pi["payment_method"],
+            "object": "payment_method",
+            "type": "card",
+            "card": dict(objects.DECLINED_CARD),
+        },
         "type": "card_error",
     }
     pi.update(status="requires_payment_method", last_payment_error=error)
@@ -453,8 +628,9 @@ def decline_session(store: Store, session: dict[str, Any], *, email: str | None 
 ASYNC_METHOD = "us_bank_account"
 
 
-def pay_session_later(store: Store, session: dict[str, Any], *, email: str | None = None,
-                      name: str | None = None) -> dict[str, Any]:
+def pay_session_later(
+    store: Store, session: dict[str, Any], *, email: str | None = None, name: str | None = None
+) -> dict[str, Any]:
     """A delayed-notification method (bank debit): complete now, money arrives or not later."""
     _require_open(session)
     email = _session_email(session, store, email)
@@ -474,11 +650,18 @@ def settle_session(store: Store, session: dict[str, Any], *, succeed: bool) -> d
     """The delayed payment of a "pay later" session lands or bounces."""
     pi = store.objects.get(session["payment_intent"] or "")
     if session["status"] != "complete" or pi is None or pi["status"] != "processing":
-        raise StripeError("This Checkout Session has no payment waiting to settle.", code="payment_intent_unexpected_state")
+        raise StripeError(
+            "This Checkout Session has no payment waiting to settle.", code="payment_intent_unexpected_state"
+        )
     ch = store.objects[pi["latest_charge"]]
     if succeed:
-        ch.update(status="succeeded", paid=True, captured=True, amount_captured=ch["amount"],
-                  balance_transaction=new_id("txn_3"))
+        ch.update(
+            status="succeeded",
+            paid=True,
+            captured=True,
+            amount_captured=ch["amount"],
+            balance_transaction=new_id("txn_3"),
+        )
         pi.update(status="succeeded", amount_received=pi["amount"])
         session["payment_status"] = "paid"
         store.emit("charge.succeeded", ch)
@@ -486,12 +669,26 @@ def settle_session(store: Store, session: dict[str, Any], *, succeed: bool) -> d
         store.emit("checkout.session.async_payment_succeeded", session)
     else:
         message = "The customer's account has insufficient funds to cover this payment."
-        ch.update(status="failed", failure_code="insufficient_funds", failure_message=message,
-                  outcome={**objects.DECLINED_OUTCOME, "reason": "insufficient_funds", "seller_message": message})
-        pi.update(status="requires_payment_method", last_payment_error={
-            "code": "insufficient_funds", "message": message, "type": "invalid_request_error",
-            "charge": ch["id"], "payment_method": {"id": pi["payment_method"], "object": "payment_method",
-                                                   "type": ASYNC_METHOD}})
+        ch.update(
+            status="failed",
+            failure_code="insufficient_funds",
+            failure_message=message,
+            outcome={**objects.DECLINED_OUTCOME, "reason": "insufficient_funds", "seller_message": message},
+        )
+        pi.update(
+            status="requires_payment_method",
+            last_payment_error={
+                "code": "insufficient_funds",
+                "message": message,
+                "type": "invalid_request_error",
+                "charge": ch["id"],
+                "payment_method": {
+                    "id": pi["payment_method"],
+                    "object": "payment_method",
+                    "type": ASYNC_METHOD,
+                },
+            },
+        )
         store.emit("charge.failed", ch)
         store.emit("payment_intent.payment_failed", pi)
         store.emit("checkout.session.async_payment_failed", session)
@@ -504,7 +701,9 @@ def settle_session(store: Store, session: dict[str, Any], *, succeed: bool) -> d
 def _charge_for(store: Store, params: dict[str, Any]) -> dict[str, Any]:
     charge_id, pi_id = get_str(params, "charge"), get_str(params, "payment_intent")
     if charge_id and pi_id:
-        raise invalid_param("payment_intent", "You may only specify one of these parameters: charge, payment_intent.")
+        raise invalid_param(
+            "payment_intent", "You may only specify one of these parameters: charge, payment_intent."
+        )
     if charge_id:
         return store.get("charge", charge_id, "charge")
     if pi_id:
@@ -512,12 +711,14 @@ def _charge_for(store: Store, params: dict[str, Any]) -> dict[str, Any]:
         if pi["status"] != "succeeded" or not pi["latest_charge"]:
             raise StripeError(
                 f"This PaymentIntent ({pi_id}) does not have a successful charge to refund.",
-                code="charge_not_refundable", param="payment_intent",
+                code="charge_not_refundable",
+                param="payment_intent",
             )
         return store.objects[pi["latest_charge"]]
     raise StripeError(
         "One of the following params should be provided for this request: payment_intent or charge.",
-        code="parameter_missing", replayable=False,
+        code="parameter_missing",
+        replayable=False,
     )
 
 
@@ -528,21 +729,29 @@ def _blocking_dispute(store: Store, ch: dict[str, Any]) -> dict[str, Any] | None
     return None
 
 
-def create_refund(store: Store, params: dict[str, Any], *, status: str = "succeeded",
-                  allow_unknown: bool = False) -> dict[str, Any]:
+def create_refund(
+    store: Store, params: dict[str, Any], *, status: str = "succeeded", allow_unknown: bool = False
+) -> dict[str, Any]:
     if not allow_unknown:
         check_known(params, REFUND_PARAMS)
     ch = _charge_for(store, params)
     if ch["status"] != "succeeded":
-        raise StripeError(f"Charge {ch['id']} has not succeeded; it cannot be refunded.",
-                          code="charge_not_refundable", param="charge")
+        raise StripeError(
+            f"Charge {ch['id']} has not succeeded; it cannot be refunded.",
+            code="charge_not_refundable",
+            param="charge",
+        )
     if _blocking_dispute(store, ch):
-        raise StripeError(f"Charge {ch['id']} has been charged back; cannot issue a refund.",
-                          code="charge_disputed", param="charge")
+        raise StripeError(
+            f"Charge {ch['id']} has been charged back; cannot issue a refund.",
+            code="charge_disputed",
+            param="charge",
+        )
     remaining = ch["amount_captured"] - ch["amount_refunded"]
     if remaining <= 0:
-        raise StripeError(f"Charge {ch['id']} has already been refunded.", code="charge_already_refunded",
-                          param="charge")
+        raise StripeError(
+            f"Charge {ch['id']} has already been refunded.", code="charge_already_refunded", param="charge"
+        )
     amount = get_int(params, "amount")
     if amount is None:
         amount = remaining
@@ -552,7 +761,8 @@ def create_refund(store: Store, params: dict[str, Any], *, status: str = "succee
         raise StripeError(
             f"Refund amount ({_money(amount, ch['currency'])}) is greater than unrefunded amount on charge "
             f"({_money(remaining, ch['currency'])})",
-            code="amount_too_large", param="amount",
+            code="amount_too_large",
+            param="amount",
         )
     reason = get_str(params, "reason")
     if reason is not None and reason not in REFUND_REASONS:
@@ -576,10 +786,15 @@ def _money(amount: int, currency: str) -> str:
 def fail_refund(store: Store, re: dict[str, Any], reason: str | None) -> dict[str, Any]:
     """The bank returns a refund: the money goes back to the merchant's balance."""
     if re["status"] not in ("pending", "succeeded", "requires_action"):
-        raise StripeError(f"Refund {re['id']} is {re['status']} and cannot fail.", code="refund_unexpected_state")
+        raise StripeError(
+            f"Refund {re['id']} is {re['status']} and cannot fail.", code="refund_unexpected_state"
+        )
     previous = {"status": re["status"], "failure_reason": None}
-    re.update(status="failed", failure_reason=reason or "expired_or_canceled_card",
-              failure_balance_transaction=new_id("txn_3"))
+    re.update(
+        status="failed",
+        failure_reason=reason or "expired_or_canceled_card",
+        failure_balance_transaction=new_id("txn_3"),
+    )
     ch = store.objects[re["charge"]]
     ch["amount_refunded"] -= re["amount"]
     ch["refunded"] = ch["amount_refunded"] >= ch["amount_captured"]
@@ -591,7 +806,9 @@ def fail_refund(store: Store, re: dict[str, Any], reason: str | None) -> dict[st
 
 def succeed_refund(store: Store, re: dict[str, Any]) -> dict[str, Any]:
     if re["status"] != "pending":
-        raise StripeError(f"Refund {re['id']} is {re['status']}, not pending.", code="refund_unexpected_state")
+        raise StripeError(
+            f"Refund {re['id']} is {re['status']}, not pending.", code="refund_unexpected_state"
+        )
     previous = {"status": "pending", "balance_transaction": None}
     re.update(status="succeeded", balance_transaction=new_id("txn_3"))
     store.emit("refund.updated", re, previous)
@@ -617,8 +834,12 @@ def create_dispute(store: Store, params: dict[str, Any]) -> dict[str, Any]:
     if reason not in DISPUTE_REASONS:
         raise invalid_param("reason", f"Invalid dispute reason: {reason}")
     inquiry = get_bool(params, "inquiry")
-    dp = objects.dispute(charge_obj=ch, amount=amount, reason=reason,
-                         status="warning_needs_response" if inquiry else "needs_response")
+    dp = objects.dispute(
+        charge_obj=ch,
+        amount=amount,
+        reason=reason,
+        status="warning_needs_response" if inquiry else "needs_response",
+    )
     store.add(dp)
     ch["disputed"] = True
     store.emit("charge.dispute.created", dp)
@@ -630,7 +851,9 @@ def create_dispute(store: Store, params: dict[str, Any]) -> dict[str, Any]:
 
 def close_dispute(store: Store, dp: dict[str, Any], status: str) -> dict[str, Any]:
     if dp["status"] in ("won", "lost", "warning_closed"):
-        raise StripeError(f"Dispute {dp['id']} is already closed ({dp['status']}).", code="dispute_already_closed")
+        raise StripeError(
+            f"Dispute {dp['id']} is already closed ({dp['status']}).", code="dispute_already_closed"
+        )
     inquiry = dp["status"].startswith("warning_")
     allowed = ("warning_closed", "won", "lost") if inquiry else ("won", "lost")
     if status not in allowed:
@@ -647,8 +870,9 @@ def close_dispute(store: Store, dp: dict[str, Any], status: str) -> dict[str, An
 # --- webhook endpoints ----------------------------------------------------------------------
 
 
-def create_webhook_endpoint(store: Store, params: dict[str, Any], *, secret: str | None = None,
-                            strict: bool = True) -> dict[str, Any]:
+def create_webhook_endpoint(
+    store: Store, params: dict[str, Any], *, secret: str | None = None, strict: bool = True
+) -> dict[str, Any]:
     if strict:
         check_known(params, WEBHOOK_PARAMS)
     _check_url(params, "url")

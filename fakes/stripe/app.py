@@ -19,7 +19,7 @@ from aiohttp import web
 from . import actions, page
 from .errors import StripeError, invalid_param
 from .forms import check_known, decode, get_bool, get_int, get_list, get_str
-from .store import API_VERSION, IdempotentResult, Store, new_id, public
+from .store import API_VERSION, CLOCK, IdempotentResult, Store, new_id, now, public
 from .webhooks import Deliverer, DeliveryConfig
 
 log = logging.getLogger("fakes.stripe")
@@ -79,7 +79,8 @@ class FakeStripe:
     def _add_configured_webhooks(self) -> None:
         for url in self.settings.webhooks:
             actions.create_webhook_endpoint(
-                self.store, {"url": url, "enabled_events": ["*"], "description": "--webhook"},
+                self.store,
+                {"url": url, "enabled_events": ["*"], "description": "--webhook"},
                 secret=self.settings.webhook_secret,
             )
 
@@ -89,6 +90,7 @@ class FakeStripe:
         self._settlements.clear()
         await self.deliverer.reset()
         self.faults.clear()
+        CLOCK.offset = 0.0
         self.async_delay = self.settings.async_delay
         for name, value in self.delivery_defaults.as_dict().items():
             setattr(self.deliverer.config, name, value)
@@ -155,12 +157,14 @@ def _authenticate(fake: FakeStripe, request: web.Request) -> None:
         raise StripeError(
             "You did not provide an API key. You need to provide your API key in the Authorization "
             "header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
-            status=401, replayable=False,
+            status=401,
+            replayable=False,
         )
     if key != fake.settings.secret_key:
         shown = key[:8] + "*" * 8 + key[-4:] if len(key) > 12 else "*" * len(key)
-        raise StripeError(f"Invalid API Key provided: {shown}", status=401, code="api_key_invalid",
-                          replayable=False)
+        raise StripeError(
+            f"Invalid API Key provided: {shown}", status=401, code="api_key_invalid", replayable=False
+        )
 
 
 async def _params(request: web.Request) -> dict[str, Any]:
@@ -171,7 +175,9 @@ async def _params(request: web.Request) -> dict[str, Any]:
             if request.content_type == "application/json":
                 raise StripeError(
                     "Invalid request: the Stripe API takes form-encoded bodies "
-                    "(application/x-www-form-urlencoded), not JSON.", replayable=False)
+                    "(application/x-www-form-urlencoded), not JSON.",
+                    replayable=False,
+                )
             pairs += parse_qsl(body, keep_blank_values=True)
     return decode(pairs)
 
@@ -183,8 +189,10 @@ def api(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def run(request: web.Request) -> web.Response:
         fake: FakeStripe = request.app["fake"]
         request_id = new_id("req_", 14)
-        headers = {"Request-Id": request_id,
-                   "Stripe-Version": request.headers.get("Stripe-Version", API_VERSION)}
+        headers = {
+            "Request-Id": request_id,
+            "Stripe-Version": request.headers.get("Stripe-Version", API_VERSION),
+        }
         key = request.headers.get("Idempotency-Key")
         try:
             for fault in fake.faults:
@@ -193,21 +201,32 @@ def api(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
                     if fault.delay:
                         await asyncio.sleep(fault.delay)
                     if fault.status:
-                        return _json(StripeError("Fake failure injected by /_fake/fail_next.",
-                                                 status=fault.status, type="api_error").body(request_id),
-                                     fault.status, headers)
+                        return _json(
+                            StripeError(
+                                "Fake failure injected by /_fake/fail_next.",
+                                status=fault.status,
+                                type="api_error",
+                            ).body(request_id),
+                            fault.status,
+                            headers,
+                        )
                     break
             _authenticate(fake, request)
             params = await _params(request)
             fingerprint: tuple[str, str, str] | None = None
             if key is not None and request.method == "POST":
                 if len(key) > 255:
-                    raise invalid_param("Idempotency-Key", "Idempotency-Key must be at most 255 characters long.")
+                    raise invalid_param(
+                        "Idempotency-Key", "Idempotency-Key must be at most 255 characters long."
+                    )
                 fingerprint = (request.method, request.path, json.dumps(params, sort_keys=True))
                 saved = fake.store.replay(key, fingerprint)
                 if saved is not None:
-                    return _json(saved.body, saved.status,
-                                 {**headers, "Idempotent-Replayed": "true", "Idempotency-Key": key})
+                    return _json(
+                        saved.body,
+                        saved.status,
+                        {**headers, "Idempotent-Replayed": "true", "Idempotency-Key": key},
+                    )
                 headers["Idempotency-Key"] = key
             ctx = Ctx(request=request, params=params, base_url=_base_url(fake, request))
             try:
@@ -282,8 +301,10 @@ def create_refund(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
 
 
 def list_events(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
-    check_known(ctx.params, ("limit", "starting_after", "ending_before", "created", "type", "types",
-                             "delivery_success"))
+    check_known(
+        ctx.params,
+        ("limit", "starting_after", "ending_before", "created", "type", "types", "delivery_success"),
+    )
     wanted = get_str(ctx.params, "type")
     types = {str(t) for t in get_list(ctx.params, "types")}
     items = fake.store.find("event")
@@ -326,8 +347,11 @@ API_ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/v1/prices", _list("price", "/v1/prices", ("product", "currency"))),
     ("GET", "/v1/prices/{id}", _retrieve("price", "id")),
     ("POST", "/v1/checkout/sessions", create_session),
-    ("GET", "/v1/checkout/sessions",
-     _list("checkout.session", "/v1/checkout/sessions", ("payment_intent", "customer", "status"))),
+    (
+        "GET",
+        "/v1/checkout/sessions",
+        _list("checkout.session", "/v1/checkout/sessions", ("payment_intent", "customer", "status")),
+    ),
     ("GET", "/v1/checkout/sessions/{id}", _retrieve("checkout.session", "id")),
     ("GET", "/v1/checkout/sessions/{id}/line_items", session_line_items),
     ("POST", "/v1/checkout/sessions/{id}/expire", expire_session),
@@ -351,9 +375,14 @@ API_ROUTES: list[tuple[str, str, Handler]] = [
 
 
 async def unrecognized(request: web.Request) -> web.Response:
-    return _json(StripeError(
-        f"Unrecognized request URL ({request.method}: {request.path}). Please see https://stripe.com/docs "
-        "or we can help at https://support.stripe.com/.", status=404).body(), 404)
+    return _json(
+        StripeError(
+            f"Unrecognized request URL ({request.method}: {request.path}). Please see https://stripe.com/docs "
+            "or we can help at https://support.stripe.com/.",
+            status=404,
+        ).body(),
+        404,
+    )
 
 
 # --- the hosted checkout page ----------------------------------------------------------------------
@@ -484,7 +513,9 @@ async def c_config(fake: FakeStripe, request: web.Request, params: dict[str, Any
     if request.method == "POST":
         if "duplicates" in params:
             dup = params["duplicates"]
-            cfg.duplicates = {"true": 2, "false": 1}.get(str(dup)) or max(1, get_int(params, "duplicates") or 1)
+            cfg.duplicates = {"true": 2, "false": 1}.get(str(dup)) or max(
+                1, get_int(params, "duplicates") or 1
+            )
         if "out_of_order" in params:
             cfg.out_of_order = get_bool(params, "out_of_order")
         for name in ("retry_base", "retry_factor", "timeout"):
@@ -516,8 +547,9 @@ async def c_pay_later(fake: FakeStripe, request: web.Request, params: dict[str, 
     succeed = get_bool(params, "succeed", default=True)
     delay = _float(params, "delay", fake.async_delay)
     with fake.store.batch():
-        actions.pay_session_later(fake.store, session, email=get_str(params, "email"),
-                                  name=get_str(params, "name"))
+        actions.pay_session_later(
+            fake.store, session, email=get_str(params, "email"), name=get_str(params, "name")
+        )
     if delay >= 0:
         fake.schedule_settlement(session["id"], succeed, delay)
     return fake.store.render(session)
@@ -605,7 +637,9 @@ async def c_wait(fake: FakeStripe, request: web.Request, params: dict[str, Any])
             raise StripeError(
                 f"Deliveries still pending after {timeout:g} s ({len(pending)} pending, "
                 f"{len(fake._settlements)} settlements scheduled).",
-                status=408, type="api_error", pending=pending,
+                status=408,
+                type="api_error",
+                pending=pending,
             )
         await asyncio.sleep(0.01)
     return {"data": [d.as_dict() for d in fake.deliverer.deliveries]}
@@ -625,8 +659,20 @@ async def c_events(fake: FakeStripe, request: web.Request, params: dict[str, Any
 async def c_object(fake: FakeStripe, request: web.Request, params: dict[str, Any]) -> Any:
     obj = fake.store.objects.get(request.match_info["id"])
     if obj is None:
-        raise StripeError(f"No such object: '{request.match_info['id']}'", status=404, code="resource_missing")
+        raise StripeError(
+            f"No such object: '{request.match_info['id']}'", status=404, code="resource_missing"
+        )
     return fake.store.render(obj, [str(p) for p in get_list(params, "expand")])
+
+
+async def c_clock(fake: FakeStripe, request: web.Request, params: dict[str, Any]) -> Any:
+    if request.method == "POST":
+        advance = _float(params, "advance", 0.0)
+        if advance < 0:
+            raise invalid_param("advance", "The clock only moves forward.")
+        CLOCK.offset += advance
+        actions.expire_due_sessions(fake.store)
+    return {"now": now(), "offset": CLOCK.offset}
 
 
 async def c_fail_next(fake: FakeStripe, request: web.Request, params: dict[str, Any]) -> Any:
@@ -664,6 +710,8 @@ CONTROL_ROUTES: list[tuple[str, str, ControlHandler]] = [
     ("GET", "/_fake/events", c_events),
     ("GET", "/_fake/objects/{id}", c_object),
     ("POST", "/_fake/fail_next", c_fail_next),
+    ("GET", "/_fake/clock", c_clock),
+    ("POST", "/_fake/clock", c_clock),
 ]
 
 
@@ -671,7 +719,9 @@ CONTROL_ROUTES: list[tuple[str, str, ControlHandler]] = [
 
 
 @web.middleware
-async def stripe_errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+async def stripe_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     """Unknown API routes and wrong methods answer in Stripe's envelope, not aiohttp's HTML."""
     try:
         return await handler(request)

@@ -80,7 +80,9 @@ def check_known(params: Mapping[str, Any], allowed: Iterable[str], prefix: str =
             raise unknown_param(f"{prefix}[{key}]" if prefix else key)
 
 
-def get_str(params: Mapping[str, Any], name: str, *, required: bool = False, label: str | None = None) -> str | None:
+def get_str(
+    params: Mapping[str, Any], name: str, *, required: bool = False, label: str | None = None
+) -> str | None:
     label = label or name
     value = params.get(name)
     if value is None or value == "":
@@ -92,7 +94,9 @@ def get_str(params: Mapping[str, Any], name: str, *, required: bool = False, lab
     return value
 
 
-def get_int(params: Mapping[str, Any], name: str, *, required: bool = False, label: str | None = None) -> int | None:
+def get_int(
+    params: Mapping[str, Any], name: str, *, required: bool = False, label: str | None = None
+) -> int | None:
     label = label or name
     raw = get_str(params, name, required=required, label=label)
     if raw is None:

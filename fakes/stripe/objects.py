@@ -26,8 +26,14 @@ CARD = {
 DECLINED_CARD = {**CARD, "last4": "0002", "fingerprint": "FakeFingerprint2"}
 
 
-def customer(*, email: str | None, name: str | None, description: str | None, phone: str | None,
-             metadata: dict[str, str]) -> dict[str, Any]:
+def customer(
+    *,
+    email: str | None,
+    name: str | None,
+    description: str | None,
+    phone: str | None,
+    metadata: dict[str, str],
+) -> dict[str, Any]:
     cid = new_id("cus_", 14)
     return {
         "id": cid,
@@ -60,7 +66,9 @@ def customer(*, email: str | None, name: str | None, description: str | None, ph
     }
 
 
-def product(*, name: str, description: str | None, metadata: dict[str, str], active: bool = True) -> dict[str, Any]:
+def product(
+    *, name: str, description: str | None, metadata: dict[str, str], active: bool = True
+) -> dict[str, Any]:
     return {
         "id": new_id("prod_", 14),
         "object": "product",
@@ -84,8 +92,16 @@ def product(*, name: str, description: str | None, metadata: dict[str, str], act
     }
 
 
-def price(*, currency: str, unit_amount: int, product_id: str, metadata: dict[str, str],
-          nickname: str | None = None, lookup_key: str | None = None, active: bool = True) -> dict[str, Any]:
+def price(
+    *,
+    currency: str,
+    unit_amount: int,
+    product_id: str,
+    metadata: dict[str, str],
+    nickname: str | None = None,
+    lookup_key: str | None = None,
+    active: bool = True,
+) -> dict[str, Any]:
     return {
         "id": new_id("price_1"),
         "object": "price",
@@ -109,8 +125,9 @@ def price(*, currency: str, unit_amount: int, product_id: str, metadata: dict[st
     }
 
 
-def line_item(*, price_obj: dict[str, Any], quantity: int, description: str,
-              metadata: dict[str, str]) -> dict[str, Any]:
+def line_item(
+    *, price_obj: dict[str, Any], quantity: int, description: str, metadata: dict[str, str]
+) -> dict[str, Any]:
     subtotal = price_obj["unit_amount"] * quantity
     return {
         "id": new_id("li_1"),
@@ -128,8 +145,16 @@ def line_item(*, price_obj: dict[str, Any], quantity: int, description: str,
     }
 
 
-def checkout_session(*, sid: str, url: str, currency: str, amount: int, params: dict[str, Any],
-                     customer_id: str | None, expires_at: int) -> dict[str, Any]:
+def checkout_session(
+    *,
+    sid: str,
+    url: str,
+    currency: str,
+    amount: int,
+    params: dict[str, Any],
+    customer_id: str | None,
+    expires_at: int,
+) -> dict[str, Any]:
     return {
         "id": sid,
         "object": "checkout.session",
@@ -150,8 +175,12 @@ def checkout_session(*, sid: str, url: str, currency: str, amount: int, params: 
         "currency": currency,
         "currency_conversion": None,
         "custom_fields": [],
-        "custom_text": {"after_submit": None, "shipping_address": None, "submit": None,
-                        "terms_of_service_acceptance": None},
+        "custom_text": {
+            "after_submit": None,
+            "shipping_address": None,
+            "submit": None,
+            "terms_of_service_acceptance": None,
+        },
         "customer": customer_id,
         "customer_creation": None if customer_id else (params.get("customer_creation") or "if_required"),
         "customer_details": None,
@@ -189,9 +218,17 @@ def checkout_session(*, sid: str, url: str, currency: str, amount: int, params: 
     }
 
 
-def payment_intent(*, amount: int, currency: str, customer_id: str | None, metadata: dict[str, str],
-                   description: str | None, receipt_email: str | None,
-                   setup_future_usage: str | None, method_type: str) -> dict[str, Any]:
+def payment_intent(
+    *,
+    amount: int,
+    currency: str,
+    customer_id: str | None,
+    metadata: dict[str, str],
+    description: str | None,
+    receipt_email: str | None,
+    setup_future_usage: str | None,
+    method_type: str,
+) -> dict[str, Any]:
     pid = new_id("pi_3")
     return {
         "id": pid,
@@ -236,15 +273,28 @@ def payment_intent(*, amount: int, currency: str, customer_id: str | None, metad
     }
 
 
-def charge(*, pi: dict[str, Any], status: str, method_type: str, email: str | None,
-           name: str | None, card: dict[str, Any] | None = None) -> dict[str, Any]:
+def charge(
+    *,
+    pi: dict[str, Any],
+    status: str,
+    method_type: str,
+    email: str | None,
+    name: str | None,
+    card: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     paid = status == "succeeded"
     if method_type == "card":
         details: dict[str, Any] = {"card": card or CARD, "type": "card"}
     else:
-        details = {method_type: {"account_holder_type": "individual", "bank_name": "FAKE BANK",
-                                 "last4": "6789", "routing_number": "110000000"},
-                   "type": method_type}
+        details = {
+            method_type: {
+                "account_holder_type": "individual",
+                "bank_name": "FAKE BANK",
+                "last4": "6789",
+                "routing_number": "110000000",
+            },
+            "type": method_type,
+        }
     return {
         "id": new_id("ch_3"),
         "object": "charge",
@@ -255,9 +305,20 @@ def charge(*, pi: dict[str, Any], status: str, method_type: str, email: str | No
         "application_fee": None,
         "application_fee_amount": None,
         "balance_transaction": new_id("txn_3") if paid else None,
-        "billing_details": {"address": {"city": None, "country": None, "line1": None, "line2": None,
-                                        "postal_code": None, "state": None},
-                            "email": email, "name": name, "phone": None, "tax_id": None},
+        "billing_details": {
+            "address": {
+                "city": None,
+                "country": None,
+                "line1": None,
+                "line2": None,
+                "postal_code": None,
+                "state": None,
+            },
+            "email": email,
+            "name": name,
+            "phone": None,
+            "tax_id": None,
+        },
         "calculated_statement_descriptor": "FAKE STRIPE",
         "captured": paid,
         "created": now(),
@@ -319,8 +380,9 @@ DECLINED_OUTCOME = {
 }
 
 
-def refund(*, charge_obj: dict[str, Any], amount: int, reason: str | None, status: str,
-           metadata: dict[str, str]) -> dict[str, Any]:
+def refund(
+    *, charge_obj: dict[str, Any], amount: int, reason: str | None, status: str, metadata: dict[str, str]
+) -> dict[str, Any]:
     return {
         "id": new_id("re_3"),
         "object": "refund",
@@ -330,8 +392,14 @@ def refund(*, charge_obj: dict[str, Any], amount: int, reason: str | None, statu
         "created": now(),
         "currency": charge_obj["currency"],
         "description": None,
-        "destination_details": {"card": {"reference_status": "pending", "reference_type": "acquirer_reference_number",
-                                         "type": "refund"}, "type": "card"},
+        "destination_details": {
+            "card": {
+                "reference_status": "pending",
+                "reference_type": "acquirer_reference_number",
+                "type": "refund",
+            },
+            "type": "card",
+        },
         "failure_balance_transaction": None,
         "failure_reason": None,
         "metadata": metadata,
@@ -356,10 +424,18 @@ def dispute(*, charge_obj: dict[str, Any], amount: int, reason: str, status: str
         "currency": charge_obj["currency"],
         "enhanced_eligibility_types": [],
         "evidence": {
-            "access_activity_log": None, "billing_address": None, "cancellation_policy": None,
-            "customer_communication": None, "customer_email_address": None, "customer_name": None,
-            "product_description": None, "receipt": None, "refund_policy": None,
-            "service_date": None, "service_documentation": None, "uncategorized_text": None,
+            "access_activity_log": None,
+            "billing_address": None,
+            "cancellation_policy": None,
+            "customer_communication": None,
+            "customer_email_address": None,
+            "customer_name": None,
+            "product_description": None,
+            "receipt": None,
+            "refund_policy": None,
+            "service_date": None,
+            "service_documentation": None,
+            "uncategorized_text": None,
         },
         "evidence_details": {
             "due_by": now() + 7 * 86400,
@@ -373,15 +449,24 @@ def dispute(*, charge_obj: dict[str, Any], amount: int, reason: str, status: str
         "metadata": {},
         "network_reason_code": "10.4",
         "payment_intent": charge_obj["payment_intent"],
-        "payment_method_details": {"card": {"brand": "visa", "case_type": "chargeback",
-                                            "network_reason_code": "10.4"}, "type": "card"},
+        "payment_method_details": {
+            "card": {"brand": "visa", "case_type": "chargeback", "network_reason_code": "10.4"},
+            "type": "card",
+        },
         "reason": reason,
         "status": status,
     }
 
 
-def webhook_endpoint(*, url: str, enabled_events: list[str], secret: str, api_version: str | None,
-                     description: str | None, metadata: dict[str, str]) -> dict[str, Any]:
+def webhook_endpoint(
+    *,
+    url: str,
+    enabled_events: list[str],
+    secret: str,
+    api_version: str | None,
+    description: str | None,
+    metadata: dict[str, str],
+) -> dict[str, Any]:
     return {
         "id": new_id("we_1"),
         "object": "webhook_endpoint",

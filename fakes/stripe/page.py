@@ -47,10 +47,7 @@ def checkout_page(session: dict[str, Any], *, error: str | None = None, async_de
         f"<tr class=total><td>Total</td>"
         f"<td class=r id=total>{money(session['amount_total'], session['currency'])}</td></tr>"
     )
-    head = (
-        "<p class=test>TEST MODE · fake Stripe</p><h1>Checkout</h1>"
-        f"<table>{rows}</table>"
-    )
+    head = f"<p class=test>TEST MODE · fake Stripe</p><h1>Checkout</h1><table>{rows}</table>"
     status = session["status"]
     if status != "open":
         if status == "complete":
@@ -60,11 +57,16 @@ def checkout_page(session: dict[str, Any], *, error: str | None = None, async_de
         else:
             msg = "This Checkout Session has expired. Please go back and try again."
         return _layout("Checkout", f"{head}<p id=status data-status={escape(status)}>{escape(msg)}</p>")
-    alert = f'<p class=alert role=alert id=error data-testid="decline-message">{escape(error)}</p>' if error else ""
+    alert = (
+        f'<p class=alert role=alert id=error data-testid="decline-message">{escape(error)}</p>'
+        if error
+        else ""
+    )
     email = session["customer_email"] or (session.get("customer_details") or {}).get("email") or ""
     cancel = (
         f'<p class=note><a id=cancel href="{escape(session["cancel_url"])}">← Cancel and go back</a></p>'
-        if session["cancel_url"] else ""
+        if session["cancel_url"]
+        else ""
     )
     body = f"""{head}{alert}
 <form method=post action="/c/pay/{sid}">

@@ -44,8 +44,13 @@ class FakeStripeHandle:
     Every helper returns the JSON the fake answered (Stripe objects as plain dicts).
     """
 
-    def __init__(self, api_base: str, secret_key: str = SECRET_KEY, webhook_secret: str = WEBHOOK_SECRET,
-                 process: subprocess.Popen[str] | None = None) -> None:
+    def __init__(
+        self,
+        api_base: str,
+        secret_key: str = SECRET_KEY,
+        webhook_secret: str = WEBHOOK_SECRET,
+        process: subprocess.Popen[str] | None = None,
+    ) -> None:
         self.api_base = api_base
         self.secret_key = secret_key
         self.webhook_secret = webhook_secret
@@ -57,11 +62,18 @@ class FakeStripeHandle:
 
     # --- plumbing ---------------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, json: dict[str, Any] | None = None,
-              params: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        json: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        timeout: float = 30.0,
+    ) -> Any:
         body = {k: v for k, v in (json or {}).items() if v is not None}
-        resp = self._http.request(method, path, json=body if method == "POST" else None,
-                                  params=params, timeout=timeout)
+        resp = self._http.request(
+            method, path, json=body if method == "POST" else None, params=params, timeout=timeout
+        )
         data = resp.json()
         if resp.status_code >= 400:
             raise FakeStripeError(resp.status_code, data)
@@ -87,7 +99,9 @@ class FakeStripeHandle:
         max_attempts, timeout, async_delay. Returns the whole configuration."""
         return self._call("POST", "/_fake/config", settings)
 
-    def set_delivery_mode(self, *, duplicates: bool | int = False, out_of_order: bool = False) -> dict[str, Any]:
+    def set_delivery_mode(
+        self, *, duplicates: bool | int = False, out_of_order: bool = False
+    ) -> dict[str, Any]:
         """``duplicates=True`` sends every event twice (an int sends that many copies);
         ``out_of_order=True`` reverses the events of each action (e.g. completed before charge.succeeded)."""
         copies = 2 if duplicates is True else max(1, int(duplicates))
@@ -103,7 +117,14 @@ class FakeStripeHandle:
 
     def fail_next(self, count: int = 1, status: int = 500, delay: float = 0.0, path: str = "/v1/") -> None:
         """Make the next ``count`` API requests under ``path`` fail with ``status`` (0: only delay)."""
-        self._call("POST", "/_fake/fail_next", {"count": count, "status": status, "delay": delay, "path": path})
+        self._call(
+            "POST", "/_fake/fail_next", {"count": count, "status": status, "delay": delay, "path": path}
+        )
+
+    def advance_clock(self, seconds: float) -> int:
+        """Move the fake's clock forward (Checkout Sessions past ``expires_at`` expire at once);
+        returns the fake's new "now". Reset puts it back."""
+        return self._call("POST", "/_fake/clock", {"advance": seconds})["now"]
 
     # --- customer actions on Checkout ----------------------------------------------------------
 
@@ -115,13 +136,17 @@ class FakeStripeHandle:
         """The card is declined; the session stays open. Returns ``{"session", "error"}``."""
         return self._call("POST", f"/_fake/checkout/sessions/{session_id}/decline")
 
-    def pay_later(self, session_id: str, succeed: bool = True, delay: float | None = None,
-                  email: str | None = None) -> dict[str, Any]:
+    def pay_later(
+        self, session_id: str, succeed: bool = True, delay: float | None = None, email: str | None = None
+    ) -> dict[str, Any]:
         """A bank debit: complete but unpaid now, then async_payment_succeeded (or _failed)
         after ``delay`` seconds (default: the server's async_delay). A negative delay waits
         for :meth:`settle`. Returns the session."""
-        return self._call("POST", f"/_fake/checkout/sessions/{session_id}/pay_later",
-                          {"succeed": succeed, "delay": delay, "email": email})
+        return self._call(
+            "POST",
+            f"/_fake/checkout/sessions/{session_id}/pay_later",
+            {"succeed": succeed, "delay": delay, "email": email},
+        )
 
     def settle(self, session_id: str, succeed: bool = True) -> dict[str, Any]:
         """Settle a pay-later payment now."""
@@ -132,12 +157,28 @@ class FakeStripeHandle:
 
     # --- Dashboard actions ---------------------------------------------------------------------
 
-    def refund(self, payment_intent: str | None = None, amount: int | None = None, *, charge: str | None = None,
-               reason: str | None = None, pending: bool = False) -> dict[str, Any]:
+    def refund(
+        self,
+        payment_intent: str | None = None,
+        amount: int | None = None,
+        *,
+        charge: str | None = None,
+        reason: str | None = None,
+        pending: bool = False,
+    ) -> dict[str, Any]:
         """A refund made in the Dashboard (no idempotency key). ``pending=True`` leaves it
         pending so that :meth:`fail_refund` or :meth:`succeed_refund` can finish it."""
-        return self._call("POST", "/_fake/refunds", {"payment_intent": payment_intent, "charge": charge,
-                                                     "amount": amount, "reason": reason, "pending": pending})
+        return self._call(
+            "POST",
+            "/_fake/refunds",
+            {
+                "payment_intent": payment_intent,
+                "charge": charge,
+                "amount": amount,
+                "reason": reason,
+                "pending": pending,
+            },
+        )
 
     def fail_refund(self, refund_id: str, failure_reason: str = "expired_or_canceled_card") -> dict[str, Any]:
         """The bank returns the refund: refund.updated, charge.refund.updated, refund.failed."""
@@ -146,12 +187,27 @@ class FakeStripeHandle:
     def succeed_refund(self, refund_id: str) -> dict[str, Any]:
         return self._call("POST", f"/_fake/refunds/{refund_id}/succeed")
 
-    def create_dispute(self, charge: str | None = None, *, payment_intent: str | None = None,
-                       amount: int | None = None, reason: str = "fraudulent",
-                       inquiry: bool = False) -> dict[str, Any]:
+    def create_dispute(
+        self,
+        charge: str | None = None,
+        *,
+        payment_intent: str | None = None,
+        amount: int | None = None,
+        reason: str = "fraudulent",
+        inquiry: bool = False,
+    ) -> dict[str, Any]:
         """The cardholder disputes: charge.dispute.created (+ funds_withdrawn unless an inquiry)."""
-        return self._call("POST", "/_fake/disputes", {"charge": charge, "payment_intent": payment_intent,
-                                                      "amount": amount, "reason": reason, "inquiry": inquiry})
+        return self._call(
+            "POST",
+            "/_fake/disputes",
+            {
+                "charge": charge,
+                "payment_intent": payment_intent,
+                "amount": amount,
+                "reason": reason,
+                "inquiry": inquiry,
+            },
+        )
 
     def close_dispute(self, dispute_id: str, status: str = "lost") -> dict[str, Any]:
         """status: won | lost (| warning_closed for inquiries); emits charge.dispute.closed."""
@@ -159,12 +215,14 @@ class FakeStripeHandle:
 
     # --- webhooks ------------------------------------------------------------------------------
 
-    def add_webhook(self, url: str, enabled_events: list[str] | None = None,
-                    secret: str | None = None) -> dict[str, Any]:
+    def add_webhook(
+        self, url: str, enabled_events: list[str] | None = None, secret: str | None = None
+    ) -> dict[str, Any]:
         """Register an endpoint signed with ``secret`` (default: :attr:`webhook_secret`).
         Returns the webhook_endpoint including its ``secret``."""
-        return self._call("POST", "/_fake/webhooks", {"url": url, "enabled_events": enabled_events,
-                                                      "secret": secret})
+        return self._call(
+            "POST", "/_fake/webhooks", {"url": url, "enabled_events": enabled_events, "secret": secret}
+        )
 
     def hold_deliveries(self) -> None:
         """Queue deliveries without sending them until :meth:`release_deliveries`."""
@@ -180,25 +238,46 @@ class FakeStripeHandle:
     def wait_for_deliveries(self, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Block until no delivery is pending (each succeeded or gave up) and no pay-later
         settlement is scheduled; returns every delivery. Held deliveries do not count."""
-        return self._call("GET", "/_fake/deliveries/wait", params={"timeout": timeout},
-                          timeout=timeout + 10)["data"]
+        return self._call("GET", "/_fake/deliveries/wait", params={"timeout": timeout}, timeout=timeout + 10)[
+            "data"
+        ]
 
     def resend(self, event_id: str) -> list[dict[str, Any]]:
         """Deliver an event again to every endpoint, as the Dashboard's "Resend" does."""
         return self._call("POST", f"/_fake/events/{event_id}/resend")["data"]
 
 
-def start_fake_stripe(*extra_args: str, secret_key: str = SECRET_KEY, webhook_secret: str = WEBHOOK_SECRET,
-                      startup_timeout: float = 20.0) -> FakeStripeHandle:
+def start_fake_stripe(
+    *extra_args: str,
+    secret_key: str = SECRET_KEY,
+    webhook_secret: str = WEBHOOK_SECRET,
+    startup_timeout: float = 20.0,
+) -> FakeStripeHandle:
     """Start ``python -m fakes.stripe`` on a free port and wait until it answers."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    cmd = [sys.executable, "-m", "fakes.stripe", "--port", "0", "--host", "127.0.0.1",
-           "--secret-key", secret_key, "--webhook-secret", webhook_secret, *extra_args]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "fakes.stripe",
+        "--port",
+        "0",
+        "--host",
+        "127.0.0.1",
+        "--secret-key",
+        secret_key,
+        "--webhook-secret",
+        webhook_secret,
+        *extra_args,
+    ]
     # The command is our own module and arguments; nothing comes from outside the test run.
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True)  # noqa: S603
     line: list[str] = []
-    reader = threading.Thread(target=lambda: line.append(proc.stdout.readline() if proc.stdout else ""),
-                              daemon=True)
+    reader = threading.Thread(
+        target=lambda: line.append(proc.stdout.readline() if proc.stdout else ""), daemon=True
+    )
     reader.start()
     reader.join(startup_timeout)
     if not line or "listening on " not in line[0]:
@@ -234,8 +313,20 @@ def stop_fake_stripe(handle: FakeStripeHandle) -> None:
 
 
 # Fast retries and settlement so tests stay quick; each test can change them with configure().
-TEST_SERVER_ARGS = ("--retry-base", "0.05", "--retry-factor", "2", "--max-attempts", "4",
-                    "--async-delay", "0.3", "--delivery-timeout", "5", "--log-level", "WARNING")
+TEST_SERVER_ARGS = (
+    "--retry-base",
+    "0.05",
+    "--retry-factor",
+    "2",
+    "--max-attempts",
+    "4",
+    "--async-delay",
+    "0.3",
+    "--delivery-timeout",
+    "5",
+    "--log-level",
+    "WARNING",
+)
 
 
 @pytest.fixture(scope="session")

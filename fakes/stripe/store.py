@@ -26,8 +26,17 @@ def new_id(prefix: str, length: int = 24) -> str:
     return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(length))
 
 
+class Clock:
+    """The fake's idea of "now"; tests move it forward to make Checkout Sessions expire."""
+
+    offset: float = 0.0
+
+
+CLOCK = Clock()
+
+
 def now() -> int:
-    return int(time.time())
+    return int(time.time() + CLOCK.offset)
 
 
 def public(obj: dict[str, Any]) -> dict[str, Any]:

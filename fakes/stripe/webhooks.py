@@ -113,8 +113,11 @@ class Deliverer:
         self._enqueue_all(created)
 
     def resend(self, event: dict[str, Any]) -> list[Delivery]:
-        endpoints = [we for we in self.store.find("webhook_endpoint", status="enabled")
-                     if matches(we["enabled_events"], event["type"])]
+        endpoints = [
+            we
+            for we in self.store.find("webhook_endpoint", status="enabled")
+            if matches(we["enabled_events"], event["type"])
+        ]
         created = [d for we in endpoints for d in self._deliveries_for(event, we)]
         self._enqueue_all(created)
         return created

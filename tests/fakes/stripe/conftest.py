@@ -49,8 +49,10 @@ class Receiver:
 
     def events(self, secret: str) -> list[stripe.Event]:
         """Every delivery, verified the way the billing app's webhook view verifies it."""
-        return [stripe.Webhook.construct_event(body, headers["Stripe-Signature"], secret)
-                for headers, body in self.requests]
+        return [
+            stripe.Webhook.construct_event(body, headers["Stripe-Signature"], secret)
+            for headers, body in self.requests
+        ]
 
     def types(self) -> list[str]:
         return [json.loads(body)["type"] for _, body in self.requests]
@@ -87,8 +89,16 @@ def make_session(client: stripe.StripeClient):
     def make(**overrides: object) -> stripe.checkout.Session:
         params: dict[str, object] = {
             "mode": "payment",
-            "line_items": [{"price_data": {"currency": "usd", "unit_amount": 1000,
-                                           "product_data": {"name": "1000 credits"}}, "quantity": 1}],
+            "line_items": [
+                {
+                    "price_data": {
+                        "currency": "usd",
+                        "unit_amount": 1000,
+                        "product_data": {"name": "1000 credits"},
+                    },
+                    "quantity": 1,
+                }
+            ],
             "client_reference_id": "42",
             "metadata": {"user_id": "42", "pack": "small"},
             "payment_intent_data": {"metadata": {"user_id": "42", "pack": "small"}},

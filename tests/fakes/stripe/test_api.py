@@ -6,7 +6,9 @@ import stripe
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use .content=:DeprecationWarning")
 
-PACK = [{"price_data": {"currency": "usd", "unit_amount": 1000, "product_data": {"name": "pack"}}, "quantity": 1}]
+PACK = [
+    {"price_data": {"currency": "usd", "unit_amount": 1000, "product_data": {"name": "pack"}}, "quantity": 1}
+]
 
 
 def test_same_idempotency_key_and_params_replay_the_first_response(fake_stripe, client):
@@ -18,8 +20,9 @@ def test_same_idempotency_key_and_params_replay_the_first_response(fake_stripe, 
     assert len(client.v1.checkout.sessions.list().data) == 1
 
     with pytest.raises(stripe.IdempotencyError) as exc:
-        client.v1.checkout.sessions.create(params={**params, "client_reference_id": "8"},
-                                           options={"idempotency_key": "purchase-1"})
+        client.v1.checkout.sessions.create(
+            params={**params, "client_reference_id": "8"}, options={"idempotency_key": "purchase-1"}
+        )
     assert exc.value.http_status == 400
     assert exc.value.json_body["error"]["type"] == "idempotency_error"
 
@@ -30,18 +33,24 @@ def test_business_errors_are_replayed_but_validation_errors_are_not(fake_stripe,
     pi = client.v1.checkout.sessions.retrieve(session.id).payment_intent
     for _ in range(2):
         with pytest.raises(stripe.InvalidRequestError) as exc:
-            client.v1.refunds.create(params={"payment_intent": pi, "amount": 5000}, options={"idempotency_key": "r1"})
+            client.v1.refunds.create(
+                params={"payment_intent": pi, "amount": 5000}, options={"idempotency_key": "r1"}
+            )
         assert exc.value.code == "amount_too_large"
 
     with pytest.raises(stripe.InvalidRequestError):
         client.v1.customers.create(params={"emial": "typo@example.com"}, options={"idempotency_key": "c1"})
     # The bad request never ran, so its key is still free for the corrected request.
-    fixed = client.v1.customers.create(params={"email": "typo@example.com"}, options={"idempotency_key": "c1"})
+    fixed = client.v1.customers.create(
+        params={"email": "typo@example.com"}, options={"idempotency_key": "c1"}
+    )
     assert fixed.email == "typo@example.com"
 
 
 def test_idempotency_key_from_the_events_request(fake_stripe, client, hooked):
-    customer = client.v1.customers.create(params={"email": "e@example.com"}, options={"idempotency_key": "cus-1"})
+    customer = client.v1.customers.create(
+        params={"email": "e@example.com"}, options={"idempotency_key": "cus-1"}
+    )
     fake_stripe.wait_for_deliveries()
     event = hooked.events("whsec_fake")[0]
     assert event.type == "customer.created"
@@ -64,7 +73,9 @@ def test_error_envelopes_map_to_stripe_exceptions(fake_stripe, client):
     assert exc.value.param == "line_items[0][quantity]"
 
     with pytest.raises(stripe.InvalidRequestError) as exc:
-        client.v1.checkout.sessions.create(params={"mode": "payment", "line_items": [{"price": "price_x", "quantity": 1}]})
+        client.v1.checkout.sessions.create(
+            params={"mode": "payment", "line_items": [{"price": "price_x", "quantity": 1}]}
+        )
     assert (exc.value.code, exc.value.param) == ("resource_missing", "line_items[0][price]")
 
     with pytest.raises(stripe.InvalidRequestError) as exc:
@@ -119,7 +130,9 @@ def test_injected_server_errors_and_network_retries(fake_stripe):
 
 
 def test_customers_create_retrieve_update(fake_stripe, client):
-    customer = client.v1.customers.create(params={"email": "a@example.com", "name": "A", "metadata": {"user_id": "1"}})
+    customer = client.v1.customers.create(
+        params={"email": "a@example.com", "name": "A", "metadata": {"user_id": "1"}}
+    )
     assert customer.id.startswith("cus_")
     assert customer.object == "customer"
     updated = client.v1.customers.update(customer.id, params={"metadata": {"user_id": "", "tier": "gold"}})
@@ -149,10 +162,14 @@ def test_form_encoding_of_nested_arrays_and_metadata_with_digit_keys(fake_stripe
     raw = httpx.post(
         f"{fake_stripe.api_base}/v1/checkout/sessions",
         headers={"Authorization": f"Bearer {fake_stripe.secret_key}"},
-        data={"mode": "payment", "line_items[][price_data][currency]": "usd",
-              "line_items[0][price_data][unit_amount]": "300",
-              "line_items[0][price_data][product_data][name]": "x", "line_items[0][quantity]": "2",
-              "expand[]": "line_items"},
+        data={
+            "mode": "payment",
+            "line_items[][price_data][currency]": "usd",
+            "line_items[0][price_data][unit_amount]": "300",
+            "line_items[0][price_data][product_data][name]": "x",
+            "line_items[0][quantity]": "2",
+            "expand[]": "line_items",
+        },
     )
     assert raw.status_code == 200, raw.text
     assert raw.json()["line_items"]["data"][0]["amount_total"] == 600

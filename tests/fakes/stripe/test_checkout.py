@@ -12,9 +12,12 @@ WH = "whsec_fake"
 
 
 def test_pack_purchase_with_price_paid_by_card(fake_stripe, client, hooked):
-    customer = client.v1.customers.create(params={"email": "alice@example.com", "metadata": {"user_id": "42"}})
-    price = client.v1.prices.create(params={"currency": "usd", "unit_amount": 500,
-                                            "product_data": {"name": "500 credits"}})
+    customer = client.v1.customers.create(
+        params={"email": "alice@example.com", "metadata": {"user_id": "42"}}
+    )
+    price = client.v1.prices.create(
+        params={"currency": "usd", "unit_amount": 500, "product_data": {"name": "500 credits"}}
+    )
     session = client.v1.checkout.sessions.create(
         params={
             "mode": "payment",
@@ -44,7 +47,11 @@ def test_pack_purchase_with_price_paid_by_card(fake_stripe, client, hooked):
     assert again.url is None
     item = again.line_items.data[0]
     assert (item.price.id, item.quantity, item.amount_subtotal, item.description) == (
-        price.id, 2, 1000, "500 credits")
+        price.id,
+        2,
+        1000,
+        "500 credits",
+    )
     listed = client.v1.checkout.sessions.line_items.list(session.id)
     assert [li.id for li in listed.data] == [item.id]
 
@@ -60,8 +67,13 @@ def test_pack_purchase_with_price_paid_by_card(fake_stripe, client, hooked):
     fake_stripe.wait_for_deliveries()
     events = hooked.events(WH)
     assert [e.type for e in events] == [
-        "customer.created", "price.created",
-        "payment_intent.created", "charge.succeeded", "payment_intent.succeeded", "checkout.session.completed"]
+        "customer.created",
+        "price.created",
+        "payment_intent.created",
+        "charge.succeeded",
+        "payment_intent.succeeded",
+        "checkout.session.completed",
+    ]
     completed = events[-1]
     assert completed.id.startswith("evt_")
     assert completed.data.object.id == session.id
@@ -75,7 +87,7 @@ def test_hosted_page_pay_redirects_to_success_url(fake_stripe, make_session, hoo
     session = make_session()
     page = httpx.get(session.url)
     assert page.status_code == 200
-    for button in ('id=pay ', 'id=decline ', 'id=pay-later ', 'id=pay-later-fail '):
+    for button in ("id=pay ", "id=decline ", "id=pay-later ", "id=pay-later-fail "):
         assert button in page.text
     assert "$10.00" in page.text
 
@@ -107,15 +119,24 @@ def test_decline_keeps_the_session_open_and_a_retry_can_pay(fake_stripe, client,
     assert after.status == "succeeded"  # the same PaymentIntent, as Checkout reuses it
     fake_stripe.wait_for_deliveries()
     assert hooked.types() == [
-        "payment_intent.created", "charge.failed", "payment_intent.payment_failed",
-        "charge.failed", "payment_intent.payment_failed",
-        "charge.succeeded", "payment_intent.succeeded", "checkout.session.completed"]
+        "payment_intent.created",
+        "charge.failed",
+        "payment_intent.payment_failed",
+        "charge.failed",
+        "payment_intent.payment_failed",
+        "charge.succeeded",
+        "payment_intent.succeeded",
+        "checkout.session.completed",
+    ]
 
 
-@pytest.mark.parametrize(("succeed", "last"), [
-    (True, "checkout.session.async_payment_succeeded"),
-    (False, "checkout.session.async_payment_failed"),
-])
+@pytest.mark.parametrize(
+    ("succeed", "last"),
+    [
+        (True, "checkout.session.async_payment_succeeded"),
+        (False, "checkout.session.async_payment_failed"),
+    ],
+)
 def test_pay_later_completes_unpaid_then_settles(fake_stripe, client, make_session, hooked, succeed, last):
     session = make_session()
     fake_stripe.pay_later(session.id, succeed=succeed, delay=0.2)
@@ -178,6 +199,18 @@ def test_expires_at_must_be_between_30_minutes_and_24_hours(fake_stripe, make_se
         make_session(expires_at=int(time.time()) + 2 * 86400)
 
 
+def test_sessions_expire_by_themselves_at_expires_at(fake_stripe, client, make_session, hooked):
+    soon = make_session(expires_at=int(time.time()) + 1800)
+    later = make_session()
+    fake_stripe.advance_clock(1801)
+    assert client.v1.checkout.sessions.retrieve(soon.id).status == "expired"
+    assert client.v1.checkout.sessions.retrieve(later.id).status == "open"
+    fake_stripe.wait_for_deliveries()
+    assert hooked.types() == ["checkout.session.expired"]
+    fake_stripe.reset()
+    assert fake_stripe.advance_clock(0) == pytest.approx(time.time(), abs=2)
+
+
 def test_customer_creation_always_creates_a_customer_on_payment(fake_stripe, client, make_session):
     session = make_session(customer_creation="always", customer_email="carol@example.com")
     fake_stripe.pay(session.id)
@@ -195,19 +228,35 @@ def test_guest_checkout_has_no_customer(fake_stripe, client, make_session):
 
 
 def test_price_data_with_several_line_items(fake_stripe, client, make_session):
-    session = make_session(line_items=[
-        {"price_data": {"currency": "eur", "unit_amount": 250, "product_data": {"name": "a"}}, "quantity": 3},
-        {"price_data": {"currency": "eur", "unit_amount": 100, "product_data": {"name": "b"}}, "quantity": 1},
-    ])
+    session = make_session(
+        line_items=[
+            {
+                "price_data": {"currency": "eur", "unit_amount": 250, "product_data": {"name": "a"}},
+                "quantity": 3,
+            },
+            {
+                "price_data": {"currency": "eur", "unit_amount": 100, "product_data": {"name": "b"}},
+                "quantity": 1,
+            },
+        ]
+    )
     assert (session.amount_total, session.currency) == (850, "eur")
     items = client.v1.checkout.sessions.line_items.list(session.id, params={"limit": 1})
     assert items.has_more is True
     assert items.data[0].price.unit_amount == 250
     with pytest.raises(stripe.InvalidRequestError, match="same currency"):
-        make_session(line_items=[
-            {"price_data": {"currency": "eur", "unit_amount": 1, "product_data": {"name": "a"}}, "quantity": 1},
-            {"price_data": {"currency": "usd", "unit_amount": 1, "product_data": {"name": "b"}}, "quantity": 1},
-        ])
+        make_session(
+            line_items=[
+                {
+                    "price_data": {"currency": "eur", "unit_amount": 1, "product_data": {"name": "a"}},
+                    "quantity": 1,
+                },
+                {
+                    "price_data": {"currency": "usd", "unit_amount": 1, "product_data": {"name": "b"}},
+                    "quantity": 1,
+                },
+            ]
+        )
 
 
 async def test_async_client_over_httpx(fake_stripe, make_session):

@@ -17,10 +17,16 @@ def paid(fake_stripe, client, make_session):
 
 
 def test_partial_then_full_refund_and_the_cap(fake_stripe, client, paid, hooked):
-    first = client.v1.refunds.create(params={"payment_intent": paid.id, "amount": 300, "reason": "requested_by_customer"})
+    first = client.v1.refunds.create(
+        params={"payment_intent": paid.id, "amount": 300, "reason": "requested_by_customer"}
+    )
     assert first.id.startswith("re_")
     assert (first.status, first.amount, first.charge, first.payment_intent) == (
-        "succeeded", 300, paid.latest_charge, paid.id)
+        "succeeded",
+        300,
+        paid.latest_charge,
+        paid.id,
+    )
 
     with pytest.raises(stripe.InvalidRequestError) as exc:
         client.v1.refunds.create(params={"payment_intent": paid.id, "amount": 701})
@@ -72,7 +78,13 @@ def test_dashboard_refund_that_fails_later(fake_stripe, client, paid, hooked):
 
     fake_stripe.wait_for_deliveries()
     types = [e.type for e in hooked.events(WH)]
-    assert types == ["refund.created", "charge.refunded", "refund.updated", "charge.refund.updated", "refund.failed"]
+    assert types == [
+        "refund.created",
+        "charge.refunded",
+        "refund.updated",
+        "charge.refund.updated",
+        "refund.failed",
+    ]
     failed_event = hooked.events(WH)[-1]
     assert failed_event.data.object.id == refund["id"]
     assert failed_event.request.id is None  # not an API request

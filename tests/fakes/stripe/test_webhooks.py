@@ -9,10 +9,17 @@ from fakes.stripe.webhooks import sign
 pytestmark = pytest.mark.filterwarnings("ignore:Use .content=:DeprecationWarning")
 
 WH = "whsec_fake"
-PAID = ["payment_intent.created", "charge.succeeded", "payment_intent.succeeded", "checkout.session.completed"]
+PAID = [
+    "payment_intent.created",
+    "charge.succeeded",
+    "payment_intent.succeeded",
+    "checkout.session.completed",
+]
 
 
-def test_signatures_verify_with_construct_event_and_only_with_the_right_secret(fake_stripe, make_session, hooked):
+def test_signatures_verify_with_construct_event_and_only_with_the_right_secret(
+    fake_stripe, make_session, hooked
+):
     fake_stripe.pay(make_session().id)
     fake_stripe.wait_for_deliveries()
     headers, body = hooked.requests[-1]
@@ -28,10 +35,16 @@ def test_signatures_verify_with_construct_event_and_only_with_the_right_secret(f
         stripe.Webhook.construct_event(body.replace("paid", "unpaid"), headers["Stripe-Signature"], WH)
 
 
-def test_webhook_endpoints_api_gives_each_endpoint_its_own_secret(fake_stripe, client, make_session, receiver):
-    endpoint = client.v1.webhook_endpoints.create(params={
-        "url": receiver.url, "enabled_events": ["checkout.session.completed", "charge.*"],
-        "api_version": stripe.api_version})
+def test_webhook_endpoints_api_gives_each_endpoint_its_own_secret(
+    fake_stripe, client, make_session, receiver
+):
+    endpoint = client.v1.webhook_endpoints.create(
+        params={
+            "url": receiver.url,
+            "enabled_events": ["checkout.session.completed", "charge.*"],
+            "api_version": stripe.api_version,
+        }
+    )
     assert endpoint.id.startswith("we_")
     assert endpoint.secret.startswith("whsec_") and endpoint.secret != WH
     assert "secret" not in client.v1.webhook_endpoints.retrieve(endpoint.id)
@@ -39,7 +52,10 @@ def test_webhook_endpoints_api_gives_each_endpoint_its_own_secret(fake_stripe, c
 
     fake_stripe.pay(make_session().id)
     fake_stripe.wait_for_deliveries()
-    assert [e.type for e in receiver.events(endpoint.secret)] == ["charge.succeeded", "checkout.session.completed"]
+    assert [e.type for e in receiver.events(endpoint.secret)] == [
+        "charge.succeeded",
+        "checkout.session.completed",
+    ]
 
     client.v1.webhook_endpoints.update(endpoint.id, params={"disabled": True})
     fake_stripe.pay(make_session().id)
@@ -70,7 +86,8 @@ def test_out_of_order_reverses_each_actions_events(fake_stripe, make_session, ho
 
 
 def test_held_deliveries_released_in_reverse_put_the_refund_before_the_purchase(
-        fake_stripe, client, make_session, hooked):
+    fake_stripe, client, make_session, hooked
+):
     fake_stripe.hold_deliveries()
     session = make_session()
     fake_stripe.pay(session.id)
@@ -84,7 +101,9 @@ def test_held_deliveries_released_in_reverse_put_the_refund_before_the_purchase(
     assert types.index("charge.refunded") < types.index("checkout.session.completed")
 
 
-def test_non_2xx_replies_are_retried_with_backoff_under_the_same_event_id(fake_stripe, make_session, receiver):
+def test_non_2xx_replies_are_retried_with_backoff_under_the_same_event_id(
+    fake_stripe, make_session, receiver
+):
     fake_stripe.add_webhook(receiver.url, enabled_events=["checkout.session.completed"])
     receiver.statuses = [500, 400]
     fake_stripe.pay(make_session().id)
@@ -135,8 +154,16 @@ def test_reset_forgets_runtime_webhooks_and_switches(fake_stripe, make_session, 
 
 
 def test_command_line_webhook_flags(receiver):
-    fake = start_fake_stripe("--webhook", receiver.url, "--webhook-secret", "whsec_cli", "--log-level", "WARNING",
-                             secret_key="sk_test_cli", webhook_secret="whsec_cli")
+    fake = start_fake_stripe(
+        "--webhook",
+        receiver.url,
+        "--webhook-secret",
+        "whsec_cli",
+        "--log-level",
+        "WARNING",
+        secret_key="sk_test_cli",
+        webhook_secret="whsec_cli",
+    )
     try:
         client = fake.client()
         client.v1.customers.create(params={"email": "cli@example.com"})
