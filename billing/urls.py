@@ -1,1 +1,12 @@
-urlpatterns: list = []
+from django.urls import path
+
+from billing import views
+
+urlpatterns = [
+    path("billing/buy/", views.buy_credits, name="buy_credits"),
+    path("billing/success/", views.checkout_success, name="billing_success"),
+    path("billing/purchases/", views.purchase_history, name="billing_purchases"),
+    path("billing/purchases/<uuid:public_id>/status/", views.purchase_status, name="billing_purchase_status"),
+    path("billing/wallet/", views.wallet, name="billing_wallet"),
+    path("billing/stripe/webhook/", views.stripe_webhook, name="stripe_webhook"),
+]

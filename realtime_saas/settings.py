@@ -93,6 +93,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "realtime_saas.context_processors.site",
+                "billing.context_processors.wallet",
             ],
         },
     },
@@ -197,6 +198,9 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE: dict = {}
+# billing: re-enqueue Stripe events no task finished; bring pending purchases up to date from Stripe.
+CELERY_BEAT_SCHEDULE["billing-sweep-stripe-events"] = {"task": "billing.sweep_stripe_events", "schedule": 300.0}
+CELERY_BEAT_SCHEDULE["billing-reconcile-purchases"] = {"task": "billing.reconcile_purchases", "schedule": 600.0}
 
 # Django REST framework and the OpenAPI schema.
 REST_FRAMEWORK = {

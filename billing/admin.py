@@ -1,0 +1,142 @@
+"""Staff views of billing. Every change goes through billing.services; the ledger is read-only."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.shortcuts import render
+
+from billing import services
+from billing.exceptions import BillingError
+from billing.models import CreditPack, Dispute, Hold, LedgerEntry, Purchase, Refund, StripeEvent, Wallet
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(CreditPack)
+class CreditPackAdmin(admin.ModelAdmin):
+    list_display = ["key", "name", "credits", "price_cents", "currency", "active", "order", "stripe_price_id"]
+    list_editable = ["active", "order"]
+    list_filter = ["active", "currency"]
+    search_fields = ["key", "name", "stripe_price_id"]
+
+    def has_delete_permission(self, request, obj=None):
+        # Packs that were bought are history; deactivate them instead.
+        return obj is None or not obj.purchases.exists()
+
+
+class AdjustCreditsForm(forms.Form):
+    credits = forms.IntegerField(help_text="Positive adds credits, negative removes them.")
+    reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 3}))
+
+    def clean_credits(self):
+        credits = self.cleaned_data["credits"]
+        if credits == 0:
+            raise forms.ValidationError("Enter a non-zero number of credits.")
+        return credits
+
+
+@admin.register(Wallet)
+class WalletAdmin(ReadOnlyAdmin):
+    list_display = ["user", "balance", "held", "open_disputes", "updated_at"]
+    list_select_related = ["user"]
+    search_fields = ["user__email", "stripe_customer_id"]
+    actions = ["adjust_credits"]
+
+    @admin.action(description="Adjust credits (asks for a reason)")
+    def adjust_credits(self, request, queryset):
+        form = AdjustCreditsForm(request.POST if "apply" in request.POST else None)
+        if "apply" in request.POST and form.is_valid():
+            done = 0
+            for wallet in queryset.select_related("user"):
+                try:
+                    services.adjust(
+                        user=wallet.user, credits=form.cleaned_data["credits"], actor=request.user,
+                        reason=form.cleaned_data["reason"],
+                    )
+                    done += 1
+                except BillingError as exc:
+                    self.message_user(request, f"{wallet.user}: {exc}", messages.ERROR)
+            if done:
+                self.message_user(request, f"Adjusted {done} wallet(s) by {form.cleaned_data['credits']:+,} credits.")
+            return None
+        return render(
+            request,
+            "billing/admin_adjust.html",
+            {**self.admin_site.each_context(request), "form": form, "wallets": queryset.select_related("user"),
+             "action": "adjust_credits", "opts": self.model._meta, "title": "Adjust credits"},
+        )
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "wallet", "kind", "credits", "balance_after", "reference", "actor"]
+    list_select_related = ["wallet__user", "actor"]
+    list_filter = ["kind", "created_at"]
+    search_fields = ["wallet__user__email", "idempotency_key", "reference", "memo"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(Hold)
+class HoldAdmin(ReadOnlyAdmin):
+    list_display = ["id", "wallet", "credits", "status", "reference", "charged_credits", "created_at", "finished_at"]
+    list_select_related = ["wallet__user"]
+    list_filter = ["status"]
+    search_fields = ["wallet__user__email", "reference", "idempotency_key"]
+
+
+class RefundInline(admin.TabularInline):
+    model = Refund
+    extra = 0
+    can_delete = False
+    readonly_fields = ["stripe_refund_id", "amount_cents", "status", "credits", "created_at"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class DisputeInline(RefundInline):
+    model = Dispute
+    readonly_fields = ["stripe_dispute_id", "amount_cents", "status", "is_open", "credits", "created_at", "closed_at"]
+
+
+@admin.register(Purchase)
+class PurchaseAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "user", "pack", "credits", "amount_cents", "currency", "status", "refunded_credits"]
+    list_select_related = ["user", "pack"]
+    list_filter = ["status", "pack", "created_at"]
+    search_fields = ["user__email", "public_id", "checkout_session_id", "payment_intent_id"]
+    inlines = [RefundInline, DisputeInline]
+    actions = ["reconcile_with_stripe"]
+
+    @admin.action(description="Bring up to date from Stripe")
+    def reconcile_with_stripe(self, request, queryset):
+        for purchase in queryset.exclude(checkout_session_id=None):
+            try:
+                updated = services.fulfil_checkout(session_id=purchase.checkout_session_id)
+                self.message_user(request, f"{purchase.public_id}: {updated.get_status_display()}")
+            except BillingError as exc:
+                self.message_user(request, f"{purchase.public_id}: {exc}", messages.ERROR)
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(ReadOnlyAdmin):
+    list_display = ["received_at", "event_id", "type", "status", "attempts", "deliveries", "note"]
+    list_filter = ["status", "type", "livemode"]
+    search_fields = ["event_id", "object_id", "last_error"]
+    readonly_fields = ["event_id", "type", "livemode", "object_id", "status", "attempts", "deliveries",
+                       "last_error", "note", "received_at", "processed_at", "payload"]
+    actions = ["retry_processing"]
+
+    @admin.action(description="Retry processing")
+    def retry_processing(self, request, queryset):
+        retried = sum(services.retry_stripe_event(event=event, actor=request.user) for event in queryset)
+        skipped = queryset.count() - retried
+        self.message_user(request, f"Re-enqueued {retried} event(s); {skipped} were not failed or stuck.")

@@ -1,0 +1,48 @@
+from rest_framework import serializers
+
+from billing.models import CreditPack, LedgerEntry, Purchase, Wallet
+
+
+class WalletSerializer(serializers.ModelSerializer):
+    available = serializers.IntegerField(read_only=True)
+    blocked_reason = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Wallet
+        fields = ["balance", "held", "available", "blocked_reason"]
+
+
+class LedgerEntrySerializer(serializers.ModelSerializer):
+    explanation = serializers.CharField(source="explain", read_only=True)
+
+    class Meta:
+        model = LedgerEntry
+        fields = ["id", "created_at", "kind", "credits", "balance_after", "reference", "explanation"]
+
+
+class CreditPackSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CreditPack
+        fields = ["key", "name", "credits", "price_cents", "currency"]
+
+
+class PurchaseSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    pack = serializers.CharField(source="pack.key", read_only=True)
+    message = serializers.CharField(source="status_message", read_only=True)
+
+    class Meta:
+        model = Purchase
+        fields = ["id", "created_at", "pack", "credits", "amount_cents", "currency", "status", "message",
+                  "refunded_credits"]
+
+
+class CheckoutInputSerializer(serializers.Serializer):
+    """Only a pack key: price, credits and quantity always come from the server."""
+
+    pack = serializers.SlugField(max_length=40)
+
+
+class CheckoutOutputSerializer(serializers.Serializer):
+    purchase_id = serializers.UUIDField()
+    checkout_url = serializers.URLField()

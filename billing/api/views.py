@@ -1,0 +1,75 @@
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing import services
+from billing.api.serializers import (
+    CheckoutInputSerializer,
+    CheckoutOutputSerializer,
+    CreditPackSerializer,
+    LedgerEntrySerializer,
+    PurchaseSerializer,
+    WalletSerializer,
+)
+from billing.exceptions import PaymentsNotConfigured, StripeFailure, UnknownPack
+from billing.models import CreditPack, LedgerEntry, Purchase
+
+
+class PaymentProviderUnavailable(APIException):
+    status_code = 503
+    default_detail = "The payment provider could not be reached. Nothing was charged; try again."
+    default_code = "payment_provider_unavailable"
+
+
+class WalletView(generics.RetrieveAPIView):
+    serializer_class = WalletSerializer
+
+    def get_object(self):
+        return services.get_wallet(self.request.user)
+
+
+class LedgerView(generics.ListAPIView):
+    serializer_class = LedgerEntrySerializer
+
+    def get_queryset(self):
+        return LedgerEntry.objects.filter(wallet__user=self.request.user)
+
+
+class PackListView(generics.ListAPIView):
+    serializer_class = CreditPackSerializer
+    pagination_class = None
+
+    def get_queryset(self):
+        return CreditPack.objects.filter(active=True)
+
+
+class PurchaseListView(generics.ListAPIView):
+    serializer_class = PurchaseSerializer
+
+    def get_queryset(self):
+        return Purchase.objects.filter(user=self.request.user).select_related("pack")
+
+
+class CheckoutView(APIView):
+    """Start buying a pack: returns the Stripe Checkout URL to send the browser to."""
+
+    @extend_schema(request=CheckoutInputSerializer, responses={201: CheckoutOutputSerializer})
+    def post(self, request):
+        data = CheckoutInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            purchase = services.start_checkout(
+                user=request.user,
+                pack_key=data.validated_data["pack"],
+                success_url=request.build_absolute_uri(reverse("billing_success")),
+                cancel_url=request.build_absolute_uri(reverse("buy_credits")) + "?canceled=1",
+            )
+        except UnknownPack as exc:
+            raise ValidationError({"pack": [str(exc)]}) from exc
+        except (StripeFailure, PaymentsNotConfigured) as exc:
+            raise PaymentProviderUnavailable() from exc
+        out = CheckoutOutputSerializer({"purchase_id": purchase.public_id, "checkout_url": purchase.checkout_url})
+        return Response(out.data, status=status.HTTP_201_CREATED)

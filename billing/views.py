@@ -1,0 +1,124 @@
+"""Pages: buy credits, checkout success, purchase history, wallet; and the Stripe webhook."""
+
+import logging
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from accounts.decorators import verified_email_required
+from billing import services, stripe_client
+from billing.exceptions import BillingError, InvalidWebhook, StripeFailure, UnknownPack
+from billing.models import CreditPack, Hold, LedgerEntry, Purchase
+
+logger = logging.getLogger(__name__)
+
+
+def _wallet_context(user) -> dict:
+    wallet = services.get_wallet(user)
+    return {"wallet": wallet, "blocked_reason": wallet.blocked_reason}
+
+
+@login_required
+@verified_email_required
+@require_http_methods(["GET", "POST"])
+def buy_credits(request):
+    """The packs on sale; POST names one pack (nothing else is read) and goes to Stripe Checkout."""
+    if request.method == "POST":
+        try:
+            purchase = services.start_checkout(
+                user=request.user,
+                pack_key=request.POST.get("pack", ""),
+                success_url=request.build_absolute_uri(reverse("billing_success")),
+                cancel_url=request.build_absolute_uri(reverse("buy_credits")) + "?canceled=1",
+            )
+        except UnknownPack as exc:
+            messages.error(request, str(exc))
+            return redirect("buy_credits")
+        except StripeFailure:
+            logger.exception("could not start a checkout for user %s", request.user.pk)
+            messages.error(request, "The payment provider could not be reached. Nothing was charged; please try again.")
+            return redirect("buy_credits")
+        except BillingError as exc:
+            messages.error(request, str(exc))
+            return redirect("buy_credits")
+        return redirect(purchase.checkout_url, permanent=False)
+    if request.GET.get("canceled"):
+        messages.info(request, "Checkout canceled. Nothing was charged.")
+    packs = CreditPack.objects.filter(active=True)
+    return render(request, "billing/buy.html", {"packs": packs, **_wallet_context(request.user)})
+
+
+@login_required
+@require_GET
+def checkout_success(request):
+    """Where Stripe sends the buyer back. Brings the purchase up to date (the webhook may be late);
+    shows only the signed-in user's own purchase."""
+    session_id = request.GET.get("session_id", "")
+    purchase = Purchase.objects.filter(checkout_session_id=session_id, user=request.user).first() if session_id else None
+    if purchase is None:
+        raise Http404("No purchase of yours matches this checkout.")
+    if purchase.credited_at is None:
+        try:
+            purchase = services.fulfil_checkout(session_id=session_id) or purchase
+        except StripeFailure:
+            logger.warning("success page could not reach Stripe for %s; the webhook will finish it", session_id)
+    return render(request, "billing/success.html", {"purchase": purchase, **_wallet_context(request.user)})
+
+
+@login_required
+@require_GET
+def purchase_status(request, public_id):
+    """JSON for the success page's live updates."""
+    purchase = get_object_or_404(Purchase, public_id=public_id, user=request.user)
+    wallet = services.get_wallet(request.user)
+    return JsonResponse(
+        {
+            "status": purchase.status,
+            "status_display": purchase.get_status_display(),
+            "message": purchase.status_message,
+            "credits": purchase.credits,
+            "credited": purchase.credited_at is not None,
+            "balance": services.balance_payload(wallet),
+        }
+    )
+
+
+@login_required
+@verified_email_required
+@require_GET
+def purchase_history(request):
+    purchases = Purchase.objects.filter(user=request.user).select_related("pack")
+    page = Paginator(purchases, 20).get_page(request.GET.get("page"))
+    return render(request, "billing/purchases.html", {"page": page, **_wallet_context(request.user)})
+
+
+@login_required
+@verified_email_required
+@require_GET
+def wallet(request):
+    context = _wallet_context(request.user)
+    entries = LedgerEntry.objects.filter(wallet=context["wallet"])
+    page = Paginator(entries, 25).get_page(request.GET.get("page"))
+    holds = Hold.objects.filter(wallet=context["wallet"], status=Hold.Status.ACTIVE)
+    return render(request, "billing/wallet.html", {"page": page, "holds": holds, **context})
+
+
+@csrf_exempt  # Stripe cannot send a CSRF token; the HMAC signature replaces it
+@require_POST
+def stripe_webhook(request):
+    """Verify, store (unique by event id), enqueue on commit, answer 2xx fast."""
+    try:
+        event = stripe_client.construct_event(payload=request.body, sig_header=request.headers.get("Stripe-Signature"))
+    except InvalidWebhook as exc:
+        logger.warning("rejected a Stripe webhook: %s", exc)
+        return HttpResponseBadRequest("Invalid Stripe signature or payload.")
+    row, created = services.receive_stripe_event(event=event)
+    if not created:
+        return HttpResponse(f"Duplicate of {row.event_id}; already {row.status}.", status=200)
+    return HttpResponse("Received.", status=200)
