@@ -6,9 +6,9 @@ import time
 import httpx
 import openai
 import pytest
-import websockets
 from openai import AsyncOpenAI, OpenAI
 from openai.types.realtime import RealtimeErrorEvent, ResponseDoneEvent
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, InvalidStatus
 
 from tests.fakes.openai.conftest import SESSION
 from tests.fakes.openai.helpers import Caller
@@ -175,7 +175,7 @@ async def test_sideband_rejects_model_and_late_voice_changes(aclient, fake_opena
 
 
 async def test_sideband_for_unknown_call_is_404(aclient):
-    with pytest.raises(websockets.exceptions.InvalidStatus) as exc:
+    with pytest.raises(InvalidStatus) as exc:
         async with aclient.realtime.connect(call_id="rtc_" + "f" * 32):
             pass
     assert exc.value.response.status_code == 404
@@ -184,7 +184,7 @@ async def test_sideband_for_unknown_call_is_404(aclient):
 
 async def test_fresh_call_answers_404_during_the_configured_delay(aclient, fake_openai):
     call_id = fake_openai.create_call(sideband_404_delay=0.4)["id"]
-    with pytest.raises(websockets.exceptions.InvalidStatus):
+    with pytest.raises(InvalidStatus):
         async with aclient.realtime.connect(call_id=call_id):
             pass
     await asyncio.sleep(0.5)
@@ -203,7 +203,7 @@ async def test_several_sidebands_see_the_same_events_and_hangup_closes_them(acli
         started = time.monotonic()
         client.realtime.calls.hangup(call_id)
         for conn in (one, two):
-            with pytest.raises(websockets.exceptions.ConnectionClosedOK) as exc:
+            with pytest.raises(ConnectionClosedOK) as exc:
                 await asyncio.wait_for(conn.recv(), 1)
             assert exc.value.rcvd.code == 1000
         assert time.monotonic() - started < 1
@@ -214,7 +214,7 @@ async def test_session_cap_sends_session_expired_then_1001(aclient, fake_openai)
     async with aclient.realtime.connect(call_id=call_id) as conn:
         event = await asyncio.wait_for(conn.recv(), 3)
         assert isinstance(event, RealtimeErrorEvent) and event.error.code == "session_expired"
-        with pytest.raises(websockets.exceptions.ConnectionClosed) as exc:
+        with pytest.raises(ConnectionClosed) as exc:
             await asyncio.wait_for(conn.recv(), 2)
         assert exc.value.rcvd.code == 1001
     assert fake_openai.call(call_id)["end_reason"] == "expired"
@@ -224,7 +224,7 @@ async def test_dropped_sideband_can_reattach(aclient, fake_openai):
     call_id = fake_openai.create_call()["id"]
     async with aclient.realtime.connect(call_id=call_id) as conn:
         assert fake_openai.drop_sidebands(call_id) == 1
-        with pytest.raises(websockets.exceptions.ConnectionClosedError):
+        with pytest.raises(ConnectionClosedError):
             await asyncio.wait_for(conn.recv(), 2)
     async with aclient.realtime.connect(call_id=call_id) as conn:
         fake_openai.response_done(call_id, USAGE)

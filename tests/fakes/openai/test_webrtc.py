@@ -4,7 +4,7 @@ import asyncio
 import time
 
 import pytest
-import websockets
+from websockets.exceptions import ConnectionClosedOK
 
 from tests.fakes.openai.conftest import SESSION
 from tests.fakes.openai.helpers import Caller, ScriptedMic
@@ -56,7 +56,7 @@ async def test_spoken_turn_gets_a_spoken_answer_seen_on_both_links(client, aclie
 
             hung_up = time.monotonic()
             await aclient.realtime.calls.hangup(call_id)
-            with pytest.raises(websockets.exceptions.ConnectionClosedOK):
+            with pytest.raises(ConnectionClosedOK):
                 await asyncio.wait_for(sideband.recv(), 1)
             await asyncio.wait_for(caller.channel_closed.wait(), 1)
             while caller.pc.connectionState not in ("closed", "failed"):
@@ -95,6 +95,6 @@ async def test_caller_leaving_ends_the_call_and_its_sidebands(client, aclient, f
     await caller.wait_for("session.created", timeout=5)
     async with aclient.realtime.connect(call_id=call_id) as sideband:
         await caller.close()
-        with pytest.raises(websockets.exceptions.ConnectionClosedOK):
+        with pytest.raises(ConnectionClosedOK):
             await asyncio.wait_for(sideband.recv(), 3)
     assert fake_openai.call(call_id)["end_reason"].startswith("peer_")
