@@ -17,7 +17,7 @@ app.autodiscover_tasks()
 def _make_filesystem_queue_dirs(sender: Celery, **kwargs) -> None:
     # The filesystem transport does not create its folders and fails on the first publish.
     options = sender.conf.broker_transport_options or {}
-    for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+    for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
         if options.get(key):
             Path(options[key]).mkdir(parents=True, exist_ok=True)
 

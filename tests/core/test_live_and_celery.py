@@ -89,10 +89,12 @@ def test_a_real_celery_worker_consumes_the_configured_broker(tmp_path, settings)
         if "CELERY_DATA_DIR" in extra:
             queue = str(tmp_path / "celery" / "queue")
             (tmp_path / "celery" / "queue").mkdir(parents=True, exist_ok=True)
-            (tmp_path / "celery" / "processed").mkdir(parents=True, exist_ok=True)
+            for folder in ("processed", "control"):
+                (tmp_path / "celery" / folder).mkdir(parents=True, exist_ok=True)
             app.conf.broker_transport_options = {
                 "data_folder_in": queue, "data_folder_out": queue,
                 "processed_folder": str(tmp_path / "celery" / "processed"),
+                "control_folder": str(tmp_path / "celery" / "control"),
             }
         app.send_task("realtime_saas.ping")
         log = tmp_path.glob("celery-*.log")
