@@ -303,3 +303,6 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"].update(
     }
 )
 CELERY_BEAT_SCHEDULE["realtime-sweep-calls"] = {"task": "sessions.tasks.sweep_calls", "schedule": 60.0}
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
+    {"CallModeEnum": "sessions.models.CallMode.choices", "CallCauseEnum": "sessions.models.Cause.choices"}
+)

@@ -1,0 +1,114 @@
+"""What the API (and the live `call` push) shows of assistants and calls. Read-only: writes go
+through sessions.services."""
+
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from sessions.models import Assistant, CallEvent, CallMode, CallState, RealtimeCall
+
+
+class AssistantSerializer(serializers.ModelSerializer):
+    modes = serializers.ListField(child=serializers.ChoiceField(choices=CallMode.choices), read_only=True)
+
+    class Meta:
+        model = Assistant
+        fields = ["id", "name", "model", "voice", "max_call_seconds", "modes", "min_credits"]
+        read_only_fields = fields
+
+
+class AssistantRefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Assistant
+        fields = ["id", "name"]
+        read_only_fields = fields
+
+
+class TokensSerializer(serializers.Serializer):
+    """Tokens per billed class; `*_in` excludes the cached tokens counted in `*_cached`."""
+
+    text_in = serializers.IntegerField()
+    text_cached = serializers.IntegerField()
+    text_out = serializers.IntegerField()
+    audio_in = serializers.IntegerField()
+    audio_cached = serializers.IntegerField()
+    audio_out = serializers.IntegerField()
+
+
+class CallEventSerializer(serializers.ModelSerializer):
+    kind = serializers.SerializerMethodField(
+        help_text="The state entered (pending, active, ending, ended, killed, expired, failed), "
+        "or hangup_sent, hangup_failed, attached."
+    )
+
+    class Meta:
+        model = CallEvent
+        fields = ["at", "kind", "cause", "detail"]
+        read_only_fields = fields
+
+    def get_kind(self, event: CallEvent) -> str:
+        return event.to_state if event.kind == CallEvent.Kind.STATE else event.kind
+
+
+class CallSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+    assistant = AssistantRefSerializer(read_only=True)
+    seconds_left = serializers.SerializerMethodField(help_text="Until the expected end; null once over.")
+    duration_seconds = serializers.SerializerMethodField(help_text="From start to hangup (or now); null if it never started.")
+    tokens = serializers.SerializerMethodField()
+    events = CallEventSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = RealtimeCall
+        fields = [
+            "id", "assistant", "mode", "state", "created_at", "started_at", "ended_at", "expected_end_at",
+            "seconds_left", "duration_seconds", "credits_held", "credits_charged", "cost_microusd", "tokens",
+            "end_reason", "events",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_seconds_left(self, call: RealtimeCall) -> int | None:
+        if call.state not in (CallState.PENDING, CallState.ACTIVE):
+            return None
+        left = (call.expected_end_at - timezone.now()).total_seconds()
+        return int(left) if left > 0 else None
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_duration_seconds(self, call: RealtimeCall) -> int | None:
+        if call.started_at is None:
+            return None
+        end = call.ending_at or call.ended_at or timezone.now()
+        return max(int((end - call.started_at).total_seconds()), 0)
+
+    @extend_schema_field(TokensSerializer)
+    def get_tokens(self, call: RealtimeCall) -> dict[str, int]:
+        return call.tokens.as_dict()
+
+
+class ClientSecretRequestSerializer(serializers.Serializer):
+    assistant = serializers.IntegerField(help_text="An active assistant's id that allows key mode.")
+
+
+class ClientSecretSerializer(serializers.Serializer):
+    call = serializers.CharField(help_text="Our call id: report OpenAI's call id to /api/calls/{id}/attach.")
+    client_secret = serializers.CharField(help_text="The ephemeral key (ek_…). Shown once, never stored.")
+    expires_at = serializers.IntegerField(help_text="Unix seconds: calls must start before this.")
+    model = serializers.CharField()
+    calls_url = serializers.CharField(help_text="POST the SDP offer here with the client secret as Bearer.")
+
+
+class AttachRequestSerializer(serializers.Serializer):
+    call_id = serializers.RegexField(r"^rtc_[A-Za-z0-9_]{4,90}$", help_text="OpenAI's call id (rtc_…).")
+
+
+class ErrorBodySerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorBodySerializer()
+    detail = serializers.CharField(help_text="The same message, where DRF clients look for it.")
+

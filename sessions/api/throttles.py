@@ -1,0 +1,17 @@
+"""Named throttles for the sessions API; rates live in settings (REST_FRAMEWORK
+DEFAULT_THROTTLE_RATES). They sit in front of the assistants' own per-user limits, which count
+call starts in the database."""
+
+from rest_framework.throttling import UserRateThrottle
+
+
+class CallStartThrottle(UserRateThrottle):
+    scope = "call_start"
+
+
+class KeyMintThrottle(UserRateThrottle):
+    scope = "key_mint"
+
+
+class CallControlThrottle(UserRateThrottle):
+    scope = "call_control"

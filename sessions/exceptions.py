@@ -1,0 +1,57 @@
+"""Why a call could not be started or changed. Each carries the HTTP status and stable code the
+API answers with, and a sentence a person can act on."""
+
+
+class CallError(Exception):
+    status = 400
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
+                 retry_after: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.code
+        self.status = status or self.status
+        self.retry_after = retry_after
+
+
+class InvalidOffer(CallError):
+    code = "invalid_offer"
+
+
+class InvalidAssistant(CallError):
+    code = "invalid_assistant"
+
+
+class EmailUnverified(CallError):
+    status, code = 403, "email_unverified"
+
+
+class AccountSuspended(CallError):
+    status, code = 403, "account_suspended"
+
+
+class InsufficientCredits(CallError):
+    status, code = 402, "insufficient_credits"
+
+
+class WalletBlocked(CallError):
+    status, code = 402, "wallet_blocked"
+
+
+class ConcurrencyLimit(CallError):
+    status, code = 429, "concurrency_limit"
+
+
+class StartRateLimited(CallError):
+    status, code = 429, "rate_limited"
+
+
+class CallConflict(CallError):
+    status, code = 409, "call_conflict"
+
+
+class Upstream(CallError):
+    """OpenAI failed (502 upstream_error) or is unavailable for now (503 upstream_unavailable)."""
+
+    status, code = 502, "upstream_error"

@@ -1,0 +1,300 @@
+"""The one module that imports `openai`: creates calls, mints client secrets, hangs calls up.
+
+It pins the timeouts (settings.OPENAI_TIMEOUT_SECONDS), never retries a request that creates
+something (a retried `POST /realtime/calls` could start a second, unmetered call), and turns the
+SDK's exceptions into ours, so the rest of the app never sees an SDK type. Nothing here logs a key.
+"""
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+
+import openai
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+HANGUP_RETRIES = 2  # hangup is idempotent at OpenAI, so retrying it is safe
+
+
+class UpstreamError(Exception):
+    """OpenAI failed or answered something we cannot use. `status` is what we answer (502/503)."""
+
+    status = 502
+    code = "upstream_error"
+
+    def __init__(self, message: str, *, upstream_status: int | None = None, retry_after: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.upstream_status = upstream_status
+        self.retry_after = retry_after
+
+
+class UpstreamUnavailable(UpstreamError):
+    """Not reachable, or refusing for now: try again later."""
+
+    status = 503
+    code = "upstream_unavailable"
+
+
+class UpstreamTimeout(UpstreamUnavailable):
+    pass
+
+
+class UpstreamRateLimited(UpstreamUnavailable):
+    """OpenAI answered 429 (rate limit or quota); `retry_after` in seconds when it said."""
+
+
+class InvalidOffer(Exception):
+    """OpenAI refused the SDP offer itself (400 invalid_offer): the caller's fault, not ours."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class CallNotFound(Exception):
+    """OpenAI no longer knows the call (already ended, or never existed)."""
+
+
+@dataclass(frozen=True)
+class CreatedCall:
+    call_id: str
+    answer_sdp: str
+
+
+@dataclass(frozen=True)
+class MintedSecret:
+    value: str
+    expires_at: int
+    model: str
+    fingerprint: str
+
+
+def fingerprint(secret: str) -> str:
+    """How we recognise a key without storing it."""
+    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()
+
+
+def calls_url() -> str:
+    return settings.OPENAI_BASE_URL.rstrip("/") + "/realtime/calls"
+
+
+@lru_cache(maxsize=4)
+def _client(api_key: str, base_url: str, timeout: float) -> openai.OpenAI:
+    return openai.OpenAI(
+        api_key=api_key,
+        base_url=base_url,
+        max_retries=0,
+        timeout=openai.Timeout(timeout, connect=min(timeout, 5.0)),
+    )
+
+
+def client() -> openai.OpenAI:
+    if not settings.OPENAI_API_KEY:
+        raise UpstreamUnavailable("The OpenAI API key is not configured.")
+    return _client(settings.OPENAI_API_KEY, settings.OPENAI_BASE_URL, settings.OPENAI_TIMEOUT_SECONDS)
+
+
+def _retry_after(exc: openai.APIStatusError) -> int | None:
+    value = exc.response.headers.get("retry-after")
+    try:
+        return max(1, int(float(value))) if value else None
+    except ValueError:
+        return None
+
+
+def _error_code(exc: openai.APIStatusError) -> str | None:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error", body) if isinstance(body, dict) else {}
+    return error.get("code") if isinstance(error, dict) else None
+
+
+def _translate(exc: openai.OpenAIError, what: str) -> Exception:
+    """Map an SDK exception to ours. Messages are ours: OpenAI's may quote request data."""
+    if isinstance(exc, openai.APITimeoutError):
+        return UpstreamTimeout(f"OpenAI did not answer {what} in time.", retry_after=5)
+    if isinstance(exc, openai.APIConnectionError):
+        return UpstreamUnavailable(f"OpenAI could not be reached for {what}.", retry_after=5)
+    if isinstance(exc, openai.RateLimitError):
+        return UpstreamRateLimited(
+            f"OpenAI is rate limiting {what}.", upstream_status=429, retry_after=_retry_after(exc) or 10
+        )
+    if isinstance(exc, openai.APIStatusError):
+        if exc.status_code == 400 and _error_code(exc) == "invalid_offer":
+            return InvalidOffer("OpenAI refused the SDP offer: it is not a valid WebRTC offer.")
+        if exc.status_code >= 500:
+            return UpstreamError(f"OpenAI failed {what} (HTTP {exc.status_code}).", upstream_status=exc.status_code)
+        # 4xx other than a bad offer: our key, config or model is wrong. Not the user's fault.
+        return UpstreamError(
+            f"OpenAI refused {what} (HTTP {exc.status_code}, {_error_code(exc) or 'no code'}).",
+            upstream_status=exc.status_code,
+        )
+    return UpstreamError(f"OpenAI failed {what}.")
+
+
+def create_call(*, sdp: str, session: dict) -> CreatedCall:
+    """`POST /v1/realtime/calls` as multipart (always with `session`: see PITFALLS)."""
+    try:
+        raw = client().realtime.calls.with_raw_response.create(sdp=sdp, session=session)
+        answer = raw.parse().text
+    except openai.OpenAIError as exc:
+        raise _translate(exc, "the call") from None
+    location = raw.headers.get("location") or ""
+    call_id = location.rstrip("/").rsplit("/", 1)[-1]
+    if not call_id.startswith("rtc_") or not answer.strip():
+        raise UpstreamError("OpenAI answered the call without a call id or an SDP answer.")
+    return CreatedCall(call_id=call_id, answer_sdp=answer)
+
+
+def mint_client_secret(*, session: dict, ttl_seconds: int) -> MintedSecret:
+    """`POST /v1/realtime/client_secrets` with the server-built session and a short lifetime."""
+    try:
+        result = client().realtime.client_secrets.create(
+            expires_after={"anchor": "created_at", "seconds": ttl_seconds}, session=session
+        )
+    except openai.OpenAIError as exc:
+        raise _translate(exc, "the client secret") from None
+    value = getattr(result, "value", None)
+    if not isinstance(value, str) or not value:
+        raise UpstreamError("OpenAI answered without a client secret.")
+    model = getattr(getattr(result, "session", None), "model", None) or session.get("model", "")
+    return MintedSecret(value=value, expires_at=int(result.expires_at), model=model, fingerprint=fingerprint(value))
+
+
+def hangup(call_id: str) -> None:
+    """`POST /v1/realtime/calls/{id}/hangup`. Raises CallNotFound if the call is already gone."""
+    for attempt in range(HANGUP_RETRIES + 1):
+        try:
+            client().realtime.calls.hangup(call_id)
+            return
+        except openai.NotFoundError:
+            raise CallNotFound(call_id) from None
+        except openai.BadRequestError as exc:
+            if _error_code(exc) == "call_id_not_found":
+                raise CallNotFound(call_id) from None
+            raise _translate(exc, "the hangup") from None
+        except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as exc:
+            if attempt == HANGUP_RETRIES:
+                raise _translate(exc, "the hangup") from None
+            logger.info("hangup of %s failed (%s), retrying", call_id, type(exc).__name__)
+        except openai.OpenAIError as exc:
+            raise _translate(exc, "the hangup") from None
+
+
+# --- Sideband and async hangup (the call supervisor, sessions/supervisor) ------------------------
+#
+# The SDK's `realtime.connect()` reconnects by itself unless told not to; for a call that ended,
+# reconnecting only meets 404s (PITFALLS). We pass `max_retries=0` and no `on_reconnecting`, and
+# the supervisor runs its own backoff while a fresh call still answers 404.
+
+
+class SidebandNotFound(Exception):
+    """The WebSocket upgrade was refused with 404: the call is not attachable yet, or is gone."""
+
+
+class SidebandClosed(Exception):
+    """The sideband closed. `clean` for a close frame 1000/1001 (the call ended), else a drop."""
+
+    def __init__(self, *, clean: bool, code: int | None = None):
+        super().__init__(f"sideband closed ({'clean' if clean else 'dropped'}, code {code})")
+        self.clean = clean
+        self.code = code
+
+
+def async_client() -> openai.AsyncOpenAI:
+    """A fresh async client: one per supervisor (its HTTP pool belongs to the running loop)."""
+    if not settings.OPENAI_API_KEY:
+        raise UpstreamUnavailable("The OpenAI API key is not configured.")
+    timeout = settings.OPENAI_TIMEOUT_SECONDS
+    return openai.AsyncOpenAI(
+        api_key=settings.OPENAI_API_KEY,
+        base_url=settings.OPENAI_BASE_URL,
+        max_retries=0,
+        timeout=openai.Timeout(timeout, connect=min(timeout, 5.0)),
+    )
+
+
+class Sideband:
+    """One attached sideband: raw JSON events in (dicts), client events out."""
+
+    def __init__(self, connection) -> None:
+        self._connection = connection
+
+    async def recv(self) -> dict:
+        """The next server event; raises SidebandClosed when the socket closes."""
+        import websockets.exceptions as wsx
+
+        try:
+            data = await self._connection.recv_bytes()
+        except wsx.ConnectionClosedOK as exc:
+            code = exc.rcvd.code if exc.rcvd else None
+            raise SidebandClosed(clean=True, code=code) from None
+        except wsx.ConnectionClosed as exc:
+            code = exc.rcvd.code if exc.rcvd else None
+            raise SidebandClosed(clean=code in (1000, 1001), code=code) from None
+        except openai.OpenAIError as exc:
+            raise SidebandClosed(clean=False) from exc
+        try:
+            import json
+
+            event = json.loads(data)
+        except ValueError:
+            return {}
+        return event if isinstance(event, dict) else {}
+
+    async def send(self, event: dict) -> None:
+        await self._connection.send(event)
+
+    async def close(self) -> None:
+        try:
+            await self._connection.close()
+        except Exception:
+            logger.debug("sideband close failed", exc_info=True)
+
+
+async def connect_sideband(aclient: openai.AsyncOpenAI, call_id: str, *, timeout: float) -> Sideband:
+    """Attach to a call's sideband (`wss://…/realtime?call_id=`), once, without SDK retries.
+
+    Raises SidebandNotFound on 404 (retry with backoff while the call is fresh) and
+    UpstreamUnavailable for anything else (network, 5xx, timeout).
+    """
+    import asyncio
+
+    import websockets.exceptions as wsx
+
+    try:
+        connection = await asyncio.wait_for(
+            aclient.realtime.connect(call_id=call_id, max_retries=0).enter(), timeout=timeout
+        )
+    except wsx.InvalidStatus as exc:
+        status = exc.response.status_code
+        if status in (400, 404):
+            raise SidebandNotFound(call_id) from None
+        raise UpstreamUnavailable(f"OpenAI refused the sideband (HTTP {status}).", upstream_status=status) from None
+    except TimeoutError:
+        raise UpstreamTimeout("OpenAI did not open the sideband in time.") from None
+    except (OSError, wsx.WebSocketException, openai.OpenAIError) as exc:
+        raise UpstreamUnavailable(f"OpenAI sideband unreachable ({type(exc).__name__}).") from None
+    return Sideband(connection)
+
+
+async def ahangup(aclient: openai.AsyncOpenAI, call_id: str) -> None:
+    """Async `POST /v1/realtime/calls/{id}/hangup`; raises CallNotFound if the call is gone."""
+    for attempt in range(HANGUP_RETRIES + 1):
+        try:
+            await aclient.realtime.calls.hangup(call_id)
+            return
+        except openai.NotFoundError:
+            raise CallNotFound(call_id) from None
+        except openai.BadRequestError as exc:
+            if _error_code(exc) == "call_id_not_found":
+                raise CallNotFound(call_id) from None
+            raise _translate(exc, "the hangup") from None
+        except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as exc:
+            if attempt == HANGUP_RETRIES:
+                raise _translate(exc, "the hangup") from None
+            logger.info("hangup of %s failed (%s), retrying", call_id, type(exc).__name__)
+        except openai.OpenAIError as exc:
+            raise _translate(exc, "the hangup") from None

@@ -1,0 +1,434 @@
+"""Starting, ending and settling realtime calls. The only code that changes a RealtimeCall's state.
+
+Every operation follows the same order (DESIGN.md, STYLE.md rule 3): a short transaction writes our
+rows, billing takes or settles the hold in its own transaction, and only then do we talk to OpenAI,
+with no lock held. Each failure path releases what it reserved. A state change is a conditional
+UPDATE from the state we read plus a CallEvent, so two actors racing (user hangup, staff, sweep,
+supervisor) change a call once; billing's idempotency keys make settlement exactly once.
+"""
+
+import logging
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.services import is_email_verified
+from billing import exceptions as billing_errors
+from billing import services as billing
+from realtime_saas.live import push_to_user
+from sessions import exceptions as errors
+from sessions import openai_client
+from sessions.locks import user_for_update
+from sessions.models import (
+    FINAL_STATES,
+    KILL_CAUSES,
+    LIVE_STATES,
+    OPEN_STATES,
+    WORST_CASE_TOKENS_PER_MINUTE,
+    Assistant,
+    CallEvent,
+    CallMode,
+    CallState,
+    Cause,
+    ModelPrice,
+    RealtimeCall,
+    credits_for_cost,
+    sources_of,
+)
+
+logger = logging.getLogger(__name__)
+
+OPENAI_CALL_ID = re.compile(r"^rtc_[A-Za-z0-9_]{4,90}$")
+START_RATE_WINDOW = timedelta(minutes=1)
+
+
+# --- policy ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HoldPlan:
+    credits: int  # what we hold
+    seconds: int  # how long that pays for
+    full_credits: int  # what the assistant's maximum length would need
+
+
+def plan_hold(*, assistant: Assistant, available: int) -> HoldPlan:
+    """Size a call's hold: the assistant's maximum length at its worst-case rate, capped by what
+    the user can afford (the call is then allowed proportionally less time), refused below the
+    assistant's minimum."""
+    per_minute = assistant.hold_microusd_per_minute
+    if per_minute is None:
+        price = ModelPrice.objects.filter(model=assistant.model).first()
+        if price is None:
+            raise errors.InvalidAssistant(f"The assistant {assistant.name!r} has no price; staff must add one.")
+        per_minute = price.cost_microusd(WORST_CASE_TOKENS_PER_MINUTE)
+    full_cost = -(-per_minute * assistant.max_call_seconds // 60)
+    full_credits = max(credits_for_cost(full_cost, markup_percent=assistant.markup_percent), 1)
+    required = max(assistant.min_credits, 1)
+    if available < required:
+        raise errors.InsufficientCredits(
+            f"Starting a call with {assistant.name} needs at least {required:,} credits; "
+            f"you have {max(available, 0):,} available.",
+        )
+    credits = min(full_credits, available)
+    seconds = assistant.max_call_seconds
+    if credits < full_credits:
+        seconds = max(1, math.floor(assistant.max_call_seconds * credits / full_credits))
+    return HoldPlan(credits=credits, seconds=seconds, full_credits=full_credits)
+
+
+def validate_offer(sdp: str) -> None:
+    """A cheap local check, so an obviously bad offer costs neither a hold nor an upstream call."""
+    if not sdp.strip():
+        raise errors.InvalidOffer("The request body must be an SDP offer; it is empty.")
+    lines = [line.strip() for line in sdp.strip().splitlines()]
+    if lines[0] != "v=0":
+        raise errors.InvalidOffer("The SDP offer must start with 'v=0'.")
+    if not any(line.startswith("m=audio") for line in lines):
+        raise errors.InvalidOffer("The SDP offer has no audio media section (m=audio).")
+    for attribute in ("a=ice-ufrag:", "a=ice-pwd:", "a=fingerprint:"):
+        if not any(line.startswith(attribute) for line in lines):
+            raise errors.InvalidOffer(f"The SDP offer has no {attribute.rstrip(':')} line: it is not a WebRTC offer.")
+
+
+def _active_assistant(assistant_id, *, mode: str) -> Assistant:
+    try:
+        assistant = Assistant.objects.get(pk=int(assistant_id), is_active=True)
+    except (TypeError, ValueError, Assistant.DoesNotExist):
+        raise errors.InvalidAssistant("Choose an active assistant (its id from /api/assistants/).") from None
+    if mode not in assistant.modes:
+        raise errors.InvalidAssistant(f"The assistant {assistant.name!r} does not allow {mode} mode.")
+    return assistant
+
+
+def _check_user(user) -> None:
+    if getattr(user, "is_suspended", False):
+        raise errors.AccountSuspended("This account is suspended: it cannot start calls.")
+    if not is_email_verified(user):
+        raise errors.EmailUnverified("Confirm your email address before starting a call.")
+
+
+def _check_limits(*, user, assistant: Assistant, now: datetime) -> None:
+    live = RealtimeCall.objects.filter(user=user, state__in=LIVE_STATES).count()
+    if live >= assistant.max_concurrent_calls:
+        raise errors.ConcurrencyLimit(
+            f"You already have {live} call(s) in progress; {assistant.name} allows "
+            f"{assistant.max_concurrent_calls} at a time. End one first.",
+            retry_after=5,
+        )
+    recent = list(
+        RealtimeCall.objects.filter(user=user, created_at__gt=now - START_RATE_WINDOW)
+        .order_by("created_at")
+        .values_list("created_at", flat=True)
+    )
+    if len(recent) >= assistant.max_starts_per_minute:
+        wait = recent[-assistant.max_starts_per_minute] + START_RATE_WINDOW - now
+        raise errors.StartRateLimited(
+            f"{assistant.name} allows {assistant.max_starts_per_minute} call starts a minute; try again shortly.",
+            retry_after=max(1, math.ceil(wait.total_seconds())),
+        )
+
+
+# --- state changes ---------------------------------------------------------------------------
+
+
+def _stamp_field(state: str) -> str | None:
+    if state == CallState.ACTIVE:
+        return "started_at"
+    if state == CallState.ENDING:
+        return "ending_at"
+    if state in FINAL_STATES:
+        return "ended_at"
+    return None
+
+
+def _push_call(call_pk: int) -> None:
+    from sessions.api.serializers import CallSerializer
+
+    call = RealtimeCall.objects.select_related("assistant").filter(pk=call_pk).first()
+    if call is not None:
+        push_to_user(call.user_id, "call", CallSerializer(call).data)
+
+
+def _record(call: RealtimeCall, *, kind: str, cause: str = "", detail: str = "", actor=None, at=None) -> None:
+    """An event that is not a state change (hangup sent, attached, ...)."""
+    CallEvent.objects.create(
+        call=call, at=at or timezone.now(), kind=kind, cause=cause, detail=detail[:500], actor=actor
+    )
+
+
+def transition(call: RealtimeCall, *, to: str, cause: str, actor=None, detail: str = "", **fields) -> bool:
+    """Move `call` to state `to` if the state machine allows it from its current state; record it.
+
+    Returns False (and changes nothing) when another actor got there first or `to` is not reachable.
+    `fields` are written in the same UPDATE. Refreshes `call` either way.
+    """
+    now = timezone.now()
+    allowed = sources_of(to)
+    changed = False
+    with transaction.atomic(durable=True):
+        for _ in range(3):  # the state moved between our read and our update: read it again
+            current = RealtimeCall.objects.filter(pk=call.pk).values_list("state", flat=True).first()
+            if current not in allowed:
+                break
+            values = dict(fields, state=to, updated_at=now)
+            if (stamp := _stamp_field(to)) and stamp not in values:
+                values[stamp] = now
+            if RealtimeCall.objects.filter(pk=call.pk, state=current).update(**values):
+                CallEvent.objects.create(
+                    call_id=call.pk, at=now, kind=CallEvent.Kind.STATE, from_state=current, to_state=to,
+                    cause=cause, actor=actor, detail=detail[:500],
+                )
+                transaction.on_commit(lambda pk=call.pk: _push_call(pk))
+                changed = True
+                break
+    call.refresh_from_db()
+    return changed
+
+
+def _final_state(end_reason: str) -> str:
+    if end_reason == Cause.UNMETERED:
+        return CallState.EXPIRED
+    if end_reason in KILL_CAUSES:
+        return CallState.KILLED
+    return CallState.ENDED
+
+
+def settle_call(*, call: RealtimeCall, cause: str, used_credits: int | None = None, actor=None,
+                detail: str = "") -> RealtimeCall:
+    """Settle an open call's hold and make it final, exactly once.
+
+    `used_credits=None` charges the full hold (nobody metered the call). The final state follows the
+    reason the call ended (the cause of its hangup, else `cause`): killed for staff, credits, time
+    and suspension; expired when unmetered; ended otherwise. Billing settles first (idempotent by
+    key, so a settler that races us gets the first settlement back), then the call becomes final.
+    """
+    call.refresh_from_db()
+    if call.state in FINAL_STATES:
+        return call
+    end_reason = call.end_reason or cause
+    used = call.credits_held if used_credits is None else max(int(used_credits), 0)
+    charged = 0
+    if call.hold_id:
+        hold = call.hold
+        try:
+            settlement = billing.settle_hold(
+                hold=hold, used_credits=used, idempotency_key=f"realtime-call:{call.public_id}:settle"
+            )
+            charged = settlement.charged_credits + settlement.overshoot_credits - settlement.uncollected_credits
+        except billing_errors.HoldAlreadyFinal:
+            hold.refresh_from_db()
+            charged = hold.charged_credits + hold.overshoot_credits - hold.uncollected_credits
+    if used_credits is None and not detail:
+        detail = "Not metered: charged the full hold."
+    transition(
+        call, to=_final_state(end_reason), cause=cause, actor=actor, detail=detail,
+        end_reason=end_reason, credits_charged=charged,
+    )
+    return call
+
+
+def _fail(call: RealtimeCall, *, cause: str, detail: str) -> None:
+    """A call that never started: release its hold (if any) and mark it failed."""
+    if call.hold_id:
+        try:
+            billing.release_hold(hold=call.hold, idempotency_key=f"realtime-call:{call.public_id}:release")
+        except billing_errors.HoldAlreadyFinal:
+            logger.warning("call %s: hold %s was already final when releasing it", call.public_id, call.hold_id)
+    transition(call, to=CallState.FAILED, cause=cause, detail=detail, end_reason=cause, credits_charged=0)
+
+
+# --- starting calls --------------------------------------------------------------------------
+
+
+def _open_call(*, user, assistant: Assistant, mode: str) -> tuple[RealtimeCall, HoldPlan]:
+    """Checks, then a pending call row and its hold. Raises a CallError, having held nothing."""
+    _check_user(user)
+    now = timezone.now()
+    _check_limits(user=user, assistant=assistant, now=now)  # fast refusal without a lock
+    plan = plan_hold(assistant=assistant, available=billing.available_credits(user))
+    with transaction.atomic(durable=True):
+        user_for_update(user_id=user.pk)
+        _check_limits(user=user, assistant=assistant, now=now)  # exact, under the user's lock
+        call = RealtimeCall.objects.create(
+            user=user, assistant=assistant, mode=mode, state=CallState.PENDING, model=assistant.model,
+            markup_percent=assistant.markup_percent, allowed_seconds=plan.seconds, created_at=now,
+            expected_end_at=now + timedelta(seconds=plan.seconds + settings.OPENAI_TIMEOUT_SECONDS),
+        )
+        CallEvent.objects.create(
+            call=call, at=now, kind=CallEvent.Kind.STATE, to_state=CallState.PENDING, cause=Cause.STARTED,
+            actor=user, detail=f"{mode} mode; holding {plan.credits:,} credits for {plan.seconds} s",
+        )
+    try:
+        hold = billing.place_hold(
+            user=user, credits=plan.credits, idempotency_key=f"realtime-call:{call.public_id}:hold",
+            reference=f"realtime-call:{call.public_id}", memo=f"{assistant.name}, up to {plan.seconds} s",
+        )
+    except billing_errors.InsufficientCredits as exc:
+        _fail(call, cause=Cause.INSUFFICIENT_CREDITS, detail=str(exc))
+        raise errors.InsufficientCredits(
+            f"Starting a call needs {exc.required:,} credits; you have {max(exc.available, 0):,} available."
+        ) from None
+    except billing_errors.WalletBlocked as exc:
+        _fail(call, cause=Cause.WALLET_BLOCKED, detail=exc.reason)
+        raise errors.WalletBlocked(f"Your wallet cannot start calls: {exc.reason}") from None
+    RealtimeCall.objects.filter(pk=call.pk).update(hold_id=hold.pk, credits_held=plan.credits)
+    call.refresh_from_db()
+    transaction.on_commit(lambda: _push_call(call.pk))
+    return call, plan
+
+
+def _upstream_failed(call: RealtimeCall, exc: Exception) -> errors.CallError:
+    if isinstance(exc, openai_client.InvalidOffer):
+        _fail(call, cause=Cause.INVALID_OFFER, detail=exc.message)
+        return errors.InvalidOffer(exc.message)
+    cause = Cause.UPSTREAM_ERROR
+    if isinstance(exc, openai_client.UpstreamTimeout):
+        cause = Cause.UPSTREAM_TIMEOUT
+    elif isinstance(exc, openai_client.UpstreamRateLimited):
+        cause = Cause.UPSTREAM_RATE_LIMITED
+    _fail(call, cause=cause, detail=exc.message)
+    logger.warning("call %s failed upstream: %s", call.public_id, exc.message)
+    return errors.Upstream(exc.message, code=exc.code, status=exc.status, retry_after=exc.retry_after)
+
+
+def start_proxy_call(*, user, assistant_id, offer_sdp: str) -> tuple[RealtimeCall, str]:
+    """Start a proxy-mode call: checks, a hold, then OpenAI creates the call from the browser's
+    offer and the assistant's session config. Returns the call (active) and the SDP answer.
+
+    Raises a `sessions.exceptions.CallError`; on any failure after the hold, the hold is released
+    and the call is `failed`.
+    """
+    validate_offer(offer_sdp)
+    assistant = _active_assistant(assistant_id, mode=CallMode.PROXY)
+    call, plan = _open_call(user=user, assistant=assistant, mode=CallMode.PROXY)
+    try:
+        created = openai_client.create_call(sdp=offer_sdp, session=assistant.session_config())
+    except (openai_client.UpstreamError, openai_client.InvalidOffer) as exc:
+        raise _upstream_failed(call, exc) from None
+    now = timezone.now()
+    if transition(
+        call, to=CallState.ACTIVE, cause=Cause.UPSTREAM_ANSWERED, openai_call_id=created.call_id,
+        started_at=now, expected_end_at=now + timedelta(seconds=plan.seconds),
+    ):
+        return call, created.answer_sdp
+    # Hung up (or swept) while OpenAI was answering: end the call it just created.
+    RealtimeCall.objects.filter(pk=call.pk, openai_call_id__isnull=True).update(openai_call_id=created.call_id)
+    _send_hangup(call, created.call_id)
+    raise errors.CallConflict("The call was ended before it started.", code="call_ended")
+
+
+def mint_client_secret(*, user, assistant_id) -> tuple[RealtimeCall, openai_client.MintedSecret]:
+    """Key mode: checks and a hold as for a proxy call, then a client secret minted with the
+    assistant's session config and its short key lifetime. The secret is returned once and only
+    its fingerprint is stored. The call stays `active` until its window closes (the secret's expiry
+    plus the allowed length); if the client never reports its call id, the sweep charges the full
+    hold then.
+    """
+    assistant = _active_assistant(assistant_id, mode=CallMode.KEY)
+    call, plan = _open_call(user=user, assistant=assistant, mode=CallMode.KEY)
+    try:
+        minted = openai_client.mint_client_secret(
+            session=assistant.session_config(), ttl_seconds=assistant.key_ttl_seconds
+        )
+    except openai_client.UpstreamError as exc:
+        raise _upstream_failed(call, exc) from None
+    now = timezone.now()
+    expires_at = datetime.fromtimestamp(minted.expires_at, tz=UTC)
+    # Use our clock when the upstream's disagrees (the fake's can be shifted): the window must not
+    # close before the key could be used.
+    expires_at = max(expires_at, now + timedelta(seconds=assistant.key_ttl_seconds))
+    transition(
+        call, to=CallState.ACTIVE, cause=Cause.MINTED, secret_fingerprint=minted.fingerprint,
+        secret_expires_at=expires_at, started_at=now,
+        expected_end_at=expires_at + timedelta(seconds=plan.seconds),
+    )
+    return call, minted
+
+
+def attach_call_id(*, user, call: RealtimeCall, openai_call_id: str) -> RealtimeCall:
+    """Key mode: the client reports the OpenAI call id its secret started, so it can be metered
+    and hung up. Idempotent for the same id."""
+    if call.mode != CallMode.KEY:
+        raise errors.CallConflict("Only key-mode calls report their call id.", code="not_key_mode")
+    if not OPENAI_CALL_ID.match(openai_call_id or ""):
+        raise errors.CallError("call_id must be the OpenAI call id (rtc_…).", code="invalid_call_id")
+    if call.openai_call_id == openai_call_id:
+        return call
+    try:
+        with transaction.atomic(durable=True):
+            updated = RealtimeCall.objects.filter(
+                pk=call.pk, user=user, state=CallState.ACTIVE, openai_call_id__isnull=True
+            ).update(openai_call_id=openai_call_id, updated_at=timezone.now())
+            if updated:
+                _record(call, kind=CallEvent.Kind.ATTACHED, actor=user, detail=openai_call_id)
+                transaction.on_commit(lambda: _push_call(call.pk))
+    except IntegrityError:
+        raise errors.CallConflict("That call id belongs to another call.", code="call_id_taken") from None
+    call.refresh_from_db()
+    if not updated and call.openai_call_id != openai_call_id:
+        if call.openai_call_id:
+            raise errors.CallConflict("This call already reported another call id.", code="already_attached")
+        raise errors.CallConflict(f"This call is {call.state}: it can no longer be attached.", code="call_not_open")
+    return call
+
+
+# --- ending calls ----------------------------------------------------------------------------
+
+
+def _send_hangup(call: RealtimeCall, openai_call_id: str, *, actor=None) -> None:
+    try:
+        openai_client.hangup(openai_call_id)
+    except openai_client.CallNotFound:
+        _record(call, kind=CallEvent.Kind.HANGUP_SENT, actor=actor, detail="OpenAI had already ended the call.")
+    except openai_client.UpstreamError as exc:
+        logger.warning("hangup of call %s failed: %s", call.public_id, exc.message)
+        _record(call, kind=CallEvent.Kind.HANGUP_FAILED, actor=actor, detail=exc.message)
+    else:
+        _record(call, kind=CallEvent.Kind.HANGUP_SENT, actor=actor)
+
+
+def request_hangup(*, call: RealtimeCall, cause: str, actor=None) -> RealtimeCall:
+    """End a call: mark it `ending` (recording why), then ask OpenAI to hang it up.
+
+    Idempotent: an ending or final call is returned as it is. A key-mode call whose client never
+    reported its call id cannot be hung up, so it is settled at once at its full hold.
+    """
+    call.refresh_from_db()
+    if call.state not in OPEN_STATES or call.state == CallState.ENDING:
+        return call
+    if call.mode == CallMode.KEY and call.state == CallState.ACTIVE and not call.openai_call_id:
+        # Nothing to hang up or meter. The secret dies within its short lifetime.
+        return settle_call(call=call, cause=cause, actor=actor)
+    if not transition(call, to=CallState.ENDING, cause=cause, actor=actor, end_reason=cause):
+        return call
+    if call.openai_call_id:
+        _send_hangup(call, call.openai_call_id, actor=actor)
+        call.refresh_from_db()
+    return call
+
+
+def sweep_calls(*, limit: int = 500) -> int:
+    """Settle calls nobody else will: open past their expected end (+ grace), or hung up and not
+    settled within the ending grace, with no live supervisor lease. They are hung up if still
+    running and charged their full hold (they were not metered). Returns how many were settled."""
+    now = timezone.now()
+    overdue = RealtimeCall.objects.filter(state__in=OPEN_STATES).filter(
+        Q(expected_end_at__lt=now - timedelta(seconds=settings.REALTIME_SWEEP_GRACE_SECONDS))
+        | Q(state=CallState.ENDING, ending_at__lt=now - timedelta(seconds=settings.REALTIME_ENDING_GRACE_SECONDS))
+    ).filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
+    settled = 0
+    for call in overdue.order_by("expected_end_at")[:limit]:
+        if call.state == CallState.ACTIVE and call.openai_call_id:
+            _send_hangup(call, call.openai_call_id)
+        settle_call(call=call, cause=Cause.UNMETERED)
+        settled += call.state in FINAL_STATES
+    if settled:
+        logger.info("sweep settled %d unmetered call(s)", settled)
+    return settled

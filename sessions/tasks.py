@@ -1,0 +1,16 @@
+"""Celery tasks of sessions: thin wrappers that call a service."""
+
+import logging
+
+from celery import shared_task
+
+from sessions import services
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="sessions.tasks.sweep_calls", ignore_result=True)
+def sweep_calls() -> int:
+    """Every minute (CELERY_BEAT_SCHEDULE): settle open calls nobody meters once their window
+    closes, at their full hold, so no credits stay held forever."""
+    return services.sweep_calls()
