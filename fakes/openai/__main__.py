@@ -33,6 +33,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sideband-hello", choices=("none", "session.created", "session.updated"), default="none",
                    help="event sent to a sideband when it attaches (unverified upstream behaviour)")
     p.add_argument("--session-cap-seconds", type=float, default=3600.0)
+    p.add_argument("--connect-timeout-seconds", type=float, default=30.0,
+                   help="end a WebRTC call whose caller has not connected by then (0: never)")
     p.add_argument("--ephemeral-usage-under-minting-key", action=argparse.BooleanOptionalAction, default=True,
                    help="report ek_ usage under the minting project key's id (else api_key_id null)")
     p.add_argument("--call-not-found-status", type=int, choices=(400, 404), default=404)
@@ -54,6 +56,7 @@ def config_from_args(args: argparse.Namespace) -> FakeConfig:
         sideband_requires_connection=args.sideband_requires_connection,
         sideband_hello=args.sideband_hello,
         session_cap_seconds=args.session_cap_seconds,
+        connect_timeout_seconds=args.connect_timeout_seconds,
         ephemeral_usage_under_minting_key=args.ephemeral_usage_under_minting_key,
         call_not_found_status=args.call_not_found_status,
         latency_ms=args.latency_ms,

@@ -138,6 +138,16 @@ class Call:
         self.ended = asyncio.Event()
         loop = asyncio.get_running_loop()
         self._cap_handle = loop.call_later(session_cap_seconds, self.expire) if session_cap_seconds > 0 else None
+        self._connect_handle: asyncio.TimerHandle | None = None
+
+    def expect_connection(self, timeout: float) -> None:
+        """A WebRTC caller that never completes ICE/DTLS would otherwise hold a peer until the cap."""
+        if timeout > 0:
+            self._connect_handle = asyncio.get_running_loop().call_later(timeout, self._connect_timed_out)
+
+    def _connect_timed_out(self) -> None:
+        if self.state == "connecting":
+            self.spawn(self.end("connect_timeout"))
 
     # --- bookkeeping -------------------------------------------------------------------------
 
@@ -604,8 +614,9 @@ class Call:
         self.state = "ended"
         self.end_reason = reason
         self.ended_at = time.time()
-        if self._cap_handle is not None:
-            self._cap_handle.cancel()
+        for handle in (self._cap_handle, self._connect_handle):
+            if handle is not None:
+                handle.cancel()
         if self._playback_handle is not None:
             self._playback_handle.cancel()
         self.stop_script()

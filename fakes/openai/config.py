@@ -40,6 +40,7 @@ class FakeConfig:
     sideband_requires_connection: bool = False
     sideband_hello: str = "none"  # "none" | "session.created" | "session.updated"
     session_cap_seconds: float = 3600.0
+    connect_timeout_seconds: float = 30.0
     ephemeral_usage_under_minting_key: bool = True
     call_not_found_status: int = 404
     latency_ms: float = 0.0

@@ -205,6 +205,7 @@ async def create_call(request: web.Request) -> web.Response:
             log.info("rejected offer: %s", exc)
             await call.end("invalid_offer")
             raise _invalid_offer() from None
+        call.expect_connection(fake.config.connect_timeout_seconds)
     else:
         answer = synthetic_answer(sdp)
     fake.calls[call.id] = call

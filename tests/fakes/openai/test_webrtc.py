@@ -4,8 +4,10 @@ import asyncio
 import time
 
 import pytest
-from websockets.exceptions import ConnectionClosedOK
+from openai import AsyncOpenAI, OpenAI
+from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 
+from fakes.openai.pytest_plugin import start_fake_openai
 from tests.fakes.openai.conftest import SESSION
 from tests.fakes.openai.helpers import Caller, ScriptedMic
 
@@ -98,3 +100,23 @@ async def test_caller_leaving_ends_the_call_and_its_sidebands(client, aclient, f
         with pytest.raises(ConnectionClosedOK):
             await asyncio.wait_for(sideband.recv(), 3)
     assert fake_openai.call(call_id)["end_reason"].startswith("peer_")
+
+
+@pytest.mark.slow
+async def test_caller_that_never_connects_gets_no_sideband_and_times_out():
+    fake = start_fake_openai("--connect-timeout-seconds", "0.5", "--sideband-requires-connection")
+    try:
+        client = OpenAI(api_key=fake.project_key, base_url=fake.base_url, max_retries=0)
+        caller = Caller()
+        offer = await caller.offer()
+        await caller.close()
+        raw = client.realtime.calls.with_raw_response.create(sdp=offer, session=SESSION)
+        call_id = raw.headers["location"].rsplit("/", 1)[-1]
+        aclient = AsyncOpenAI(api_key=fake.project_key, base_url=fake.base_url, max_retries=0)
+        with pytest.raises(InvalidStatus):
+            async with aclient.realtime.connect(call_id=call_id):
+                pass
+        info = await asyncio.to_thread(fake.wait_for_call, call_id, lambda c: c["state"] == "ended", 3)
+        assert info["end_reason"] == "connect_timeout"
+    finally:
+        fake.close()
