@@ -46,30 +46,46 @@ def explain(page, server, fake) -> str:
     )
 
 
-def test_talk_start_hear_stop_and_find_it_in_history(product, fake_openai, open_browser):
+def make_caller(*, credits: int):
+    """An assistant, and a verified user with `credits` (made before the browser opens)."""
     from billing.services import grant
-    from sessions.models import Assistant, RealtimeCall
+    from sessions.models import Assistant
 
     ensure_price("gpt-realtime")
     assistant = Assistant.objects.create(name="Browser buddy", model="gpt-realtime", max_call_seconds=120)
     user = UserFactory(email="dora@example.com", name="Dora")
-    grant(user=user, credits=100_000, idempotency_key="e2e-grant", kind="bonus")
+    if credits:
+        grant(user=user, credits=credits, idempotency_key="e2e-grant", kind="bonus")
+    return user, assistant
+
+
+def open_talk(page, server, user, assistant) -> None:
+    """Sign in through the real login page, then follow the nav to Talk and pick the assistant."""
+    page.goto(server.url + reverse("account_login"))
+    page.fill("input[name=login]", user.email)
+    page.fill("input[name=password]", DEFAULT_PASSWORD)
+    page.locator("form button[type=submit], form input[type=submit]").last.click()
+    page.wait_for_url(re.compile(r"/dashboard/$"))
+    page.get_by_role("link", name="Talk", exact=True).click()
+    page.wait_for_selector("[data-talk][data-ready=true]")
+    page.get_by_test_id("assistant-select").select_option(str(assistant.pk))
+
+
+def wait_for_state(page, state: str) -> None:
+    page.get_by_test_id("call-state").filter(has_text=re.compile(f"^{state}$")).wait_for()
+
+
+def test_talk_start_hear_stop_and_find_it_in_history(product, fake_openai, open_browser):
+    from sessions.models import RealtimeCall
+
+    user, assistant = make_caller(credits=100_000)
 
     with open_browser() as page:
         try:
-            page.goto(product.url + reverse("account_login"))
-            page.fill("input[name=login]", user.email)
-            page.fill("input[name=password]", DEFAULT_PASSWORD)
-            page.locator("form button[type=submit], form input[type=submit]").last.click()
-            page.wait_for_url(re.compile(r"/dashboard/$"))
-
-            page.get_by_role("link", name="Talk", exact=True).click()
-            page.wait_for_selector("[data-talk][data-ready=true]")
-            page.get_by_test_id("assistant-select").select_option(str(assistant.pk))
+            open_talk(page, product, user, assistant)
             page.get_by_test_id("start-call").click()
 
-            state = page.get_by_test_id("call-state")
-            state.filter(has_text=re.compile(r"^connected$")).wait_for()
+            wait_for_state(page, "connected")
             line = page.get_by_test_id("transcript").locator("[data-testid=transcript-line]").first
             line.wait_for()
             page.wait_for_function(
@@ -83,7 +99,7 @@ def test_talk_start_hear_stop_and_find_it_in_history(product, fake_openai, open_
             page.wait_for_timeout(1200)  # a call long enough to have a visible duration
 
             page.get_by_test_id("stop-call").click()
-            state.filter(has_text=re.compile(r"^ended$")).wait_for()
+            wait_for_state(page, "ended")
             ended_words = page.locator("[data-call-state-text]").inner_text()
 
             page.get_by_role("link", name="History", exact=True).click()
@@ -103,3 +119,87 @@ def test_talk_start_hear_stop_and_find_it_in_history(product, fake_openai, open_
     assert call.state in ("ending", "ended")
     assert call.started_at is not None
     assert fake_openai.call(call.openai_call_id)["hangup_requests"]
+
+
+def test_not_enough_credits_says_so_and_links_to_buy_credits(product, fake_openai, open_browser):
+    from sessions.models import RealtimeCall
+
+    user, assistant = make_caller(credits=0)
+
+    with open_browser() as page:
+        try:
+            open_talk(page, product, user, assistant)
+            page.get_by_test_id("start-call").click()
+            wait_for_state(page, "failed")
+            alert = page.get_by_test_id("call-alert")
+            code = alert.get_attribute("data-code")
+            text = alert.inner_text()
+            has_link = page.get_by_test_id("buy-credits-link").count()
+            start_enabled = page.get_by_test_id("start-call").is_enabled()
+        except Exception as error:
+            raise AssertionError(f"{error}{explain(page, product, fake_openai)}") from error
+
+    assert code == "insufficient_credits"
+    assert text.startswith("Not enough credits to start this call.")
+    assert has_link == (1 if _url_exists("buy_credits") else 0)
+    assert start_enabled  # the user may try again after buying
+    assert not RealtimeCall.objects.exists()
+    assert fake_openai.calls() == []
+
+
+def test_upstream_unavailable_says_so_and_charges_nothing(product, fake_openai, open_browser):
+    from billing.services import available_credits
+
+    user, assistant = make_caller(credits=100_000)
+    fake_openai.fault("calls.create", status=429)
+
+    with open_browser() as page:
+        try:
+            open_talk(page, product, user, assistant)
+            page.get_by_test_id("start-call").click()
+            wait_for_state(page, "failed")
+            code = page.get_by_test_id("call-alert").get_attribute("data-code")
+            text = page.get_by_test_id("call-alert").inner_text()
+        except Exception as error:
+            raise AssertionError(f"{error}{explain(page, product, fake_openai)}") from error
+
+    assert code == "upstream_unavailable"
+    assert "The voice service is unavailable right now; nothing was charged." in text
+    assert available_credits(user) == 100_000
+
+
+def test_call_ended_by_the_other_side_shows_why(product, fake_openai, open_browser):
+    from sessions.models import RealtimeCall
+
+    user, assistant = make_caller(credits=100_000)
+
+    with open_browser() as page:
+        try:
+            open_talk(page, product, user, assistant)
+            page.get_by_test_id("start-call").click()
+            wait_for_state(page, "connected")
+            call_id = page.locator("[data-talk]").get_attribute("data-call-id")
+            [upstream] = fake_openai.calls(state="active")
+            fake_openai.end_call(upstream["id"], reason="client_closed")
+            wait_for_state(page, "ended")
+            words = page.locator("[data-call-state-text]").inner_text()
+            alert = page.get_by_test_id("call-alert").inner_text()
+            stop_enabled = page.get_by_test_id("stop-call").is_enabled()
+        except Exception as error:
+            raise AssertionError(f"{error}{explain(page, product, fake_openai)}") from error
+
+    assert words
+    assert alert == words
+    assert not stop_enabled
+    # The page hangs up a call it can no longer hear, so nothing keeps running on credits.
+    assert RealtimeCall.objects.get(public_id=call_id).state != "active"
+
+
+def _url_exists(name: str) -> bool:
+    from django.urls import NoReverseMatch
+
+    try:
+        reverse(name)
+    except NoReverseMatch:
+        return False
+    return True
