@@ -4,6 +4,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -41,6 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--latency-ms", type=float, default=0.0, help="extra latency on every /v1 request")
     p.add_argument("--words-per-second", type=float, default=3.0, help="speaking rate of the fake assistant")
     p.add_argument("--delta-interval-ms", type=float, default=20.0, help="pause between transcript deltas")
+    p.add_argument("--parent-pid", type=int, help="exit when this process is gone (test runners that crash)")
     p.add_argument("--ready-file", type=Path, help="write the bound port here once listening")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
@@ -82,8 +84,22 @@ async def serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    if args.parent_pid:
+        asyncio.ensure_future(_watch_parent(args.parent_pid, stop))
     await stop.wait()
     await runner.cleanup()
+
+
+async def _watch_parent(pid: int, stop: asyncio.Event) -> None:
+    while True:
+        await asyncio.sleep(1)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            stop.set()
+            return
+        except PermissionError:
+            continue
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -168,7 +168,7 @@ def start_fake_openai(*extra_args: str, timeout: float = 20.0, log_dir: str | No
     # Our own interpreter and module, arguments from the caller: no shell, nothing untrusted.
     process = subprocess.Popen(  # noqa: S603
         [sys.executable, "-m", "fakes.openai", "--host", "127.0.0.1", "--port", "0", "--ready-file", str(ready),
-         *extra_args],
+         "--parent-pid", str(os.getpid()), *extra_args],
         stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env,
     )
     log_file.close()

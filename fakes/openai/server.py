@@ -66,10 +66,25 @@ def authenticate(request: web.Request, kind: str, *, allow_ephemeral: bool = Fal
     return info, None
 
 
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    # A browser in key mode reads the call id from Location.
+    "Access-Control-Expose-Headers": "Location, x-request-id, openai-processing-ms",
+}
+
+
 @web.middleware
 async def middleware(request: web.Request, handler):
     fake = request.app[FAKE]
     started = time.monotonic()
+    if request.method == "OPTIONS" and request.path.startswith("/v1/"):
+        # Browsers with an ephemeral key call OpenAI directly, cross-origin.
+        return web.Response(status=204, headers={
+            **CORS_HEADERS,
+            "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+            "Access-Control-Allow-Headers": request.headers.get("Access-Control-Request-Headers", "*"),
+            "Access-Control-Max-Age": "600",
+        })
     if request.path.startswith("/v1/"):
         if fake.latency_ms > 0:
             await asyncio.sleep(fake.latency_ms / 1000)
@@ -92,6 +107,7 @@ async def middleware(request: web.Request, handler):
     except ApiError as err:
         resp = err.response()
     if not resp.prepared:
+        resp.headers.update(CORS_HEADERS)
         resp.headers["x-request-id"] = ids.request_id()
         resp.headers["openai-processing-ms"] = str(int((time.monotonic() - started) * 1000))
     return resp
