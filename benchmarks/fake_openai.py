@@ -31,10 +31,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
-async def listen(session: aiohttp.ClientSession, ws_url: str, key: str, call_id: str, delays: list[float],
-                 seen: dict[str, set[int]], closed_at: dict[str, float]) -> None:
-    async with session.ws_connect(f"{ws_url}/realtime?call_id={call_id}",
-                                  headers={"Authorization": f"Bearer {key}"}, max_msg_size=0) as ws:
+async def listen(
+    session: aiohttp.ClientSession,
+    ws_url: str,
+    key: str,
+    call_id: str,
+    delays: list[float],
+    seen: dict[str, set[int]],
+    closed_at: dict[str, float],
+) -> None:
+    async with session.ws_connect(
+        f"{ws_url}/realtime?call_id={call_id}", headers={"Authorization": f"Bearer {key}"}, max_msg_size=0
+    ) as ws:
         async for msg in ws:
             if msg.type != aiohttp.WSMsgType.TEXT:
                 break
@@ -56,6 +64,7 @@ async def run(fake: FakeOpenAI, calls: int, seconds: int, interval_ms: float) ->
     control = fake.root_url + "/_fake"
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as http:
+
         async def post(path: str, body: dict) -> dict:
             async with http.post(control + path, json=body) as resp:
                 resp.raise_for_status()
@@ -65,8 +74,12 @@ async def run(fake: FakeOpenAI, calls: int, seconds: int, interval_ms: float) ->
         call_ids = [c["id"] for c in await asyncio.gather(*(post("/calls", {}) for _ in range(calls)))]
         for cid in call_ids:
             seen[cid] = set()
-        listeners = [asyncio.ensure_future(listen(http, fake.websocket_base_url, fake.project_key, cid, delays,
-                                                  seen, closed_at)) for cid in call_ids]
+        listeners = [
+            asyncio.ensure_future(
+                listen(http, fake.websocket_base_url, fake.project_key, cid, delays, seen, closed_at)
+            )
+            for cid in call_ids
+        ]
         while True:
             info = await (await http.get(control + "/calls", params={"brief": "1"})).json()
             if sum(c["sidebands"] for c in info["calls"]) >= calls:
@@ -77,21 +90,29 @@ async def run(fake: FakeOpenAI, calls: int, seconds: int, interval_ms: float) ->
         # Scripts start one interval after their request: spread the requests over one interval so
         # the calls don't all fire in the same millisecond.
         for cid in call_ids:
-            await post(f"/calls/{cid}/script", {"interval_ms": interval_ms, "count": seconds * 1000 // interval_ms})
+            await post(
+                f"/calls/{cid}/script", {"interval_ms": interval_ms, "count": seconds * 1000 // interval_ms}
+            )
             await asyncio.sleep(interval_ms / 1000 / calls)
         expected_each = int(seconds * 1000 // interval_ms)
-        print(f"scripts running: {expected_each} response.done per call, every {interval_ms:g} ms", flush=True)
+        print(
+            f"scripts running: {expected_each} response.done per call, every {interval_ms:g} ms", flush=True
+        )
         await asyncio.sleep(seconds + interval_ms / 1000 + 1)
 
         info = await (await http.get(control + "/calls", params={"brief": "1"})).json()
         emitted = sum((c["script"] or {}).get("sent", 0) for c in info["calls"])
 
         hangup_started = {}
+
         async def hangup(cid: str) -> None:
             hangup_started[cid] = time.time()
-            async with http.post(f"{fake.base_url}/realtime/calls/{cid}/hangup",
-                                 headers={"Authorization": f"Bearer {fake.project_key}"}) as resp:
+            async with http.post(
+                f"{fake.base_url}/realtime/calls/{cid}/hangup",
+                headers={"Authorization": f"Bearer {fake.project_key}"},
+            ) as resp:
                 resp.raise_for_status()
+
         await asyncio.gather(*(hangup(cid) for cid in call_ids))
         await asyncio.wait(listeners, timeout=5)
 
@@ -101,10 +122,14 @@ async def run(fake: FakeOpenAI, calls: int, seconds: int, interval_ms: float) ->
     close_ms = [(closed_at[c] - hangup_started[c]) * 1000 for c in call_ids if c in closed_at]
     p50, p99 = percentile(delays, 50), percentile(delays, 99)
     print(f"expected {expected}  emitted by fake {emitted}  delivered {delivered}  lost {lost}")
-    print(f"delay ms: p50 {p50:.1f}  p99 {p99:.1f}  max {max(delays or [float('nan')]):.1f}  "
-          f"mean {statistics.fmean(delays) if delays else float('nan'):.1f}")
-    print(f"sideband closed after hangup, ms: p50 {percentile(close_ms, 50):.1f}  p99 {percentile(close_ms, 99):.1f}"
-          f"  ({len(close_ms)}/{calls} closed)")
+    print(
+        f"delay ms: p50 {p50:.1f}  p99 {p99:.1f}  max {max(delays or [float('nan')]):.1f}  "
+        f"mean {statistics.fmean(delays) if delays else float('nan'):.1f}"
+    )
+    print(
+        f"sideband closed after hangup, ms: p50 {percentile(close_ms, 50):.1f}  p99 {percentile(close_ms, 99):.1f}"
+        f"  ({len(close_ms)}/{calls} closed)"
+    )
     ok = lost == 0 and p99 <= 100
     print("PASS" if ok else "FAIL", "(target: no loss, p99 <= 100 ms)")
     return ok

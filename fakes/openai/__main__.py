@@ -19,25 +19,62 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m fakes.openai", description=__doc__)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765, help="0 picks a free port (see --ready-file)")
-    p.add_argument("--project-key", action="append", default=[], metavar="KEY[:PROJECT_ID]",
-                   help="accepted project key (repeatable); default sk-proj-fake in project proj_fake")
-    p.add_argument("--admin-key", action="append", default=[], metavar="KEY",
-                   help="accepted admin key (repeatable); default sk-admin-fake")
-    p.add_argument("--no-media", action="store_true",
-                   help="answer /v1/realtime/calls with a synthetic SDP and no media peer (headless calls)")
-    p.add_argument("--usage-db", default=":memory:", metavar="PATH",
-                   help="SQLite file for served usage (default: in memory)")
-    p.add_argument("--sideband-404-delay", type=float, default=0.0, metavar="SECONDS",
-                   help="a fresh call answers sideband upgrades with 404 for this long")
-    p.add_argument("--sideband-requires-connection", action="store_true",
-                   help="also answer 404 until the call's WebRTC connection is up")
-    p.add_argument("--sideband-hello", choices=("none", "session.created", "session.updated"), default="none",
-                   help="event sent to a sideband when it attaches (unverified upstream behaviour)")
+    p.add_argument(
+        "--project-key",
+        action="append",
+        default=[],
+        metavar="KEY[:PROJECT_ID]",
+        help="accepted project key (repeatable); default sk-proj-fake in project proj_fake",
+    )
+    p.add_argument(
+        "--admin-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="accepted admin key (repeatable); default sk-admin-fake",
+    )
+    p.add_argument(
+        "--no-media",
+        action="store_true",
+        help="answer /v1/realtime/calls with a synthetic SDP and no media peer (headless calls)",
+    )
+    p.add_argument(
+        "--usage-db",
+        default=":memory:",
+        metavar="PATH",
+        help="SQLite file for served usage (default: in memory)",
+    )
+    p.add_argument(
+        "--sideband-404-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="a fresh call answers sideband upgrades with 404 for this long",
+    )
+    p.add_argument(
+        "--sideband-requires-connection",
+        action="store_true",
+        help="also answer 404 until the call's WebRTC connection is up",
+    )
+    p.add_argument(
+        "--sideband-hello",
+        choices=("none", "session.created", "session.updated"),
+        default="none",
+        help="event sent to a sideband when it attaches (unverified upstream behaviour)",
+    )
     p.add_argument("--session-cap-seconds", type=float, default=3600.0)
-    p.add_argument("--connect-timeout-seconds", type=float, default=30.0,
-                   help="end a WebRTC call whose caller has not connected by then (0: never)")
-    p.add_argument("--ephemeral-usage-under-minting-key", action=argparse.BooleanOptionalAction, default=True,
-                   help="report ek_ usage under the minting project key's id (else api_key_id null)")
+    p.add_argument(
+        "--connect-timeout-seconds",
+        type=float,
+        default=30.0,
+        help="end a WebRTC call whose caller has not connected by then (0: never)",
+    )
+    p.add_argument(
+        "--ephemeral-usage-under-minting-key",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="report ek_ usage under the minting project key's id (else api_key_id null)",
+    )
     p.add_argument("--call-not-found-status", type=int, choices=(400, 404), default=404)
     p.add_argument("--latency-ms", type=float, default=0.0, help="extra latency on every /v1 request")
     p.add_argument("--words-per-second", type=float, default=3.0, help="speaking rate of the fake assistant")
@@ -73,8 +110,10 @@ async def serve(args: argparse.Namespace) -> None:
     site = web.TCPSite(runner, args.host, args.port)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]
-    print(f"fakes.openai listening on http://{args.host}:{port} (base_url http://{args.host}:{port}/v1)",
-          flush=True)
+    print(
+        f"fakes.openai listening on http://{args.host}:{port} (base_url http://{args.host}:{port}/v1)",
+        flush=True,
+    )
     if args.ready_file:
         tmp = args.ready_file.with_suffix(".tmp")
         tmp.write_text(str(port))
@@ -104,8 +143,11 @@ async def _watch_parent(pid: int, stop: asyncio.Event) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     # aioice/aiortc are chatty at INFO about every candidate pair.
     for noisy in ("aioice", "aiortc"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

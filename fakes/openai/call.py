@@ -92,9 +92,18 @@ class SidebandSink:
 
 
 class Call:
-    def __init__(self, fake: Fake, *, session: dict, key: KeyInfo, usage_key_id: str | None,
-                 headless: bool, sideband_404_delay: float, session_cap_seconds: float,
-                 transport: str = "webrtc") -> None:
+    def __init__(
+        self,
+        fake: Fake,
+        *,
+        session: dict,
+        key: KeyInfo,
+        usage_key_id: str | None,
+        headless: bool,
+        sideband_404_delay: float,
+        session_cap_seconds: float,
+        transport: str = "webrtc",
+    ) -> None:
         self.fake = fake
         self.id = ids.call_id()
         self.session = session
@@ -137,7 +146,9 @@ class Call:
         self.usage_totals = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0, "responses": 0}
         self.ended = asyncio.Event()
         loop = asyncio.get_running_loop()
-        self._cap_handle = loop.call_later(session_cap_seconds, self.expire) if session_cap_seconds > 0 else None
+        self._cap_handle = (
+            loop.call_later(session_cap_seconds, self.expire) if session_cap_seconds > 0 else None
+        )
         self._connect_handle: asyncio.TimerHandle | None = None
 
     def expect_connection(self, timeout: float) -> None:
@@ -184,7 +195,8 @@ class Call:
             "connected_at": self.connected_at,
             "ended_at": self.ended_at,
             "sidebands": sum(1 for s in self.sinks if s.kind == "sideband"),
-            "datachannel_open": self.datachannel is not None and self.datachannel.channel.readyState == "open",
+            "datachannel_open": self.datachannel is not None
+            and self.datachannel.channel.readyState == "open",
             "events_sent": self.events_sent,
             "responses": self.responses,
             "usage_totals": dict(self.usage_totals),
@@ -271,8 +283,13 @@ class Call:
 
     def on_speech_started(self, audio_start_ms: int) -> None:
         self._speech_item = ids.item_id()
-        self.emit({"type": "input_audio_buffer.speech_started", "audio_start_ms": audio_start_ms,
-                   "item_id": self._speech_item})
+        self.emit(
+            {
+                "type": "input_audio_buffer.speech_started",
+                "audio_start_ms": audio_start_ms,
+                "item_id": self._speech_item,
+            }
+        )
         td = self.turn_detection() or {}
         if td.get("interrupt_response", True) and self.playing:
             self.clear_output_audio()
@@ -280,7 +297,9 @@ class Call:
     def on_speech_stopped(self, audio_end_ms: int, speech_ms: int) -> None:
         item_id = self._speech_item or ids.item_id()
         self._speech_item = None
-        self.emit({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": audio_end_ms, "item_id": item_id})
+        self.emit(
+            {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": audio_end_ms, "item_id": item_id}
+        )
         self.add_user_audio(item_id, speech_ms)
         td = self.turn_detection() or {}
         if td.get("create_response", True):
@@ -289,13 +308,21 @@ class Call:
     def add_user_audio(self, item_id: str, speech_ms: float) -> None:
         previous = self.items[-1]["id"] if self.items else None
         self.emit({"type": "input_audio_buffer.committed", "previous_item_id": previous, "item_id": item_id})
-        item = {"id": item_id, "object": "realtime.item", "type": "message", "status": "completed", "role": "user",
-                "content": [{"type": "input_audio", "transcript": None}]}
+        item = {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "message",
+            "status": "completed",
+            "role": "user",
+            "content": [{"type": "input_audio", "transcript": None}],
+        }
         self._add_item(item, text=0, audio=max(1, math.ceil(speech_ms / 100)))
 
     def _add_item(self, item: dict, *, text: int, audio: int) -> None:
         previous = self.items[-1]["id"] if self.items else None
-        self.items.append({"id": item["id"], "role": item.get("role"), "text_tokens": text, "audio_tokens": audio})
+        self.items.append(
+            {"id": item["id"], "role": item.get("role"), "text_tokens": text, "audio_tokens": audio}
+        )
         self.emit({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
         self.emit({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
 
@@ -318,7 +345,8 @@ class Call:
         if self._playback_handle is not None:
             self._playback_handle.cancel()
         self._playback_handle = asyncio.get_running_loop().call_at(
-            asyncio.get_running_loop().time() + (self._playback_end - now), self._playback_stopped)
+            asyncio.get_running_loop().time() + (self._playback_end - now), self._playback_stopped
+        )
 
     def _playback_stopped(self) -> None:
         self._playback_handle = None
@@ -342,8 +370,15 @@ class Call:
             if not isinstance(event, dict):
                 raise ValueError
         except ValueError:
-            self.error({"type": "invalid_request_error", "code": "invalid_json", "param": None,
-                        "message": "The server could not parse your JSON."}, only=sink)
+            self.error(
+                {
+                    "type": "invalid_request_error",
+                    "code": "invalid_json",
+                    "param": None,
+                    "message": "The server could not parse your JSON.",
+                },
+                only=sink,
+            )
             return
         self.handle_client_event(event, sink)
 
@@ -354,17 +389,25 @@ class Call:
         client_event_id = event.get("event_id")
         try:
             if etype == "session.update":
-                self.session = apply_update(self.session, event.get("session") or {}, audio_sent=self.audio_sent)
+                self.session = apply_update(
+                    self.session, event.get("session") or {}, audio_sent=self.audio_sent
+                )
                 self.emit({"type": "session.updated", "session": self.session})
             elif etype == "response.create":
                 if self.response_task is not None and not self.response_task.done():
-                    raise ApiError(400, "Conversation already has an active response in progress.",
-                                   code="conversation_already_has_active_response")
+                    raise ApiError(
+                        400,
+                        "Conversation already has an active response in progress.",
+                        code="conversation_already_has_active_response",
+                    )
                 self.spawn(self._turn(event.get("response") or {}, explicit=True))
             elif etype == "response.cancel":
                 if self.response_task is None or self.response_task.done():
-                    raise ApiError(400, "Cancellation failed: no active response found.",
-                                   code="response_cancel_not_active")
+                    raise ApiError(
+                        400,
+                        "Cancellation failed: no active response found.",
+                        code="response_cancel_not_active",
+                    )
                 self._cancel_requested = True
             elif etype == "conversation.item.create":
                 self._create_item(event.get("item") or {})
@@ -379,8 +422,12 @@ class Call:
                 self._input_audio_ms += len(raw) / per_ms
             elif etype == "input_audio_buffer.commit":
                 if self._input_audio_ms < 100:
-                    raise ApiError(400, "Error committing input audio buffer: buffer too small. Expected at "
-                                   "least 100ms of audio.", code="input_audio_buffer_commit_empty")
+                    raise ApiError(
+                        400,
+                        "Error committing input audio buffer: buffer too small. Expected at "
+                        "least 100ms of audio.",
+                        code="input_audio_buffer_commit_empty",
+                    )
                 self.add_user_audio(ids.item_id(), self._input_audio_ms)
                 self._input_audio_ms = 0.0
             elif etype == "input_audio_buffer.clear":
@@ -389,15 +436,23 @@ class Call:
             elif etype == "output_audio_buffer.clear":
                 self.clear_output_audio()
             else:
-                raise ApiError(400, f"Invalid value: '{etype}'. Supported values are: session.update, "
-                               "input_audio_buffer.append, input_audio_buffer.commit, input_audio_buffer.clear, "
-                               "conversation.item.create, conversation.item.delete, response.create, "
-                               "response.cancel, output_audio_buffer.clear.", param="type", code="invalid_value")
+                raise ApiError(
+                    400,
+                    f"Invalid value: '{etype}'. Supported values are: session.update, "
+                    "input_audio_buffer.append, input_audio_buffer.commit, input_audio_buffer.clear, "
+                    "conversation.item.create, conversation.item.delete, response.create, "
+                    "response.cancel, output_audio_buffer.clear.",
+                    param="type",
+                    code="invalid_value",
+                )
         except ApiError as err:
             self.error(err, only=sink, client_event_id=client_event_id)
         except (ValueError, TypeError, KeyError) as err:
-            self.error(ApiError(400, f"Invalid event: {err}", code="invalid_event"), only=sink,
-                       client_event_id=client_event_id)
+            self.error(
+                ApiError(400, f"Invalid event: {err}", code="invalid_event"),
+                only=sink,
+                client_event_id=client_event_id,
+            )
 
     def _create_item(self, item: dict) -> None:
         item = copy.deepcopy(item)
@@ -419,7 +474,9 @@ class Call:
         elif item["type"] == "function_call":
             text += text_tokens(item.get("arguments", "")) + text_tokens(item.get("name", ""))
         else:
-            raise ApiError(400, f"Invalid item type: '{item['type']}'.", param="item.type", code="invalid_value")
+            raise ApiError(
+                400, f"Invalid item type: '{item['type']}'.", param="item.type", code="invalid_value"
+            )
         self._add_item(item, text=text, audio=audio)
 
     # --- responses ---------------------------------------------------------------------------
@@ -454,22 +511,53 @@ class Call:
             "conversation_id": self.conversation_id if in_conversation else None,
             "output_modalities": modalities,
             "max_output_tokens": max_out,
-            "audio": {"output": {"format": self.session["audio"]["output"]["format"],
-                                 "voice": self.session["audio"]["output"]["voice"]}},
+            "audio": {
+                "output": {
+                    "format": self.session["audio"]["output"]["format"],
+                    "voice": self.session["audio"]["output"]["voice"],
+                }
+            },
             "metadata": params.get("metadata"),
         }
-        self.emit({"type": "response.created", "response": {**base_response, "status": "in_progress",
-                                                             "status_details": None, "output": [], "usage": None}})
-        self.emit({"type": "rate_limits.updated", "rate_limits": [
-            {"name": "requests", "limit": 10000, "remaining": 9999, "reset_seconds": 0.006},
-            {"name": "tokens", "limit": 2000000, "remaining": 1995000, "reset_seconds": 0.15},
-        ]})
+        self.emit(
+            {
+                "type": "response.created",
+                "response": {
+                    **base_response,
+                    "status": "in_progress",
+                    "status_details": None,
+                    "output": [],
+                    "usage": None,
+                },
+            }
+        )
+        self.emit(
+            {
+                "type": "rate_limits.updated",
+                "rate_limits": [
+                    {"name": "requests", "limit": 10000, "remaining": 9999, "reset_seconds": 0.006},
+                    {"name": "tokens", "limit": 2000000, "remaining": 1995000, "reset_seconds": 0.15},
+                ],
+            }
+        )
         part_type = "output_audio" if audio_mode else "output_text"
-        item = {"id": item_id, "object": "realtime.item", "type": "message", "status": "in_progress",
-                "role": "assistant", "content": []}
+        item = {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "message",
+            "status": "in_progress",
+            "role": "assistant",
+            "content": [],
+        }
         previous = self.items[-1]["id"] if self.items and in_conversation else None
-        self.emit({"type": "response.output_item.added", "response_id": response_id, "output_index": 0,
-                   "item": item})
+        self.emit(
+            {
+                "type": "response.output_item.added",
+                "response_id": response_id,
+                "output_index": 0,
+                "item": item,
+            }
+        )
         if in_conversation:
             self.emit({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
         empty_part = {"type": part_type, "transcript": ""} if audio_mode else {"type": part_type, "text": ""}
@@ -485,8 +573,15 @@ class Call:
                 break
             delta = word if i == 0 else " " + word
             spoken.append(delta)
-            self.emit({"type": "response.output_audio_transcript.delta" if audio_mode
-                       else "response.output_text.delta", **where, "delta": delta})
+            self.emit(
+                {
+                    "type": "response.output_audio_transcript.delta"
+                    if audio_mode
+                    else "response.output_text.delta",
+                    **where,
+                    "delta": delta,
+                }
+            )
             await asyncio.sleep(cfg.delta_interval_ms / 1000)
         said = "".join(spoken)
         speed = float(self.session["audio"]["output"].get("speed") or 1.0)
@@ -508,15 +603,24 @@ class Call:
             part = {"type": part_type, "text": said}
         self.emit({"type": "response.content_part.done", **where, "part": part})
         item = {**item, "status": "completed" if status == "completed" else "incomplete", "content": [part]}
-        self.emit({"type": "response.output_item.done", "response_id": response_id, "output_index": 0, "item": item})
+        self.emit(
+            {"type": "response.output_item.done", "response_id": response_id, "output_index": 0, "item": item}
+        )
         if in_conversation:
             self.emit({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
 
         usage = self._usage(out_text, out_audio)
         if in_conversation:
-            self.items.append({"id": item_id, "role": "assistant", "text_tokens": out_text, "audio_tokens": out_audio})
-        response = {**base_response, "status": status, "status_details": status_details, "output": [item],
-                    "usage": usage}
+            self.items.append(
+                {"id": item_id, "role": "assistant", "text_tokens": out_text, "audio_tokens": out_audio}
+            )
+        response = {
+            **base_response,
+            "status": status,
+            "status_details": status_details,
+            "output": [item],
+            "usage": usage,
+        }
         self.send_response_done(response, scripted=False)
 
     def _usage(self, out_text: int, out_audio: int) -> dict:
@@ -538,24 +642,43 @@ class Call:
             "input_tokens": input_tokens,
             "output_tokens": output_tokens,
             "input_token_details": {
-                "text_tokens": in_text, "audio_tokens": in_audio, "image_tokens": 0,
+                "text_tokens": in_text,
+                "audio_tokens": in_audio,
+                "image_tokens": 0,
                 "cached_tokens": cached_text + cached_audio,
-                "cached_tokens_details": {"text_tokens": cached_text, "audio_tokens": cached_audio, "image_tokens": 0},
+                "cached_tokens_details": {
+                    "text_tokens": cached_text,
+                    "audio_tokens": cached_audio,
+                    "image_tokens": 0,
+                },
             },
             "output_token_details": {"text_tokens": out_text, "audio_tokens": out_audio},
         }
 
     def send_response_done(self, response: dict, *, scripted: bool) -> dict:
         usage = response.get("usage") or {}
-        self.fake.store.record(ts=self.fake.now(), call_id=self.id, project_id=self.project_id,
-                               api_key_id=self.usage_key_id, model=self.session["model"], usage=usage)
+        self.fake.store.record(
+            ts=self.fake.now(),
+            call_id=self.id,
+            project_id=self.project_id,
+            api_key_id=self.usage_key_id,
+            model=self.session["model"],
+            usage=usage,
+        )
         sent_at = time.time()
         event = self.emit({"type": "response.done", "response": response})
         for key in ("input_tokens", "output_tokens", "total_tokens"):
             self.usage_totals[key] += int(usage.get(key) or 0)
         self.usage_totals["responses"] += 1
-        self.response_done_log.append({"event_id": event["event_id"], "response_id": response["id"],
-                                       "sent_at": sent_at, "scripted": scripted, "usage": usage})
+        self.response_done_log.append(
+            {
+                "event_id": event["event_id"],
+                "response_id": response["id"],
+                "sent_at": sent_at,
+                "scripted": scripted,
+                "usage": usage,
+            }
+        )
         return event
 
     # --- scripts -----------------------------------------------------------------------------
@@ -584,11 +707,20 @@ class Call:
             if not self.live:
                 return
             response = {
-                "object": "realtime.response", "id": ids.response_id(), "status": "completed",
-                "status_details": None, "output": [], "conversation_id": self.conversation_id,
-                "output_modalities": self.session["output_modalities"], "max_output_tokens": "inf",
-                "audio": {"output": {"format": self.session["audio"]["output"]["format"],
-                                     "voice": self.session["audio"]["output"]["voice"]}},
+                "object": "realtime.response",
+                "id": ids.response_id(),
+                "status": "completed",
+                "status_details": None,
+                "output": [],
+                "conversation_id": self.conversation_id,
+                "output_modalities": self.session["output_modalities"],
+                "max_output_tokens": "inf",
+                "audio": {
+                    "output": {
+                        "format": self.session["audio"]["output"]["format"],
+                        "voice": self.session["audio"]["output"]["voice"],
+                    }
+                },
                 "usage": script["usage"],
                 # Lets a benchmark measure delivery delay against the schedule, not the send.
                 "metadata": {"fake_scripted_seq": str(seq), "fake_scheduled_at": f"{scheduled:.6f}"},
@@ -604,8 +736,14 @@ class Call:
             return
         minutes = self.session_cap_seconds / 60
         shown = f"{minutes:g} minutes" if minutes >= 1 else f"{self.session_cap_seconds:g} seconds"
-        self.error({"type": "invalid_request_error", "code": "session_expired", "param": None,
-                    "message": f"Your session hit the maximum duration of {shown}."})
+        self.error(
+            {
+                "type": "invalid_request_error",
+                "code": "session_expired",
+                "param": None,
+                "message": f"Your session hit the maximum duration of {shown}.",
+            }
+        )
         self.spawn(self.end("expired", code=1001, reason_text="Your session hit the maximum duration."))
 
     async def end(self, reason: str, *, code: int = 1000, reason_text: str = "") -> None:

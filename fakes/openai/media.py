@@ -84,8 +84,12 @@ class EnergyVad:
 
     MIN_SPEECH_MS = 60
 
-    def __init__(self, get_turn_detection: Callable[[], dict | None],
-                 on_start: Callable[[int], None], on_stop: Callable[[int, int], None]) -> None:
+    def __init__(
+        self,
+        get_turn_detection: Callable[[], dict | None],
+        on_start: Callable[[int], None],
+        on_stop: Callable[[int, int], None],
+    ) -> None:
         self._cfg = get_turn_detection
         self._on_start = on_start
         self._on_stop = on_stop
@@ -205,16 +209,41 @@ def synthetic_answer(offer_sdp: str) -> str:
         mid = next((a[6:] for a in section if a.startswith("a=mid:")), str(index))
         mids.append(mid)
         if kind == "application":
-            body += [f"m=application 9 {proto} {' '.join(fmts)}", "c=IN IP4 0.0.0.0", f"a=mid:{mid}",
-                     "a=sctp-port:5000", "a=max-message-size:1073741823"]
+            body += [
+                f"m=application 9 {proto} {' '.join(fmts)}",
+                "c=IN IP4 0.0.0.0",
+                f"a=mid:{mid}",
+                "a=sctp-port:5000",
+                "a=max-message-size:1073741823",
+            ]
         else:
-            opus = next((a.split()[0][9:] for a in section if a.startswith("a=rtpmap:") and "opus/48000" in a), "111")
-            body += [f"m={kind} 9 {proto} {opus}", "c=IN IP4 0.0.0.0", f"a=mid:{mid}", "a=sendrecv",
-                     "a=rtcp-mux", f"a=rtpmap:{opus} opus/48000/2", f"a=fmtp:{opus} minptime=10;useinbandfec=1"]
-        body += [f"a=ice-ufrag:{ufrag}", f"a=ice-pwd:{pwd}", f"a=fingerprint:sha-256 {fingerprint}",
-                 "a=setup:active", "a=candidate:1 1 udp 2130706431 127.0.0.1 3478 typ host"]
-    head = ["v=0", f"o=- {secrets.randbelow(2**31)} {int(time.time())} IN IP4 127.0.0.1", "s=-", "t=0 0",
-            f"a=group:BUNDLE {' '.join(mids)}", "a=msid-semantic:WMS *"]
+            opus = next(
+                (a.split()[0][9:] for a in section if a.startswith("a=rtpmap:") and "opus/48000" in a), "111"
+            )
+            body += [
+                f"m={kind} 9 {proto} {opus}",
+                "c=IN IP4 0.0.0.0",
+                f"a=mid:{mid}",
+                "a=sendrecv",
+                "a=rtcp-mux",
+                f"a=rtpmap:{opus} opus/48000/2",
+                f"a=fmtp:{opus} minptime=10;useinbandfec=1",
+            ]
+        body += [
+            f"a=ice-ufrag:{ufrag}",
+            f"a=ice-pwd:{pwd}",
+            f"a=fingerprint:sha-256 {fingerprint}",
+            "a=setup:active",
+            "a=candidate:1 1 udp 2130706431 127.0.0.1 3478 typ host",
+        ]
+    head = [
+        "v=0",
+        f"o=- {secrets.randbelow(2**31)} {int(time.time())} IN IP4 127.0.0.1",
+        "s=-",
+        "t=0 0",
+        f"a=group:BUNDLE {' '.join(mids)}",
+        "a=msid-semantic:WMS *",
+    ]
     return "\r\n".join(head + body) + "\r\n"
 
 

@@ -34,9 +34,15 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 class FakeOpenAI:
     """Handle on a running fake: URLs, keys and helpers for the ``/_fake`` control API."""
 
-    def __init__(self, root_url: str, *, project_key: str = DEFAULT_PROJECT_KEY,
-                 admin_key: str = DEFAULT_ADMIN_KEY, process: subprocess.Popen | None = None,
-                 log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        root_url: str,
+        *,
+        project_key: str = DEFAULT_PROJECT_KEY,
+        admin_key: str = DEFAULT_ADMIN_KEY,
+        process: subprocess.Popen | None = None,
+        log_path: Path | None = None,
+    ) -> None:
         self.root_url = root_url.rstrip("/")
         self.base_url = self.root_url + "/v1"
         self.websocket_base_url = self.base_url.replace("http://", "ws://", 1)
@@ -81,18 +87,29 @@ class FakeOpenAI:
             time.sleep(0.02)
 
     # calls
-    def create_call(self, *, session: dict | None = None, api_key: str | None = None,
-                    sideband_404_delay: float | None = None, session_cap_seconds: float | None = None,
-                    script: dict | None = None) -> dict:
+    def create_call(
+        self,
+        *,
+        session: dict | None = None,
+        api_key: str | None = None,
+        sideband_404_delay: float | None = None,
+        session_cap_seconds: float | None = None,
+        script: dict | None = None,
+    ) -> dict:
         body: dict[str, Any] = {"session": session or {"type": "realtime"}}
-        for name, value in (("api_key", api_key), ("sideband_404_delay", sideband_404_delay),
-                            ("session_cap_seconds", session_cap_seconds), ("script", script)):
+        for name, value in (
+            ("api_key", api_key),
+            ("sideband_404_delay", sideband_404_delay),
+            ("session_cap_seconds", session_cap_seconds),
+            ("script", script),
+        ):
             if value is not None:
                 body[name] = value
         return self._call("POST", "/calls", json=body)
 
-    def script(self, call_id: str, *, interval_ms: float = 1000, usage: dict | None = None,
-               count: int | None = None) -> dict:
+    def script(
+        self, call_id: str, *, interval_ms: float = 1000, usage: dict | None = None, count: int | None = None
+    ) -> dict:
         body: dict[str, Any] = {"interval_ms": interval_ms, "count": count}
         if usage is not None:
             body["usage"] = usage
@@ -108,7 +125,9 @@ class FakeOpenAI:
         self._call("POST", f"/calls/{call_id}/events", json={"event": event})
 
     def drop_sidebands(self, call_id: str, *, mode: str = "abort", code: int = 1011) -> int:
-        return self._call("POST", f"/calls/{call_id}/drop_sidebands", json={"mode": mode, "code": code})["dropped"]
+        return self._call("POST", f"/calls/{call_id}/drop_sidebands", json={"mode": mode, "code": code})[
+            "dropped"
+        ]
 
     def end_call(self, call_id: str, reason: str = "client_closed") -> dict:
         return self._call("POST", f"/calls/{call_id}/end", json={"reason": reason})
@@ -119,13 +138,20 @@ class FakeOpenAI:
     def timings(self, call_id: str) -> dict:
         """``response_done`` send times and hangup arrival times (Unix seconds, float)."""
         info = self.call(call_id)
-        return {"response_done": [(e["event_id"], e["sent_at"]) for e in info["response_done_log"]],
-                "hangup_requests": info["hangup_requests"]}
+        return {
+            "response_done": [(e["event_id"], e["sent_at"]) for e in info["response_done_log"]],
+            "hangup_requests": info["hangup_requests"],
+        }
 
     # faults, latency, clock
-    def fault(self, endpoint: str, status: int | str = 500, *, count: int = 1, timeout_seconds: float = 30) -> None:
-        self._call("POST", "/faults", json={"endpoint": endpoint, "status": status, "count": count,
-                                            "timeout_seconds": timeout_seconds})
+    def fault(
+        self, endpoint: str, status: int | str = 500, *, count: int = 1, timeout_seconds: float = 30
+    ) -> None:
+        self._call(
+            "POST",
+            "/faults",
+            json={"endpoint": endpoint, "status": status, "count": count, "timeout_seconds": timeout_seconds},
+        )
 
     def clear_faults(self) -> None:
         self._call("DELETE", "/faults")
@@ -164,12 +190,30 @@ def start_fake_openai(*extra_args: str, timeout: float = 20.0, log_dir: str | No
     workdir = Path(tempfile.mkdtemp(prefix="fake-openai-", dir=log_dir))
     ready, log_path = workdir / "port", workdir / "fake.log"
     log_file = log_path.open("wb")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
     # Our own interpreter and module, arguments from the caller: no shell, nothing untrusted.
     process = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "fakes.openai", "--host", "127.0.0.1", "--port", "0", "--ready-file", str(ready),
-         "--parent-pid", str(os.getpid()), *extra_args],
-        stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "fakes.openai",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--ready-file",
+            str(ready),
+            "--parent-pid",
+            str(os.getpid()),
+            *extra_args,
+        ],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        cwd=REPO_ROOT,
+        env=env,
     )
     log_file.close()
     deadline = time.monotonic() + timeout

@@ -21,8 +21,17 @@ from fakes.openai.state import ClientSecret, Fake, Fault
 log = logging.getLogger("fakes.openai")
 
 FAKE = web.AppKey("fake", Fake)
-ENDPOINTS = ("client_secrets", "calls.create", "calls.hangup", "calls.accept", "calls.reject", "calls.refer",
-             "sideband", "usage.completions", "costs")
+ENDPOINTS = (
+    "client_secrets",
+    "calls.create",
+    "calls.hangup",
+    "calls.accept",
+    "calls.reject",
+    "calls.refer",
+    "sideband",
+    "usage.completions",
+    "costs",
+)
 
 
 def _redact(key: str) -> str:
@@ -41,13 +50,18 @@ def _bearer(request: web.Request) -> str | None:
     return None
 
 
-def authenticate(request: web.Request, kind: str, *, allow_ephemeral: bool = False
-                 ) -> tuple[KeyInfo, ClientSecret | None]:
+def authenticate(
+    request: web.Request, kind: str, *, allow_ephemeral: bool = False
+) -> tuple[KeyInfo, ClientSecret | None]:
     fake = request.app[FAKE]
     key = _bearer(request)
     if not key:
-        raise ApiError(401, "You didn't provide an API key. You need to provide your API key in an Authorization "
-                       "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).", code=None)
+        raise ApiError(
+            401,
+            "You didn't provide an API key. You need to provide your API key in an Authorization "
+            "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+            code=None,
+        )
     if key.startswith("ek_"):
         secret = fake.secrets.get(key)
         if secret is None or not allow_ephemeral:
@@ -57,12 +71,17 @@ def authenticate(request: web.Request, kind: str, *, allow_ephemeral: bool = Fal
         return secret.minted_by, secret
     info = fake.config.lookup(key)
     if info is None:
-        raise ApiError(401, f"Incorrect API key provided: {_redact(key)}. You can find your API key at "
-                       "https://platform.openai.com/account/api-keys.", code="invalid_api_key")
+        raise ApiError(
+            401,
+            f"Incorrect API key provided: {_redact(key)}. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+            code="invalid_api_key",
+        )
     if info.kind != kind:
         scope = "api.usage.read" if kind == "admin" else "api.model.request"
-        raise ApiError(401, f"You have insufficient permissions for this operation. Missing scopes: {scope}.",
-                       code=None)
+        raise ApiError(
+            401, f"You have insufficient permissions for this operation. Missing scopes: {scope}.", code=None
+        )
     return info, None
 
 
@@ -79,12 +98,15 @@ async def middleware(request: web.Request, handler):
     started = time.monotonic()
     if request.method == "OPTIONS" and request.path.startswith("/v1/"):
         # Browsers with an ephemeral key call OpenAI directly, cross-origin.
-        return web.Response(status=204, headers={
-            **CORS_HEADERS,
-            "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
-            "Access-Control-Allow-Headers": request.headers.get("Access-Control-Request-Headers", "*"),
-            "Access-Control-Max-Age": "600",
-        })
+        return web.Response(
+            status=204,
+            headers={
+                **CORS_HEADERS,
+                "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+                "Access-Control-Allow-Headers": request.headers.get("Access-Control-Request-Headers", "*"),
+                "Access-Control-Max-Age": "600",
+            },
+        )
     if request.path.startswith("/v1/"):
         if fake.latency_ms > 0:
             await asyncio.sleep(fake.latency_ms / 1000)
@@ -93,13 +115,22 @@ async def middleware(request: web.Request, handler):
         if fault is not None:
             if fault.status == "timeout":
                 await asyncio.sleep(fault.timeout_seconds)
-                resp = ApiError(504, "Gateway timeout (injected by the fake).", type="server_error").response()
+                resp = ApiError(
+                    504, "Gateway timeout (injected by the fake).", type="server_error"
+                ).response()
             elif fault.status == 429:
-                resp = ApiError(429, "Rate limit reached (injected by the fake). Please try again later.",
-                                type="requests", code="rate_limit_exceeded").response()
+                resp = ApiError(
+                    429,
+                    "Rate limit reached (injected by the fake). Please try again later.",
+                    type="requests",
+                    code="rate_limit_exceeded",
+                ).response()
             else:
-                resp = ApiError(int(fault.status), "The server had an error while processing your request "
-                                "(injected by the fake).", type="server_error").response()
+                resp = ApiError(
+                    int(fault.status),
+                    "The server had an error while processing your request (injected by the fake).",
+                    type="server_error",
+                ).response()
             resp.headers["x-request-id"] = ids.request_id()
             return resp
     try:
@@ -119,7 +150,9 @@ async def _json_body(request: web.Request) -> dict:
     try:
         body = await request.json(loads=json.loads)
     except ValueError:
-        raise ApiError(400, "We could not parse the JSON body of your request.", code="invalid_json") from None
+        raise ApiError(
+            400, "We could not parse the JSON body of your request.", code="invalid_json"
+        ) from None
     if body is None:
         return {}
     if not isinstance(body, dict):
@@ -136,23 +169,44 @@ async def client_secrets(request: web.Request) -> web.Response:
     body = await _json_body(request)
     expires_after = body.get("expires_after") or {}
     if expires_after.get("anchor", "created_at") != "created_at":
-        raise ApiError(400, "Invalid value for 'expires_after.anchor': only 'created_at' is supported.",
-                       param="expires_after.anchor", code="invalid_value")
+        raise ApiError(
+            400,
+            "Invalid value for 'expires_after.anchor': only 'created_at' is supported.",
+            param="expires_after.anchor",
+            code="invalid_value",
+        )
     seconds = expires_after.get("seconds", 600)
     if not isinstance(seconds, int) or isinstance(seconds, bool):
-        raise ApiError(400, "Invalid type for 'expires_after.seconds': expected an integer.",
-                       param="expires_after.seconds", code="invalid_type")
+        raise ApiError(
+            400,
+            "Invalid type for 'expires_after.seconds': expected an integer.",
+            param="expires_after.seconds",
+            code="invalid_type",
+        )
     if seconds < 10:
-        raise ApiError(400, f"Invalid 'expires_after.seconds': integer below minimum value. Expected a value >= 10, "
-                       f"but got {seconds} instead.", param="expires_after.seconds", code="integer_below_min_value")
+        raise ApiError(
+            400,
+            f"Invalid 'expires_after.seconds': integer below minimum value. Expected a value >= 10, "
+            f"but got {seconds} instead.",
+            param="expires_after.seconds",
+            code="integer_below_min_value",
+        )
     if seconds > 7200:
-        raise ApiError(400, f"Invalid 'expires_after.seconds': integer above maximum value. Expected a value <= "
-                       f"7200, but got {seconds} instead.", param="expires_after.seconds",
-                       code="integer_above_max_value")
+        raise ApiError(
+            400,
+            f"Invalid 'expires_after.seconds': integer above maximum value. Expected a value <= "
+            f"7200, but got {seconds} instead.",
+            param="expires_after.seconds",
+            code="integer_above_max_value",
+        )
     raw_session = body.get("session") or {"type": "realtime"}
     if raw_session.get("type") is None:
-        raise ApiError(400, "Missing required parameter: 'session.type'.", param="session.type",
-                       code="missing_required_parameter")
+        raise ApiError(
+            400,
+            "Missing required parameter: 'session.type'.",
+            param="session.type",
+            code="missing_required_parameter",
+        )
     session = build_session(raw_session)
     value = ids.client_secret()
     expires_at = fake.now() + seconds
@@ -173,19 +227,28 @@ async def _read_offer(request: web.Request) -> tuple[str, dict | None]:
                 try:
                     session = json.loads(text) if text.strip() else None
                 except ValueError:
-                    raise ApiError(400, "The 'session' field is not valid JSON.", param="session",
-                                   code="invalid_json") from None
+                    raise ApiError(
+                        400, "The 'session' field is not valid JSON.", param="session", code="invalid_json"
+                    ) from None
         if sdp is None:
-            raise ApiError(400, "Missing required parameter: 'sdp'.", param="sdp", code="missing_required_parameter")
+            raise ApiError(
+                400, "Missing required parameter: 'sdp'.", param="sdp", code="missing_required_parameter"
+            )
         return sdp, session
     if ctype == "application/sdp":
         return await request.text(), None
-    raise ApiError(400, "Unsupported Content-Type: send application/sdp (ephemeral key) or multipart/form-data "
-                   "with 'sdp' and 'session' fields.", code="unsupported_content_type")
+    raise ApiError(
+        400,
+        "Unsupported Content-Type: send application/sdp (ephemeral key) or multipart/form-data "
+        "with 'sdp' and 'session' fields.",
+        code="unsupported_content_type",
+    )
 
 
 def _invalid_offer() -> ApiError:
-    return ApiError(400, "Invalid SDP offer. Please try again with a WHIP-compliant offer.", code="invalid_offer")
+    return ApiError(
+        400, "Invalid SDP offer. Please try again with a WHIP-compliant offer.", code="invalid_offer"
+    )
 
 
 async def create_call(request: web.Request) -> web.Response:
@@ -194,8 +257,12 @@ async def create_call(request: web.Request) -> web.Response:
     sdp, session_part = await _read_offer(request)
     if secret is None and request.content_type != "multipart/form-data":
         # OpenAI reserves the raw form for ephemeral keys (see PITFALLS: the SDK still sends it).
-        raise ApiError(400, "Requests authenticated with a standard API key must use multipart/form-data with "
-                       "'sdp' and 'session' fields.", code="invalid_request")
+        raise ApiError(
+            400,
+            "Requests authenticated with a standard API key must use multipart/form-data with "
+            "'sdp' and 'session' fields.",
+            code="invalid_request",
+        )
     if secret is not None:
         session = dict(secret.session)
         if session_part:
@@ -210,9 +277,15 @@ async def create_call(request: web.Request) -> web.Response:
     if not looks_like_offer(sdp):
         raise _invalid_offer()
     usage_key_id = key.key_id if secret is None or fake.config.ephemeral_usage_under_minting_key else None
-    call = Call(fake, session=session, key=key, usage_key_id=usage_key_id, headless=not fake.config.media,
-                sideband_404_delay=fake.config.sideband_404_delay,
-                session_cap_seconds=fake.config.session_cap_seconds)
+    call = Call(
+        fake,
+        session=session,
+        key=key,
+        usage_key_id=usage_key_id,
+        headless=not fake.config.media,
+        sideband_404_delay=fake.config.sideband_404_delay,
+        session_cap_seconds=fake.config.session_cap_seconds,
+    )
     if fake.config.media:
         call.media = MediaPeer(call)
         try:
@@ -227,8 +300,12 @@ async def create_call(request: web.Request) -> web.Response:
     fake.calls[call.id] = call
     if secret is not None:
         secret.calls.append(call.id)
-    return web.Response(status=201, text=answer, content_type="application/sdp",
-                        headers={"Location": f"/v1/realtime/calls/{call.id}"})
+    return web.Response(
+        status=201,
+        text=answer,
+        content_type="application/sdp",
+        headers={"Location": f"/v1/realtime/calls/{call.id}"},
+    )
 
 
 def _live_call(request: web.Request, key: KeyInfo) -> Call:
@@ -257,7 +334,9 @@ async def accept(request: web.Request) -> web.Response:
     call = _live_call(request, key)
     body = await _json_body(request)
     if body.get("type") != "realtime":
-        raise ApiError(400, "Missing required parameter: 'type'.", param="type", code="missing_required_parameter")
+        raise ApiError(
+            400, "Missing required parameter: 'type'.", param="type", code="missing_required_parameter"
+        )
     call.handle_client_event({"type": "session.update", "session": body})
     return web.Response(status=200)
 
@@ -268,8 +347,12 @@ async def reject(request: web.Request) -> web.Response:
     body = await _json_body(request)
     status_code = body.get("status_code", 603)
     if not isinstance(status_code, int) or not 400 <= status_code <= 699:
-        raise ApiError(400, "Invalid 'status_code': expected a SIP status code.", param="status_code",
-                       code="invalid_value")
+        raise ApiError(
+            400,
+            "Invalid 'status_code': expected a SIP status code.",
+            param="status_code",
+            code="invalid_value",
+        )
     call.spawn(call.end("rejected"))
     return web.Response(status=200)
 
@@ -280,8 +363,12 @@ async def refer(request: web.Request) -> web.Response:
     body = await _json_body(request)
     target = body.get("target_uri")
     if not isinstance(target, str) or not target.startswith(("tel:", "sip:", "sips:")):
-        raise ApiError(400, "Missing or invalid 'target_uri': expected a tel: or sip: URI.", param="target_uri",
-                       code="invalid_value")
+        raise ApiError(
+            400,
+            "Missing or invalid 'target_uri': expected a tel: or sip: URI.",
+            param="target_uri",
+            code="invalid_value",
+        )
     call.refer_target = target
     call.spawn(call.end("referred"))
     return web.Response(status=200)
@@ -292,9 +379,19 @@ async def realtime_ws(request: web.Request) -> web.StreamResponse:
     if request.headers.get("OpenAI-Beta", "").replace(" ", "") == "realtime=v1":
         ws = web.WebSocketResponse(protocols=("realtime",))
         await ws.prepare(request)
-        await ws.send_json({"type": "error", "event_id": ids.event_id(), "error": {
-            "type": "invalid_request_error", "code": "beta_api_shape_disabled", "param": None, "event_id": None,
-            "message": "The Realtime Beta API is no longer supported. Please use /v1/realtime for the GA API."}})
+        await ws.send_json(
+            {
+                "type": "error",
+                "event_id": ids.event_id(),
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "beta_api_shape_disabled",
+                    "param": None,
+                    "event_id": None,
+                    "message": "The Realtime Beta API is no longer supported. Please use /v1/realtime for the GA API.",
+                },
+            }
+        )
         await ws.close(code=4000, message=b"beta_api_shape_disabled")
         return ws
     key, _ = authenticate(request, "project")
@@ -306,11 +403,23 @@ async def realtime_ws(request: web.Request) -> web.StreamResponse:
     else:
         model = request.query.get("model")
         if not model:
-            raise ApiError(400, "Missing required parameter: 'model' or 'call_id'.", param="model",
-                           code="missing_required_parameter")
+            raise ApiError(
+                400,
+                "Missing required parameter: 'model' or 'call_id'.",
+                param="model",
+                code="missing_required_parameter",
+            )
         session = build_session({"type": "realtime", "model": model})
-        call = Call(fake, session=session, key=key, usage_key_id=key.key_id, headless=True, sideband_404_delay=0,
-                    session_cap_seconds=fake.config.session_cap_seconds, transport="websocket")
+        call = Call(
+            fake,
+            session=session,
+            key=key,
+            usage_key_id=key.key_id,
+            headless=True,
+            sideband_404_delay=0,
+            session_cap_seconds=fake.config.session_cap_seconds,
+            transport="websocket",
+        )
         fake.calls[call.id] = call
     ws = web.WebSocketResponse(protocols=("realtime",), max_msg_size=32 * 1024 * 1024)
     await ws.prepare(request)
@@ -366,20 +475,22 @@ def _control_call(request: web.Request) -> Call:
 async def ctl_health(request: web.Request) -> web.Response:
     fake = request.app[FAKE]
     cfg = fake.config
-    return web.json_response({
-        "ok": True,
-        "media": cfg.media,
-        "usage_db": cfg.usage_db,
-        "project_keys": [{"key_id": k.key_id, "project_id": k.project_id} for k in cfg.project_keys],
-        "admin_keys": [{"key_id": k.key_id} for k in cfg.admin_keys],
-        "sideband_404_delay": cfg.sideband_404_delay,
-        "session_cap_seconds": cfg.session_cap_seconds,
-        "ephemeral_usage_under_minting_key": cfg.ephemeral_usage_under_minting_key,
-        "latency_ms": fake.latency_ms,
-        "clock_offset": fake.clock_offset,
-        "now": fake.now(),
-        "calls_live": sum(1 for c in fake.calls.values() if c.live),
-    })
+    return web.json_response(
+        {
+            "ok": True,
+            "media": cfg.media,
+            "usage_db": cfg.usage_db,
+            "project_keys": [{"key_id": k.key_id, "project_id": k.project_id} for k in cfg.project_keys],
+            "admin_keys": [{"key_id": k.key_id} for k in cfg.admin_keys],
+            "sideband_404_delay": cfg.sideband_404_delay,
+            "session_cap_seconds": cfg.session_cap_seconds,
+            "ephemeral_usage_under_minting_key": cfg.ephemeral_usage_under_minting_key,
+            "latency_ms": fake.latency_ms,
+            "clock_offset": fake.clock_offset,
+            "now": fake.now(),
+            "calls_live": sum(1 for c in fake.calls.values() if c.live),
+        }
+    )
 
 
 async def ctl_reset(request: web.Request) -> web.Response:
@@ -412,10 +523,16 @@ async def ctl_create_call(request: web.Request) -> web.Response:
         key = found
     session = build_session(body.get("session") or {"type": "realtime"})
     session["expires_at"] = fake.now() + int(cfg.session_cap_seconds)
-    call = Call(fake, session=session, key=key, usage_key_id=key.key_id, headless=True,
-                sideband_404_delay=float(body.get("sideband_404_delay", cfg.sideband_404_delay)),
-                session_cap_seconds=float(body.get("session_cap_seconds", cfg.session_cap_seconds)),
-                transport="headless")
+    call = Call(
+        fake,
+        session=session,
+        key=key,
+        usage_key_id=key.key_id,
+        headless=True,
+        sideband_404_delay=float(body.get("sideband_404_delay", cfg.sideband_404_delay)),
+        session_cap_seconds=float(body.get("session_cap_seconds", cfg.session_cap_seconds)),
+        transport="headless",
+    )
     fake.calls[call.id] = call
     script = body.get("script")
     if script:
@@ -432,9 +549,16 @@ def _start_script(call: Call, body: dict) -> None:
     if interval_ms <= 0:
         raise ApiError(400, "interval_ms must be positive", param="interval_ms")
     usage = body.get("usage") or {
-        "total_tokens": 253, "input_tokens": 132, "output_tokens": 121,
-        "input_token_details": {"text_tokens": 119, "audio_tokens": 13, "image_tokens": 0, "cached_tokens": 64,
-                                "cached_tokens_details": {"text_tokens": 64, "audio_tokens": 0, "image_tokens": 0}},
+        "total_tokens": 253,
+        "input_tokens": 132,
+        "output_tokens": 121,
+        "input_token_details": {
+            "text_tokens": 119,
+            "audio_tokens": 13,
+            "image_tokens": 0,
+            "cached_tokens": 64,
+            "cached_tokens_details": {"text_tokens": 64, "audio_tokens": 0, "image_tokens": 0},
+        },
         "output_token_details": {"text_tokens": 30, "audio_tokens": 91},
     }
     count = body.get("count")
@@ -462,10 +586,18 @@ async def ctl_response_done(request: web.Request) -> web.Response:
     body = await _json_body(request)
     if not call.live:
         raise ApiError(409, "call has ended")
-    response = {"object": "realtime.response", "id": ids.response_id(), "status": body.get("status", "completed"),
-                "status_details": None, "output": [], "conversation_id": call.conversation_id,
-                "output_modalities": call.session["output_modalities"], "max_output_tokens": "inf",
-                "usage": body.get("usage") or {}, "metadata": None}
+    response = {
+        "object": "realtime.response",
+        "id": ids.response_id(),
+        "status": body.get("status", "completed"),
+        "status_details": None,
+        "output": [],
+        "conversation_id": call.conversation_id,
+        "output_modalities": call.session["output_modalities"],
+        "max_output_tokens": "inf",
+        "usage": body.get("usage") or {},
+        "metadata": None,
+    }
     event = call.send_response_done(response, scripted=True)
     return web.json_response({"ok": True, "event_id": event["event_id"]})
 
@@ -501,8 +633,14 @@ async def ctl_faults(request: web.Request) -> web.Response:
         status = body.get("status", 500)
         if status != "timeout" and not (isinstance(status, int) and 400 <= status <= 599):
             raise ApiError(400, "status must be an HTTP error status or 'timeout'", param="status")
-        fake.faults.append(Fault(endpoint=endpoint, remaining=int(body.get("count", 1)), status=status,
-                                 timeout_seconds=float(body.get("timeout_seconds", 30))))
+        fake.faults.append(
+            Fault(
+                endpoint=endpoint,
+                remaining=int(body.get("count", 1)),
+                status=status,
+                timeout_seconds=float(body.get("timeout_seconds", 30)),
+            )
+        )
     elif request.method == "DELETE":
         fake.faults.clear()
     return web.json_response({"faults": [f.describe() for f in fake.faults]})
@@ -532,9 +670,23 @@ async def ctl_usage(request: web.Request) -> web.Response:
     fake = request.app[FAKE]
     call_id = request.query.get("call_id")
     rows = [r for r in fake.store.rows() if call_id is None or r.call_id == call_id]
-    return web.json_response({"records": [
-        {"ts": r.ts, "call_id": r.call_id, "project_id": r.project_id, "api_key_id": r.api_key_id, "model": r.model,
-         "input_tokens": r.input_tokens, "output_tokens": r.output_tokens, **r.tokens} for r in rows]})
+    return web.json_response(
+        {
+            "records": [
+                {
+                    "ts": r.ts,
+                    "call_id": r.call_id,
+                    "project_id": r.project_id,
+                    "api_key_id": r.api_key_id,
+                    "model": r.model,
+                    "input_tokens": r.input_tokens,
+                    "output_tokens": r.output_tokens,
+                    **r.tokens,
+                }
+                for r in rows
+            ]
+        }
+    )
 
 
 async def ctl_prices(request: web.Request) -> web.Response:

@@ -70,20 +70,36 @@ def _deep_merge(base: dict, patch: dict) -> None:
 
 def validate(patch: dict) -> None:
     if patch.get("type") not in (None, "realtime"):
-        raise ApiError(400, "Only sessions of type 'realtime' are supported by this fake.", param="session.type",
-                       code="invalid_value")
+        raise ApiError(
+            400,
+            "Only sessions of type 'realtime' are supported by this fake.",
+            param="session.type",
+            code="invalid_value",
+        )
     mods = patch.get("output_modalities")
     if mods is not None and mods not in (["audio"], ["text"]):
-        raise ApiError(400, "output_modalities must be ['audio'] or ['text'].", param="session.output_modalities",
-                       code="invalid_value")
+        raise ApiError(
+            400,
+            "output_modalities must be ['audio'] or ['text'].",
+            param="session.output_modalities",
+            code="invalid_value",
+        )
     voice = ((patch.get("audio") or {}).get("output") or {}).get("voice")
     if isinstance(voice, str) and voice not in VOICES:
-        raise ApiError(400, f"Invalid value: '{voice}'. Supported values are: {', '.join(sorted(VOICES))}.",
-                       param="session.audio.output.voice", code="invalid_value")
+        raise ApiError(
+            400,
+            f"Invalid value: '{voice}'. Supported values are: {', '.join(sorted(VOICES))}.",
+            param="session.audio.output.voice",
+            code="invalid_value",
+        )
     mot = patch.get("max_output_tokens")
     if mot is not None and mot != "inf" and not (isinstance(mot, int) and 1 <= mot <= 4096):
-        raise ApiError(400, "max_output_tokens must be an integer between 1 and 4096 or 'inf'.",
-                       param="session.max_output_tokens", code="invalid_value")
+        raise ApiError(
+            400,
+            "max_output_tokens must be an integer between 1 and 4096 or 'inf'.",
+            param="session.max_output_tokens",
+            code="invalid_value",
+        )
 
 
 def build_session(patch: dict | None) -> dict:
@@ -99,12 +115,17 @@ def apply_update(session: dict, patch: dict, *, audio_sent: bool) -> dict:
     patch = unwrap_session(patch)
     validate(patch)
     if patch.get("model") and patch["model"] != session["model"]:
-        raise ApiError(400, "Cannot update a conversation's model.", param="session.model",
-                       code="cannot_update_model")
+        raise ApiError(
+            400, "Cannot update a conversation's model.", param="session.model", code="cannot_update_model"
+        )
     new_voice = ((patch.get("audio") or {}).get("output") or {}).get("voice")
     if new_voice and new_voice != session["audio"]["output"]["voice"] and audio_sent:
-        raise ApiError(400, "Cannot update a conversation's voice if assistant audio is present.",
-                       param="session.audio.output.voice", code="cannot_update_voice")
+        raise ApiError(
+            400,
+            "Cannot update a conversation's voice if assistant audio is present.",
+            param="session.audio.output.voice",
+            code="cannot_update_voice",
+        )
     updated = copy.deepcopy(session)
     _deep_merge(updated, {k: v for k, v in patch.items() if k not in ("id", "object", "model")})
     return updated

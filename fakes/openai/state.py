@@ -29,8 +29,13 @@ class Fault:
     hits: int = 0
 
     def describe(self) -> dict:
-        return {"endpoint": self.endpoint, "remaining": self.remaining, "status": self.status,
-                "timeout_seconds": self.timeout_seconds, "hits": self.hits}
+        return {
+            "endpoint": self.endpoint,
+            "remaining": self.remaining,
+            "status": self.status,
+            "timeout_seconds": self.timeout_seconds,
+            "hits": self.hits,
+        }
 
 
 class Fake:

@@ -29,13 +29,16 @@ def _int_param(query: MultiMapping[str], name: str, *, required: bool = False) -
     raw = query.get(name)
     if raw is None or raw == "":
         if required:
-            raise ApiError(400, f"Missing required parameter: '{name}'.", param=name, code="missing_required_parameter")
+            raise ApiError(
+                400, f"Missing required parameter: '{name}'.", param=name, code="missing_required_parameter"
+            )
         return None
     try:
         return int(raw)
     except ValueError:
-        raise ApiError(400, f"Invalid value for '{name}': expected an integer.", param=name,
-                       code="invalid_type") from None
+        raise ApiError(
+            400, f"Invalid value for '{name}': expected an integer.", param=name, code="invalid_type"
+        ) from None
 
 
 def _page_token(start: int) -> str:
@@ -62,8 +65,12 @@ def _window(query: MultiMapping[str], width_name: str, limits: tuple[int, int], 
     if limit is None:
         limit = default_limit
     if not 1 <= limit <= max_limit:
-        raise ApiError(400, f"Invalid 'limit': must be between 1 and {max_limit} for bucket_width={width_name}.",
-                       param="limit", code="invalid_value")
+        raise ApiError(
+            400,
+            f"Invalid 'limit': must be between 1 and {max_limit} for bucket_width={width_name}.",
+            param="limit",
+            code="invalid_value",
+        )
     if end_time is None:
         # Without an end, report up to and including the bucket that holds "now".
         end_time = (now // width + 1) * width
@@ -83,7 +90,9 @@ def _window(query: MultiMapping[str], width_name: str, limits: tuple[int, int], 
     return width, starts, start_time, end_time, has_more, next_page
 
 
-def _rows_for(store: UsageStore, starts: list[int], width: int, start_time: int, end_time: int) -> list[UsageRow]:
+def _rows_for(
+    store: UsageStore, starts: list[int], width: int, start_time: int, end_time: int
+) -> list[UsageRow]:
     if not starts:
         return []
     return store.rows(max(start_time, starts[0]), min(end_time, starts[-1] + width))
@@ -93,8 +102,12 @@ def _groups(query: MultiMapping[str], allowed: tuple[str, ...]) -> list[str]:
     groups = multi(query, "group_by")
     for g in groups:
         if g not in allowed:
-            raise ApiError(400, f"Invalid value for 'group_by': '{g}'. Supported values are: {', '.join(allowed)}.",
-                           param="group_by", code="invalid_value")
+            raise ApiError(
+                400,
+                f"Invalid value for 'group_by': '{g}'. Supported values are: {', '.join(allowed)}.",
+                param="group_by",
+                code="invalid_value",
+            )
     return groups
 
 
@@ -113,9 +126,15 @@ def _key_value(row: UsageRow, field: str):
 def completions(store: UsageStore, query: MultiMapping[str], now: int) -> dict:
     width_name = query.get("bucket_width") or "1d"
     if width_name not in WIDTHS:
-        raise ApiError(400, "Invalid 'bucket_width': must be one of 1m, 1h, 1d.", param="bucket_width",
-                       code="invalid_value")
-    width, starts, start_time, end_time, has_more, next_page = _window(query, width_name, USAGE_LIMITS[width_name], now)
+        raise ApiError(
+            400,
+            "Invalid 'bucket_width': must be one of 1m, 1h, 1d.",
+            param="bucket_width",
+            code="invalid_value",
+        )
+    width, starts, start_time, end_time, has_more, next_page = _window(
+        query, width_name, USAGE_LIMITS[width_name], now
+    )
     groups = _groups(query, USAGE_GROUPS)
     project_ids, api_key_ids = multi(query, "project_ids"), multi(query, "api_key_ids")
     models, user_ids = multi(query, "models"), multi(query, "user_ids")
@@ -150,7 +169,11 @@ def completions(store: UsageStore, query: MultiMapping[str], now: int) -> dict:
     for b in starts:
         results = []
         for key, acc in by_bucket.get(b, {}).items():
-            cached = acc["input_cached_text_tokens"] + acc["input_cached_audio_tokens"] + acc["input_cached_image_tokens"]
+            cached = (
+                acc["input_cached_text_tokens"]
+                + acc["input_cached_audio_tokens"]
+                + acc["input_cached_image_tokens"]
+            )
             uncached = acc["input_text_tokens"] + acc["input_audio_tokens"] + acc["input_image_tokens"]
             result = {
                 "object": "organization.usage.completions.result",
@@ -175,11 +198,16 @@ def completions(store: UsageStore, query: MultiMapping[str], now: int) -> dict:
 def costs(store: UsageStore, query: MultiMapping[str], now: int) -> dict:
     width_name = query.get("bucket_width") or "1d"
     if width_name != "1d":
-        raise ApiError(400, "Invalid 'bucket_width': only 1d is supported.", param="bucket_width",
-                       code="invalid_value")
+        raise ApiError(
+            400, "Invalid 'bucket_width': only 1d is supported.", param="bucket_width", code="invalid_value"
+        )
     width, starts, start_time, end_time, has_more, next_page = _window(query, "1d", COSTS_LIMITS, now)
     groups = _groups(query, COSTS_GROUPS)
-    project_ids, api_key_ids, line_items = multi(query, "project_ids"), multi(query, "api_key_ids"), multi(query, "line_items")
+    project_ids, api_key_ids, line_items = (
+        multi(query, "project_ids"),
+        multi(query, "api_key_ids"),
+        multi(query, "line_items"),
+    )
     rows = _rows_for(store, starts, width, start_time, end_time)
     acc: dict[int, dict[tuple, list]] = defaultdict(dict)
     for row in rows:
@@ -195,8 +223,13 @@ def costs(store: UsageStore, query: MultiMapping[str], now: int) -> dict:
             item = line_item(row.model, cls)
             if line_items and item not in line_items:
                 continue
-            values = {"project_id": row.project_id, "user_id": None, "line_item": item,
-                      "api_key_id": row.api_key_id, "api_source": "unlabeled"}
+            values = {
+                "project_id": row.project_id,
+                "user_id": None,
+                "line_item": item,
+                "api_key_id": row.api_key_id,
+                "api_source": "unlabeled",
+            }
             key = tuple(values[g] for g in groups)
             slot = acc[bucket].setdefault(key, [Decimal(0), 0])
             slot[0] += cost_usd(row.model, {cls: n})

@@ -6,7 +6,16 @@ from dataclasses import dataclass
 
 from fakes.openai.pricing import TOKEN_CLASSES
 
-_COLUMNS = ("ts", "call_id", "project_id", "api_key_id", "model", "input_tokens", "output_tokens", *TOKEN_CLASSES)
+_COLUMNS = (
+    "ts",
+    "call_id",
+    "project_id",
+    "api_key_id",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    *TOKEN_CLASSES,
+)
 # Built from the constant column names above, never from input.
 _INSERT = f"INSERT INTO usage ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"  # noqa: S608
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM usage WHERE 1=1"  # noqa: S608
@@ -43,8 +52,16 @@ def split_usage(usage: dict) -> tuple[int, int, dict[str, int]]:
     itd = usage.get("input_token_details") or {}
     ctd = itd.get("cached_tokens_details") or {}
     otd = usage.get("output_token_details") or {}
-    text, audio, image = _int(itd.get("text_tokens")), _int(itd.get("audio_tokens")), _int(itd.get("image_tokens"))
-    c_text, c_audio, c_image = _int(ctd.get("text_tokens")), _int(ctd.get("audio_tokens")), _int(ctd.get("image_tokens"))
+    text, audio, image = (
+        _int(itd.get("text_tokens")),
+        _int(itd.get("audio_tokens")),
+        _int(itd.get("image_tokens")),
+    )
+    c_text, c_audio, c_image = (
+        _int(ctd.get("text_tokens")),
+        _int(ctd.get("audio_tokens")),
+        _int(ctd.get("image_tokens")),
+    )
     cached_total = _int(itd.get("cached_tokens"))
     if not (c_text or c_audio or c_image) and cached_total:
         c_text = min(cached_total, text) if text else cached_total
@@ -86,12 +103,28 @@ class UsageStore:
         self._db.commit()
         self._dirty = False
 
-    def record(self, *, ts: int, call_id: str | None, project_id: str | None, api_key_id: str | None,
-               model: str, usage: dict) -> UsageRow:
+    def record(
+        self,
+        *,
+        ts: int,
+        call_id: str | None,
+        project_id: str | None,
+        api_key_id: str | None,
+        model: str,
+        usage: dict,
+    ) -> UsageRow:
         input_tokens, output_tokens, tokens = split_usage(usage)
         row = UsageRow(ts, call_id, project_id, api_key_id, model, input_tokens, output_tokens, tokens)
-        values = (ts, call_id, project_id, api_key_id, model, input_tokens, output_tokens,
-                  *(tokens[c] for c in TOKEN_CLASSES))
+        values = (
+            ts,
+            call_id,
+            project_id,
+            api_key_id,
+            model,
+            input_tokens,
+            output_tokens,
+            *(tokens[c] for c in TOKEN_CLASSES),
+        )
         with self._lock:
             self._db.execute(_INSERT, values)
             # Committed in batches by flush(): a commit per response.done would cost an fsync each.

@@ -20,5 +20,6 @@ def aclient(fake_openai: FakeOpenAI) -> AsyncOpenAI:
 
 @pytest.fixture
 def admin(fake_openai: FakeOpenAI) -> OpenAI:
-    return OpenAI(api_key="unused", admin_api_key=fake_openai.admin_key, base_url=fake_openai.base_url,
-                  max_retries=0)
+    return OpenAI(
+        api_key="unused", admin_api_key=fake_openai.admin_key, base_url=fake_openai.base_url, max_retries=0
+    )

@@ -5,8 +5,16 @@ import os
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 # What a Talk page does: microphone track, oai-events channel, response.create once it opens.
 CALL_JS = """async ({base, key}) => {
@@ -55,7 +63,9 @@ async def test_chromium_talks_to_the_fake_with_an_ephemeral_key(client, fake_ope
             assert types[0] == "session.created"
             assert "response.output_audio_transcript.delta" in types
             done = next(e for e in result["events"] if e["type"] == "response.done")
-            transcript = next(e for e in result["events"] if e["type"] == "response.output_audio_transcript.done")
+            transcript = next(
+                e for e in result["events"] if e["type"] == "response.output_audio_transcript.done"
+            )
             assert transcript["transcript"] and done["response"]["usage"]["output_tokens"] > 0
             assert result["energy"] > 0  # the assistant's audio reached the browser
 

@@ -14,9 +14,16 @@ from tests.fakes.openai.conftest import SESSION
 from tests.fakes.openai.helpers import Caller
 
 USAGE = {
-    "total_tokens": 253, "input_tokens": 132, "output_tokens": 121,
-    "input_token_details": {"text_tokens": 119, "audio_tokens": 13, "image_tokens": 0, "cached_tokens": 64,
-                            "cached_tokens_details": {"text_tokens": 64, "audio_tokens": 0, "image_tokens": 0}},
+    "total_tokens": 253,
+    "input_tokens": 132,
+    "output_tokens": 121,
+    "input_token_details": {
+        "text_tokens": 119,
+        "audio_tokens": 13,
+        "image_tokens": 0,
+        "cached_tokens": 64,
+        "cached_tokens_details": {"text_tokens": 64, "audio_tokens": 0, "image_tokens": 0},
+    },
     "output_token_details": {"text_tokens": 30, "audio_tokens": 91},
 }
 
@@ -47,7 +54,9 @@ def test_client_secret_defaults_to_ten_minutes(client):
     assert abs(secret.expires_at - (time.time() + 600)) < 5
 
 
-@pytest.mark.parametrize(("seconds", "code"), [(9, "integer_below_min_value"), (7201, "integer_above_max_value")])
+@pytest.mark.parametrize(
+    ("seconds", "code"), [(9, "integer_below_min_value"), (7201, "integer_above_max_value")]
+)
 def test_client_secret_ttl_out_of_range_is_400(client, seconds, code):
     with pytest.raises(openai.BadRequestError) as exc:
         client.realtime.client_secrets.create(expires_after={"anchor": "created_at", "seconds": seconds})
@@ -67,8 +76,9 @@ def test_admin_key_is_refused_on_realtime_and_project_key_on_usage(fake_openai):
     as_admin = OpenAI(api_key=fake_openai.admin_key, base_url=fake_openai.base_url, max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         as_admin.realtime.client_secrets.create()
-    as_project = OpenAI(api_key="x", admin_api_key=fake_openai.project_key, base_url=fake_openai.base_url,
-                        max_retries=0)
+    as_project = OpenAI(
+        api_key="x", admin_api_key=fake_openai.project_key, base_url=fake_openai.base_url, max_retries=0
+    )
     with pytest.raises(openai.AuthenticationError):
         as_project.admin.organization.usage.completions(start_time=0)
 
@@ -89,7 +99,9 @@ async def test_multipart_call_returns_sdp_answer_and_location(client, fake_opena
 
 async def test_raw_sdp_with_ephemeral_key_starts_several_calls_until_expiry(client, fake_openai):
     secret = client.realtime.client_secrets.create(
-        expires_after={"anchor": "created_at", "seconds": 60}, session={"type": "realtime", "model": "gpt-realtime-2"})
+        expires_after={"anchor": "created_at", "seconds": 60},
+        session={"type": "realtime", "model": "gpt-realtime-2"},
+    )
     browser = OpenAI(api_key=secret.value, base_url=fake_openai.base_url, max_retries=0)
     offer = await offer_sdp()
     ids = {browser.realtime.calls.with_raw_response.create(sdp=offer).headers["location"] for _ in range(2)}
@@ -141,7 +153,12 @@ async def test_sideband_receives_typed_events_and_can_drive_responses(aclient, f
     async with aclient.realtime.connect(call_id=call_id) as conn:
         await conn.session.update(session={"type": "realtime", "instructions": "New rules."})
         await conn.conversation.item.create(
-            item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hello there"}]})
+            item={
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "Hello there"}],
+            }
+        )
         await conn.response.create()
         seen = []
         async for event in conn:
@@ -151,9 +168,13 @@ async def test_sideband_receives_typed_events_and_can_drive_responses(aclient, f
                 break
     assert isinstance(done, ResponseDoneEvent)
     assert seen[:3] == ["session.updated", "conversation.item.added", "conversation.item.done"]
-    assert "response.output_audio_transcript.delta" in seen and "response.output_audio_transcript.done" in seen
+    assert (
+        "response.output_audio_transcript.delta" in seen and "response.output_audio_transcript.done" in seen
+    )
     usage = done.response.usage
-    assert usage.input_tokens == usage.input_token_details.text_tokens + usage.input_token_details.audio_tokens
+    assert (
+        usage.input_tokens == usage.input_token_details.text_tokens + usage.input_token_details.audio_tokens
+    )
     assert usage.output_token_details.audio_tokens > 0 and usage.output_token_details.text_tokens > 0
     assert usage.total_tokens == usage.input_tokens + usage.output_tokens
     assert fake_openai.call(call_id)["session"]["instructions"] == "New rules."
@@ -194,7 +215,10 @@ async def test_fresh_call_answers_404_during_the_configured_delay(aclient, fake_
 
 async def test_several_sidebands_see_the_same_events_and_hangup_closes_them(aclient, client, fake_openai):
     call_id = fake_openai.create_call()["id"]
-    async with aclient.realtime.connect(call_id=call_id) as one, aclient.realtime.connect(call_id=call_id) as two:
+    async with (
+        aclient.realtime.connect(call_id=call_id) as one,
+        aclient.realtime.connect(call_id=call_id) as two,
+    ):
         event_id = fake_openai.response_done(call_id, USAGE)
         for conn in (one, two):
             event = await conn.recv()
@@ -261,10 +285,16 @@ def test_plain_group_by_and_bracket_encodings_agree(fake_openai):
     headers = {"Authorization": f"Bearer {fake_openai.admin_key}"}
     url = fake_openai.base_url + "/organization/usage/completions"
     start = fake_openai.now() - 60
-    plain = httpx.get(url, params=[("start_time", start), ("group_by", "model"), ("group_by", "api_key_id")],
-                      headers=headers).json()
-    brackets = httpx.get(url, params=[("start_time", start), ("group_by[]", "model"), ("group_by[]", "api_key_id")],
-                         headers=headers).json()
+    plain = httpx.get(
+        url,
+        params=[("start_time", start), ("group_by", "model"), ("group_by", "api_key_id")],
+        headers=headers,
+    ).json()
+    brackets = httpx.get(
+        url,
+        params=[("start_time", start), ("group_by[]", "model"), ("group_by[]", "api_key_id")],
+        headers=headers,
+    ).json()
     assert plain == brackets
     (result,) = [r for b in plain["data"] for r in b["results"]]
     assert result["model"] == "gpt-realtime" and result["api_key_id"] == fake_openai.project_key_id
@@ -280,7 +310,10 @@ def test_websocket_session_with_model(fake_openai):
         types = []
         while (event := conn.recv()).type != "response.done":
             types.append(event.type)
-        assert "response.output_text.delta" in types and event.response.usage.output_token_details.audio_tokens == 0
+        assert (
+            "response.output_text.delta" in types
+            and event.response.usage.output_token_details.audio_tokens == 0
+        )
 
 
 async def test_async_client_control_calls(aclient, fake_openai):
@@ -300,5 +333,7 @@ def test_admin_client_parses_usage_and_costs(admin: OpenAI, fake_openai):
 
 async def test_async_admin_client(fake_openai):
     admin = AsyncOpenAI(api_key="x", admin_api_key=fake_openai.admin_key, base_url=fake_openai.base_url)
-    page = await admin.admin.organization.usage.completions(start_time=fake_openai.now() - 60, bucket_width="1m")
+    page = await admin.admin.organization.usage.completions(
+        start_time=fake_openai.now() - 60, bucket_width="1m"
+    )
     assert page.data

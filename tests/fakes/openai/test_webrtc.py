@@ -30,9 +30,15 @@ async def test_spoken_turn_gets_a_spoken_answer_seen_on_both_links(client, aclie
             assert 1000 <= stopped["audio_end_ms"] - started["audio_start_ms"] <= 1400
             done = await caller.wait_for("response.done")
             types = [e["type"] for e in caller.events]
-            for expected in ("input_audio_buffer.committed", "conversation.item.added", "response.created",
-                             "rate_limits.updated", "response.output_audio_transcript.delta",
-                             "response.output_audio_transcript.done", "output_audio_buffer.started"):
+            for expected in (
+                "input_audio_buffer.committed",
+                "conversation.item.added",
+                "response.created",
+                "rate_limits.updated",
+                "response.output_audio_transcript.delta",
+                "response.output_audio_transcript.done",
+                "output_audio_buffer.started",
+            ):
                 assert expected in types
             usage = done["response"]["usage"]
             assert 10 <= usage["input_token_details"]["audio_tokens"] <= 14  # ~1 token per 100 ms of speech
@@ -49,7 +55,7 @@ async def test_spoken_turn_gets_a_spoken_answer_seen_on_both_links(client, aclie
             assert on_sideband[-1].event_id == done["event_id"]
             assert on_sideband[-1].response.usage.total_tokens == usage["total_tokens"]
             sideband_types = [e.type for e in on_sideband]
-            assert sideband_types == types[types.index(sideband_types[0]):types.index("response.done") + 1]
+            assert sideband_types == types[types.index(sideband_types[0]) : types.index("response.done") + 1]
 
             deadline = time.monotonic() + 3
             while caller.loud_frames < 10 and time.monotonic() < deadline:
@@ -66,7 +72,9 @@ async def test_spoken_turn_gets_a_spoken_answer_seen_on_both_links(client, aclie
                 await asyncio.sleep(0.02)
             assert time.monotonic() - hung_up < 1
 
-        buckets = admin.admin.organization.usage.completions(start_time=fake_openai.now() - 120, bucket_width="1m")
+        buckets = admin.admin.organization.usage.completions(
+            start_time=fake_openai.now() - 120, bucket_width="1m"
+        )
         results = [r for b in buckets.data for r in b.results]
         assert sum(r.input_tokens for r in results) == usage["input_tokens"]
         assert sum(r.output_tokens for r in results) == usage["output_tokens"]
