@@ -386,3 +386,43 @@ class CallEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.call_id} {self.kind} {self.from_state}→{self.to_state} ({self.cause})"
+
+
+# --- Supervisor (issue 6): metered usage, one row per response --------------------------------
+
+
+class UsageRecord(models.Model):
+    """What one `response.done` (or one input transcription) of a call used, priced when it arrived.
+
+    Unique by (call, response_id): a replayed event (re-attached sideband, a second supervisor)
+    inserts nothing and charges nothing twice. The call's running totals are the sum of these rows.
+    """
+
+    class Kind(models.TextChoices):
+        RESPONSE = "response", "response"
+        TRANSCRIPTION = "transcription", "input transcription"
+
+    call = models.ForeignKey(RealtimeCall, on_delete=models.CASCADE, related_name="usage_records")
+    response_id = models.CharField(max_length=100, help_text="resp_… or item_…:index for a transcription.")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.RESPONSE)
+    at = models.DateTimeField()
+    text_in_tokens = models.PositiveBigIntegerField(default=0)
+    text_cached_tokens = models.PositiveBigIntegerField(default=0)
+    text_out_tokens = models.PositiveBigIntegerField(default=0)
+    audio_in_tokens = models.PositiveBigIntegerField(default=0)
+    audio_cached_tokens = models.PositiveBigIntegerField(default=0)
+    audio_out_tokens = models.PositiveBigIntegerField(default=0)
+    cost_microusd = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["at", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["call", "response_id"], name="usage_record_once_per_response"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.call_id} {self.response_id}"
+
+    @property
+    def tokens(self) -> TokenCounts:
+        return TokenCounts(**{name: getattr(self, f"{name}_tokens") for name in TokenCounts.CLASSES})

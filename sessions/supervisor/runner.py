@@ -1,0 +1,438 @@
+"""The asyncio supervisor: claims calls by lease, attaches to their sidebands, meters, enforces,
+settles. One process, one event loop, one task per watched call (no thread per call); database
+work runs in a small thread pool (`SupervisorConf.db_threads`).
+
+Enforcement is decided in memory, from the same prices and formula the database uses, so the
+hangup leaves as soon as the exhausting `response.done` is read; the database write follows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from django.db import connections
+from django.utils import timezone
+
+from realtime_saas.live import apush, staff_group, user_group
+from sessions import openai_client
+from sessions.models import (
+    FINAL_STATES,
+    CallMode,
+    CallState,
+    Cause,
+    TokenCounts,
+    UsageRecord,
+    credits_for_cost,
+)
+from sessions.supervisor import store
+from sessions.supervisor.conf import SupervisorConf
+
+logger = logging.getLogger(__name__)
+
+FAIL_CLOSED_DETAIL = "Not watched: the sideband did not attach within {grace:g} s, so the call was hung up."
+
+
+class CallWatcher:
+    """Watches one call: attach (with backoff), meter, enforce, settle. Lives in one task."""
+
+    def __init__(self, supervisor: Supervisor, snap: store.CallSnapshot) -> None:
+        self.sup = supervisor
+        self.snap = snap
+        self.conf = supervisor.conf
+        self.cost_microusd = snap.cost_microusd
+        self.credits_used = snap.credits_used
+        self.tokens = snap.tokens
+        self.seen: set[str] = set()
+        self.sideband: openai_client.Sideband | None = None
+        self.enforcing: str | None = None  # the cause of our hangup, once decided
+        self.ending_seen = snap.state == CallState.ENDING  # someone else hung it up
+        self.hangup_task: asyncio.Task | None = None
+        self.closing_deadline: float | None = None
+        self.warning: str | None = None
+        self.session_expired = False
+        self.task: asyncio.Task | None = None
+        self.claimed_mono = time.monotonic()
+
+    # --- decisions -------------------------------------------------------------------------
+
+    def enforce(self, cause: str, detail: str = "") -> None:
+        """Hang up now (once), recording why."""
+        if self.enforcing is not None:
+            return
+        self.enforcing = cause
+        self.sup.stats["enforced:" + cause] += 1
+        self.hangup_task = asyncio.get_running_loop().create_task(self._hangup(cause, detail))
+
+    def on_status(self, status: store.CallStatus) -> None:
+        """Called by the supervisor's check loop with the call's row as the database sees it."""
+        if status.state in FINAL_STATES:
+            self.stop()
+            return
+        if status.user_suspended:
+            self.enforce(Cause.USER_SUSPENDED)
+        elif status.state == CallState.ENDING and not self.ending_seen:
+            # The user or staff hung up through sessions.services (which asked OpenAI already);
+            # ask again ourselves so the call is down within our bound even if that failed.
+            self.ending_seen = True
+            if self.enforcing is None:
+                self.enforcing = ""
+                self.hangup_task = asyncio.get_running_loop().create_task(self._hangup(None, ""))
+        now = timezone.now()
+        if now >= status.expected_end_at:
+            self.enforce(Cause.TIME_LIMIT)
+        elif (status.expected_end_at - now).total_seconds() <= self.conf.warn_seconds:
+            self.warn("time")
+
+    def warn(self, why: str) -> None:
+        if self.warning is not None or self.enforcing is not None:
+            return
+        self.warning = why
+        self.sup.spawn(self._warn(why))
+
+    def stop(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    # --- the task --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            await self._run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("supervisor: watcher of call %s failed; releasing it", self.snap.public_id)
+            await self.sup.db(store.release, owner=self.sup.owner, pks=[self.snap.pk])
+        finally:
+            if self.sideband is not None:
+                await self.sideband.close()
+            if self.hangup_task is not None and not self.hangup_task.done():
+                self.hangup_task.cancel()
+            self.sup.watchers.pop(self.snap.pk, None)
+
+    def _grace_deadline(self) -> float:
+        """Monotonic deadline for the first attach (fail closed after it)."""
+        grace = self.conf.attach_grace_seconds
+        if self.snap.mode == CallMode.PROXY and self.snap.started_at is not None:
+            age = (timezone.now() - self.snap.started_at).total_seconds()
+            return time.monotonic() + max(grace - age, 0.0)
+        return self.claimed_mono + grace  # key mode: from when we learnt its call id
+
+    async def _run(self) -> None:
+        attached_ever = self.snap.was_attached
+        deadline = self._grace_deadline()
+        while True:
+            sideband = await self._attach(attached_ever=attached_ever, deadline=deadline)
+            if sideband is None:
+                break
+            self.sideband = sideband
+            first = not attached_ever
+            attached_ever = True
+            self.sup.stats["attached"] += 1
+            await self.sup.db(store.mark_attached, pk=self.snap.pk, first=first)
+            try:
+                clean = await self._read(sideband)
+            finally:
+                self.sideband = None
+                await sideband.close()
+            if clean:
+                break
+            self.sup.stats["dropped"] += 1
+            await self.sup.db(store.record_event, pk=self.snap.pk, kind=store.EVENT_SIDEBAND_LOST,
+                              detail="Sideband dropped; re-attaching.")
+            deadline = time.monotonic() + self.conf.attach_grace_seconds
+        if not attached_ever and self.enforcing is None and not self.ending_seen:
+            detail = FAIL_CLOSED_DETAIL.format(grace=self.conf.attach_grace_seconds)
+            self.sup.stats["fail_closed"] += 1
+            self.enforce(Cause.UPSTREAM_ERROR, detail)
+        if self.hangup_task is not None:
+            await self.hangup_task
+        await self._settle(attached_ever)
+
+    async def _attach(self, *, attached_ever: bool, deadline: float) -> openai_client.Sideband | None:
+        delay = self.conf.attach_backoff_initial
+        gone_answers = 0
+        while True:
+            try:
+                return await openai_client.connect_sideband(
+                    self.sup.client, self.snap.openai_call_id, timeout=self.sup.connect_timeout
+                )
+            except openai_client.SidebandNotFound:
+                if self.enforcing is not None or self.ending_seen:
+                    return None  # hung up: nothing left to watch
+                if attached_ever:
+                    gone_answers += 1
+                    if gone_answers >= 3:
+                        return None  # it was attachable before, so 404 now means it ended
+            except openai_client.UpstreamError as exc:
+                logger.info("supervisor: sideband of %s not reachable: %s", self.snap.public_id, exc.message)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, self.conf.attach_backoff_max)
+
+    async def _read(self, sideband: openai_client.Sideband) -> bool:
+        """Read events until the socket closes. True when the call ended (clean close, or our
+        hangup's grace ran out); False when the sideband dropped and should be re-attached."""
+        while True:
+            if self.closing_deadline is not None and time.monotonic() >= self.closing_deadline:
+                return True
+            try:
+                event = await asyncio.wait_for(sideband.recv(), timeout=1.0)
+            except TimeoutError:
+                continue
+            except openai_client.SidebandClosed as closed:
+                return closed.clean or self.enforcing is not None
+            await self._handle(event)
+
+    async def _handle(self, event: dict) -> None:
+        kind = event.get("type")
+        if kind == "response.done":
+            response = event.get("response") or {}
+            await self._meter(response.get("id") or event.get("event_id") or "", response.get("usage") or {},
+                              UsageRecord.Kind.RESPONSE)
+        elif kind == "conversation.item.input_audio_transcription.completed":
+            usage = event.get("usage") or {}
+            if usage.get("type", "tokens") == "tokens":
+                details = usage.get("input_token_details") or {}
+                tokens = TokenCounts(
+                    text_in=int(details.get("text_tokens") or 0), audio_in=int(details.get("audio_tokens") or 0),
+                    text_out=int(usage.get("output_tokens") or 0),
+                )
+                key = f"{event.get('item_id')}:{event.get('content_index', 0)}:transcription"
+                await self._meter(key, None, UsageRecord.Kind.TRANSCRIPTION, tokens=tokens)
+        elif kind == "error" and (event.get("error") or {}).get("code") == "session_expired":
+            self.session_expired = True
+
+    async def _meter(self, response_id: str, usage: dict | None, kind: str, tokens: TokenCounts | None = None) -> None:
+        if not response_id or response_id in self.seen:
+            self.sup.stats["replayed"] += bool(response_id)
+            return
+        self.seen.add(response_id)
+        self.sup.stats["metered"] += 1
+        tokens = tokens if tokens is not None else TokenCounts.from_usage(usage or {})
+        price = self.snap.price
+        cost = price.cost_microusd(tokens) if price is not None else 0
+        if price is None:
+            logger.error("supervisor: no price for model %s (call %s)", self.snap.model, self.snap.public_id)
+        # Decide in memory first, so the hangup does not wait for the database.
+        self.cost_microusd += cost
+        estimate = credits_for_cost(self.cost_microusd, markup_percent=self.snap.markup_percent)
+        self._judge(estimate)
+        result = await self.sup.db(
+            store.meter, pk=self.snap.pk, response_id=response_id, kind=kind, tokens=tokens, cost_microusd=cost,
+            markup_percent=self.snap.markup_percent, at=timezone.now(),
+        )
+        self.cost_microusd = result.cost_microusd
+        self.credits_used = result.credits_used
+        if not result.inserted:
+            self.sup.stats["replayed"] += 1
+        self._judge(self.credits_used)
+        self.push()
+
+    def _judge(self, credits_used: int) -> None:
+        held = self.snap.credits_held
+        if credits_used >= held:
+            self.enforce(Cause.CREDITS_EXHAUSTED)
+        elif held - credits_used <= held * self.conf.warn_fraction:
+            self.warn("credits")
+
+    async def _hangup(self, cause: str | None, detail: str) -> None:
+        """REST hangup (first), then the database. Retries while OpenAI is unreachable."""
+        error = None
+        for attempt in range(5):
+            try:
+                await openai_client.ahangup(self.sup.client, self.snap.openai_call_id)
+                error = None
+                break
+            except openai_client.CallNotFound:
+                error = None
+                break
+            except openai_client.UpstreamError as exc:
+                error = exc.message
+                await asyncio.sleep(0.2 * (attempt + 1))
+        self.sup.stats["hangups"] += 1
+        self.closing_deadline = time.monotonic() + self.conf.ending_timeout_seconds
+        if cause is not None:
+            await self.sup.db(store.begin_ending, pk=self.snap.pk, cause=cause, detail=detail, hangup_error=error)
+
+    async def _settle(self, attached_ever: bool) -> None:
+        cause = self.enforcing or Cause.CALL_CLOSED
+        detail = ""
+        if self.session_expired and not self.enforcing:
+            detail = "OpenAI ended the call at its maximum session length."
+        elif cause == Cause.UPSTREAM_ERROR:
+            detail = FAIL_CLOSED_DETAIL.format(grace=self.conf.attach_grace_seconds)
+        # A proxy call is charged what was metered (nothing, if it never attached: reconciliation
+        # sees what OpenAI billed). A key-mode call we could never watch pays its full hold.
+        metered = attached_ever or self.snap.mode == CallMode.PROXY
+        call = await self.sup.db(store.finish, pk=self.snap.pk, cause=cause, metered=metered, detail=detail)
+        self.sup.stats["settled"] += 1
+        logger.info("supervisor: call %s %s (%s), %s credits", call.public_id, call.state, call.end_reason,
+                    call.credits_charged)
+
+    async def _warn(self, why: str) -> None:
+        message = "Credits are running out." if why == "credits" else "The call is about to reach its time limit."
+        await self.sup.db(store.record_event, pk=self.snap.pk, kind=store.EVENT_WARNING, detail=message)
+        if self.conf.wrap_up_message and self.sideband is not None:
+            try:
+                await self.sideband.send({"type": "conversation.item.create", "item": {
+                    "type": "message", "role": "system",
+                    "content": [{"type": "input_text", "text": self.conf.wrap_up_message}]}})
+            except Exception:
+                logger.info("supervisor: wrap-up message to %s failed", self.snap.public_id, exc_info=True)
+        self.push()
+
+    def push(self) -> None:
+        if self.conf.live_push:
+            self.sup.spawn(self._push())
+
+    async def _push(self) -> None:
+        left = (self.snap.expected_end_at - timezone.now()).total_seconds()
+        extra = {
+            "live": True,
+            "credits_used": self.credits_used,
+            "seconds_left": max(int(left), 0),
+            "warning": self.warning,
+        }
+        found = await self.sup.db(store.live_payload, pk=self.snap.pk, extra=extra)
+        if found is None:
+            return
+        user_id, data = found
+        try:
+            await apush(user_group(user_id), "call", data)
+            await apush(staff_group(), "call", data)
+        except Exception:
+            logger.debug("supervisor: live push failed", exc_info=True)
+
+
+class Supervisor:
+    """Many calls, one loop. `await Supervisor().run(stop_event)`; any number may run side by side."""
+
+    def __init__(self, *, owner: str | None = None, conf: SupervisorConf | None = None) -> None:
+        self.conf = conf or SupervisorConf.from_settings()
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.watchers: dict[int, CallWatcher] = {}
+        self.stats: Counter = Counter()
+        self.client = None
+        self.connect_timeout = 10.0
+        self._executor = ThreadPoolExecutor(self.conf.db_threads, thread_name_prefix="supervisor-db")
+        self._tasks: set[asyncio.Task] = set()
+        self._wake: asyncio.Event | None = None
+
+    async def db(self, fn, /, **kwargs):
+        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, **kwargs))
+
+    def spawn(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def wake(self) -> None:
+        """Look for new calls now (a notification arrived)."""
+        if self._wake is not None:
+            self._wake.set()
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        from django.conf import settings
+
+        stop = stop or asyncio.Event()
+        self._wake = asyncio.Event()
+        self.client = openai_client.async_client()
+        self.connect_timeout = float(settings.OPENAI_TIMEOUT_SECONDS)
+        logger.info("supervisor %s starting", self.owner)
+        loops = [self.spawn(self._claim_loop()), self.spawn(self._check_loop())]
+        try:
+            await stop.wait()
+        finally:
+            for task in loops:
+                task.cancel()
+            watchers = [w.task for w in self.watchers.values() if w.task is not None]
+            for task in watchers:
+                task.cancel()
+            await asyncio.gather(*loops, *watchers, return_exceptions=True)
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            try:
+                await self.db(store.release, owner=self.owner)
+            finally:
+                await self.client.close()
+                await self._close_db()
+            logger.info("supervisor %s stopped", self.owner)
+
+    async def _close_db(self) -> None:
+        """Close each pool thread's database connection (a test database can then be dropped)."""
+        threads = self.conf.db_threads
+        barrier = threading.Barrier(threads)
+
+        def close() -> None:
+            connections.close_all()
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait(timeout=5)
+
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(self._executor, close) for _ in range(threads)))
+        self._executor.shutdown(wait=False)
+
+    async def _claim_loop(self) -> None:
+        while True:
+            try:
+                snaps = await self.db(store.claim, owner=self.owner, lease_seconds=self.conf.lease_seconds,
+                                      limit=self.conf.claim_batch)
+                for snap in snaps:
+                    if snap.pk in self.watchers:
+                        continue
+                    watcher = CallWatcher(self, snap)
+                    self.watchers[snap.pk] = watcher
+                    watcher.task = self.spawn(watcher.run())
+                    self.stats["claimed"] += 1
+                if len(snaps) >= self.conf.claim_batch:
+                    continue  # more are waiting
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("supervisor: claiming calls failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.conf.poll_seconds)
+            self._wake.clear()
+
+    async def _check_loop(self) -> None:
+        last_renew = 0.0
+        while True:
+            try:
+                renew = time.monotonic() - last_renew >= self.conf.renew_seconds
+                statuses = await self.db(store.check, owner=self.owner,
+                                         renew_seconds=self.conf.lease_seconds if renew else None)
+                if renew:
+                    last_renew = time.monotonic()
+                for pk, watcher in list(self.watchers.items()):
+                    status = statuses.get(pk)
+                    if status is None:
+                        # Our lease is gone (we stalled past it and another supervisor took the call).
+                        self.stats["lost"] += 1
+                        watcher.stop()
+                    else:
+                        watcher.on_status(status)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("supervisor: checking calls failed")
+            await asyncio.sleep(self.conf.check_seconds)
+
+
+def lease_until(seconds: float):
+    return timezone.now() + timedelta(seconds=seconds)

@@ -1,0 +1,220 @@
+"""Every database read and write the supervisor makes. Sync functions, run in its thread pool.
+
+Claims are conditional UPDATEs (healthchecks' `sendalerts`): a call is free when its lease is
+empty or expired, and a claim succeeds only if the UPDATE changed the row, so two supervisors
+never both watch one call. State changes and settlement go through `sessions.services` (the one
+write path of a call's state); metering writes `UsageRecord` rows and the call's totals here.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, close_old_connections, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from sessions import services
+from sessions.models import (
+    FINAL_STATES,
+    CallEvent,
+    CallMode,
+    CallState,
+    ModelPrice,
+    RealtimeCall,
+    TokenCounts,
+    UsageRecord,
+    credits_for_cost,
+)
+
+logger = logging.getLogger(__name__)
+
+WATCHED_STATES = (CallState.ACTIVE, CallState.ENDING)
+
+# CallEvent kinds the supervisor adds to a call's timeline (beside the state changes).
+EVENT_SIDEBAND_ATTACHED = "sideband_attached"
+EVENT_SIDEBAND_LOST = "sideband_lost"
+EVENT_WARNING = "warning"
+
+
+@dataclass
+class CallSnapshot:
+    """What a watcher needs to know about its call, read once at claim time."""
+
+    pk: int
+    public_id: str
+    user_id: int
+    mode: str
+    state: str
+    openai_call_id: str
+    model: str
+    markup_percent: int
+    credits_held: int
+    credits_used: int
+    cost_microusd: int
+    tokens: TokenCounts
+    expected_end_at: datetime
+    started_at: datetime | None
+    created_at: datetime
+    was_attached: bool  # a supervisor attached before: a 404 now means the call is gone
+    price: ModelPrice | None = field(default=None, repr=False)
+
+
+def _free() -> Q:
+    return Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=timezone.now())
+
+
+def _snapshot(call: RealtimeCall, prices: dict[str, ModelPrice]) -> CallSnapshot:
+    return CallSnapshot(
+        pk=call.pk, public_id=call.public_id, user_id=call.user_id, mode=call.mode, state=call.state,
+        openai_call_id=call.openai_call_id or "", model=call.model, markup_percent=call.markup_percent,
+        credits_held=call.credits_held, credits_used=call.credits_used, cost_microusd=call.cost_microusd,
+        tokens=call.tokens, expected_end_at=call.expected_end_at, started_at=call.started_at,
+        created_at=call.created_at, was_attached=call.metered_at is not None, price=prices.get(call.model),
+    )
+
+
+def claim(*, owner: str, lease_seconds: float, limit: int) -> list[CallSnapshot]:
+    """Take up to `limit` open calls with an OpenAI call id that nobody holds (or whose holder died)."""
+    close_old_connections()
+    candidates = list(
+        RealtimeCall.objects.filter(state__in=WATCHED_STATES, openai_call_id__isnull=False)
+        .filter(_free())
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    claimed = []
+    until = timezone.now() + timedelta(seconds=lease_seconds)
+    for pk in candidates:
+        took = (
+            RealtimeCall.objects.filter(pk=pk, state__in=WATCHED_STATES)
+            .filter(_free())
+            .update(lease_owner=owner, lease_expires_at=until)
+        )
+        if took:
+            claimed.append(pk)
+    if not claimed:
+        return []
+    calls = list(RealtimeCall.objects.filter(pk__in=claimed, lease_owner=owner))
+    prices = {p.model: p for p in ModelPrice.objects.filter(model__in={c.model for c in calls})}
+    return [_snapshot(call, prices) for call in calls]
+
+
+@dataclass(frozen=True)
+class CallStatus:
+    pk: int
+    state: str
+    user_suspended: bool
+    expected_end_at: datetime
+
+
+def check(*, owner: str, renew_seconds: float | None) -> dict[int, CallStatus]:
+    """Renew this supervisor's leases (when `renew_seconds` is given) and read its calls' status.
+
+    A call missing from the answer is no longer ours (lease taken over, or released).
+    """
+    close_old_connections()
+    mine = RealtimeCall.objects.filter(lease_owner=owner)
+    if renew_seconds is not None:
+        mine.filter(lease_expires_at__gte=timezone.now()).update(
+            lease_expires_at=timezone.now() + timedelta(seconds=renew_seconds)
+        )
+    rows = mine.filter(lease_expires_at__gte=timezone.now()).values_list(
+        "pk", "state", "user__is_suspended", "expected_end_at"
+    )
+    return {pk: CallStatus(pk, state, suspended, end) for pk, state, suspended, end in rows}
+
+
+def release(*, owner: str, pks: list[int] | None = None) -> int:
+    """Give leases back (shutdown, or a call we stopped watching)."""
+    qs = RealtimeCall.objects.filter(lease_owner=owner)
+    if pks is not None:
+        qs = qs.filter(pk__in=pks)
+    return qs.update(lease_owner="", lease_expires_at=None)
+
+
+def free_dead_leases() -> int:
+    """Clear leases whose holder stopped renewing them (tidiness: an expired lease is claimable)."""
+    return RealtimeCall.objects.filter(lease_expires_at__lt=timezone.now()).update(
+        lease_owner="", lease_expires_at=None
+    )
+
+
+def mark_attached(*, pk: int, first: bool) -> None:
+    now = timezone.now()
+    with transaction.atomic(durable=True):
+        newly = RealtimeCall.objects.filter(pk=pk, metered_at__isnull=True).update(metered_at=now)
+        CallEvent.objects.create(
+            call_id=pk, at=now, kind=EVENT_SIDEBAND_ATTACHED,
+            detail="Supervisor attached to the sideband." if (newly or first) else "Sideband re-attached.",
+        )
+
+
+def record_event(*, pk: int, kind: str, detail: str = "", cause: str = "") -> None:
+    CallEvent.objects.create(call_id=pk, at=timezone.now(), kind=kind, detail=detail[:500], cause=cause)
+
+
+@dataclass(frozen=True)
+class Metered:
+    inserted: bool  # False: this response was already charged (a replay)
+    credits_used: int
+    cost_microusd: int
+
+
+def meter(*, pk: int, response_id: str, kind: str, tokens: TokenCounts, cost_microusd: int,
+          markup_percent: int, at: datetime) -> Metered:
+    """Store one response's usage (once per response id) and add it to the call's totals."""
+    try:
+        with transaction.atomic(durable=True):
+            UsageRecord.objects.create(
+                call_id=pk, response_id=response_id[:100], kind=kind, at=at, cost_microusd=cost_microusd,
+                **{f"{name}_tokens": value for name, value in tokens.as_dict().items()},
+            )
+            increments = {f"{name}_tokens": F(f"{name}_tokens") + value for name, value in tokens.as_dict().items()
+                          if value}
+            RealtimeCall.objects.filter(pk=pk).update(cost_microusd=F("cost_microusd") + cost_microusd, **increments)
+            # Credits from the running cost (not a sum of rounded per-response credits): one rounding.
+            cost = RealtimeCall.objects.values_list("cost_microusd", flat=True).get(pk=pk)
+            credits = credits_for_cost(cost, markup_percent=markup_percent)
+            RealtimeCall.objects.filter(pk=pk).update(credits_used=credits)
+            return Metered(inserted=True, credits_used=credits, cost_microusd=cost)
+    except IntegrityError:
+        cost, credits = RealtimeCall.objects.values_list("cost_microusd", "credits_used").get(pk=pk)
+        return Metered(inserted=False, credits_used=credits, cost_microusd=cost)
+
+
+def begin_ending(*, pk: int, cause: str, detail: str = "", hangup_error: str | None = None) -> None:
+    """After our hangup: record it and move the call to `ending` with its cause (first actor wins)."""
+    call = RealtimeCall.objects.get(pk=pk)
+    if hangup_error is None:
+        record_event(pk=pk, kind=CallEvent.Kind.HANGUP_SENT, cause=cause, detail=detail or "Hung up by the supervisor.")
+    else:
+        record_event(pk=pk, kind=CallEvent.Kind.HANGUP_FAILED, cause=cause, detail=hangup_error)
+    if call.state == CallState.ACTIVE:
+        services.transition(call, to=CallState.ENDING, cause=cause, detail=detail, end_reason=cause)
+
+
+def finish(*, pk: int, cause: str, metered: bool = True, detail: str = "") -> RealtimeCall:
+    """Settle the call exactly once: what was metered (or the full hold if it was not) and make it
+    final. Safe to race with another settler: billing's idempotency key and the conditional state
+    change make the second one a no-op."""
+    call = RealtimeCall.objects.get(pk=pk)
+    if call.state not in FINAL_STATES:
+        used = call.credits_used if metered else None
+        if call.mode == CallMode.KEY and not metered:
+            used = None
+        call = services.settle_call(call=call, cause=cause, used_credits=used, detail=detail)
+    RealtimeCall.objects.filter(pk=pk).update(lease_owner="", lease_expires_at=None)
+    return call
+
+
+def live_payload(*, pk: int, extra: dict) -> tuple[int, dict] | None:
+    """The call as GET /api/calls/<id> shows it, plus the supervisor's live figures."""
+    from sessions.api.serializers import CallSerializer
+
+    call = RealtimeCall.objects.select_related("assistant").filter(pk=pk).first()
+    if call is None:
+        return None
+    return call.user_id, {**CallSerializer(call).data, **extra}

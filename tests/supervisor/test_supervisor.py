@@ -1,0 +1,239 @@
+"""The call supervisor against fakes/openai headless calls: metering, enforcement, settlement."""
+
+import threading
+import time
+
+from accounts.services import suspend_user
+from billing.models import Hold, LedgerEntry
+from sessions import services
+from sessions.models import CallEvent, CallState, Cause, RealtimeCall, UsageRecord
+from sessions.supervisor import store
+from tests.factories import StaffFactory
+from tests.supervisor.helpers import usage_for, wait_for, watched_call
+
+SESSION = {"type": "realtime", "model": "gpt-realtime"}
+
+
+def _attached(fake, call_id):
+    return lambda: fake.call(call_id)["sidebands"] >= 1
+
+
+def _final(call):
+    def check():
+        call.refresh_from_db()
+        return call.state in (CallState.ENDED, CallState.KILLED, CallState.EXPIRED, CallState.FAILED)
+    return check
+
+
+def _usage_charges(call) -> int:
+    return -sum(LedgerEntry.objects.filter(reference=f"realtime-call:{call.public_id}", kind="usage")
+                .values_list("credits", flat=True))
+
+
+def test_it_hangs_up_when_credits_run_out_and_charges_the_metered_usage(supervisor, openai_settings, assistant, alice):
+    fake = openai_settings
+    rtc = fake.create_call(session=SESSION)["id"]
+    call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=5)
+    supervisor()
+    wait_for(_attached(fake, rtc), what="sideband attached")
+
+    for _ in range(5):
+        fake.response_done(rtc, usage_for(1))
+    info = fake.wait_for_call(rtc, lambda c: c["state"] == "ended", timeout=3)
+
+    last_sent = info["response_done_log"][-1]["sent_at"]
+    assert info["hangup_requests"] and info["hangup_requests"][0] - last_sent <= 2.0
+    wait_for(_final(call), what="call settled")
+    assert (call.state, call.end_reason) == (CallState.KILLED, Cause.CREDITS_EXHAUSTED)
+    assert call.credits_used == 5 and call.credits_charged == 5
+    assert UsageRecord.objects.filter(call=call).count() == 5
+    assert _usage_charges(call) == 5
+    assert Hold.objects.get(pk=call.hold_id).status == Hold.Status.SETTLED
+
+
+def test_overshoot_of_the_last_response_is_charged_within_one_response(supervisor, openai_settings, assistant, alice):
+    fake = openai_settings
+    rtc = fake.create_call(session=SESSION)["id"]
+    call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=5, balance=20)
+    supervisor()
+    wait_for(_attached(fake, rtc), what="sideband attached")
+
+    fake.response_done(rtc, usage_for(3))
+    fake.response_done(rtc, usage_for(3))  # 6 ≥ 5: exhausted, 1 credit over the hold
+    fake.wait_for_call(rtc, lambda c: c["state"] == "ended", timeout=3)
+    wait_for(_final(call), what="call settled")
+
+    hold = Hold.objects.get(pk=call.hold_id)
+    assert call.credits_used == 6 and call.credits_charged == 6
+    assert hold.overshoot_credits == 1 <= 3  # bounded by one response
+    assert _usage_charges(call) == 6
+
+
+def test_it_hangs_up_at_the_expected_end_after_a_warning(supervisor, openai_settings, assistant, alice):
+    fake = openai_settings
+    rtc = fake.create_call(session=SESSION)["id"]
+    call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=50, seconds=2)
+    supervisor(warn_seconds=1.0)
+
+    info = fake.wait_for_call(rtc, lambda c: c["state"] == "ended", timeout=6)
+    assert info["hangup_requests"][0] - call.expected_end_at.timestamp() <= 2.0
+    wait_for(_final(call), what="call settled")
+    assert (call.state, call.end_reason) == (CallState.KILLED, Cause.TIME_LIMIT)
+    wait_for(lambda: CallEvent.objects.filter(call=call, kind=store.EVENT_WARNING).exists(), what="warning")
+    assert call.credits_charged == 0
+
+
+def test_staff_hangup_is_enforced_even_if_the_request_to_openai_failed(supervisor, openai_settings, assistant, alice):
+    fake = openai_settings
+    rtc = fake.create_call(session=SESSION)["id"]
+    call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=50)
+    supervisor()
+    wait_for(_attached(fake, rtc), what="sideband attached")
+    fake.response_done(rtc, usage_for(2))
+    wait_for(lambda: RealtimeCall.objects.get(pk=call.pk).credits_used == 2, what="metered")
+
+    fake.fault("calls.hangup", 500, count=3)  # the admin's own hangup (and its retries) fail
+    pressed = time.time()
+    services.request_hangup(call=call, cause=Cause.STAFF_HANGUP, actor=StaffFactory())
+
+    info = fake.wait_for_call(rtc, lambda c: c["state"] == "ended", timeout=4)
+    assert info["hangup_requests"][0] - pressed <= 2.0 + 1.0  # the admin's failed retries come first
+    wait_for(_final(call), what="call settled")
+    assert (call.state, call.end_reason, call.credits_charged) == (CallState.KILLED, Cause.STAFF_HANGUP, 2)
+
+
+def test_suspending_the_user_hangs_up_their_call(supervisor, openai_settings, assistant, alice):
+    fake = openai_settings
+    rtc = fake.create_call(session=SESSION)["id"]
+    call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=50)
+    supervisor()
+    wait_for(_attached(fake, rtc), what="sideband attached")
+
+    suspended = time.time()
+    suspend_user(user=alice, reason="abuse")
+    info = fake.wait_for_call(rtc, lambda c: c["state"] == "ended", timeout=3)
+    assert info["hangup_requests"][0] - suspended <= 2.0
+    wait_for(_final(call), what="call settled")
+    assert (call.state, call.end_reason) == (CallState.KILLED, Cause.USER_SUSPENDED)
+
+
+def test_a_replayed_response_is_charged_once(transactional_db, assistant, alice):
+    from django.utils import timezone
+
+    from sessions.models import TokenCounts
+
+    call = watched_call(user=alice, assistant=assistant, openai_call_id="rtc_replay_0001", hold=50)
+    tokens = TokenCounts.from_usage(usage_for(2))
+    cost = assistant.calls.model.objects.none() and 0 or 20_000
+    first = store.meter(pk=call.pk, response_id="resp_1", kind="response", tokens=tokens, cost_microusd=cost,
+                        markup_percent=0, at=timezone.now())
+    again = store.meter(pk=call.pk, response_id="resp_1", kind="response", tokens=tokens, cost_microusd=cost,
+                        markup_percent=0, at=timezone.now())
+    call.refresh_from_db()
+    assert (first.inserted, again.inserted) == (True, False)
+    assert call.credits_used == 2 and call.text_out_tokens == 200 and call.cost_microusd == 20_000
+    assert UsageRecord.objects.filter(call=call).count() == 1
+
+
+def test_a_dropped_sideband_is_reattached_and_metering_goes_on(supervisor, openai_settings, assistant, alice):
+    fake = openai_settings
+    rtc = fake.create_call(session=SESSION)["id"]
+    call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=50)
+    supervisor()
+    wait_for(_attached(fake, rtc), what="sideband attached")
+    fake.response_done(rtc, usage_for(1))
+    wait_for(lambda: RealtimeCall.objects.get(pk=call.pk).credits_used == 1, what="first response metered")
+
+    assert fake.drop_sidebands(rtc) == 1
+    wait_for(_attached(fake, rtc), what="sideband re-attached")
+    fake.response_done(rtc, usage_for(2))
+    wait_for(lambda: RealtimeCall.objects.get(pk=call.pk).credits_used == 3, what="metered after re-attach")
+
+    fake.end_call(rtc)  # the user closed the call
+    wait_for(_final(call), what="call settled")
+    assert (call.state, call.end_reason, call.credits_charged) == (CallState.ENDED, Cause.CALL_CLOSED, 3)
+
+
+def test_settlement_is_exactly_once_when_our_hangup_races_the_calls_own_end(
+    supervisor, openai_settings, assistant, alice
+):
+    fake = openai_settings
+    rtc = fake.create_call(session=SESSION)["id"]
+    call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=2, balance=10)
+    supervisor()
+    wait_for(_attached(fake, rtc), what="sideband attached")
+
+    ender = threading.Thread(target=fake.end_call, args=(rtc,))
+    fake.response_done(rtc, usage_for(2))  # exhausts: our hangup …
+    ender.start()  # … races the call ending by itself
+    # … and a second settler (a sweep, another supervisor) races both.
+    store.finish(pk=call.pk, cause=Cause.CALL_CLOSED)
+    ender.join()
+    wait_for(_final(call), what="call settled")
+    time.sleep(0.5)
+
+    entries = LedgerEntry.objects.filter(reference=f"realtime-call:{call.public_id}", kind="usage")
+    assert entries.count() <= 1
+    finals = CallEvent.objects.filter(call=call, kind=CallEvent.Kind.STATE,
+                                      to_state__in=[CallState.ENDED, CallState.KILLED])
+    assert finals.count() == 1
+    hold = Hold.objects.get(pk=call.hold_id)
+    assert hold.status == Hold.Status.SETTLED
+    alice_wallet_entries = LedgerEntry.objects.filter(wallet__user=alice, kind="usage").count()
+    assert alice_wallet_entries == entries.count()
+
+
+def test_a_call_whose_sideband_never_attaches_is_hung_up_after_the_grace(
+    supervisor, openai_settings, assistant, alice
+):
+    fake = openai_settings
+    rtc = fake.create_call(session=SESSION, sideband_404_delay=600)["id"]
+    call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=50)
+    supervisor(attach_grace_seconds=1.5)
+
+    info = fake.wait_for_call(rtc, lambda c: c["state"] == "ended", timeout=5)
+    started = call.started_at.timestamp()
+    assert 1.5 - 0.1 <= info["hangup_requests"][0] - started <= 1.5 + 2.0
+    wait_for(_final(call), what="call settled")
+    assert call.end_reason == Cause.UPSTREAM_ERROR
+    assert "did not attach" in CallEvent.objects.filter(call=call).exclude(detail="").last().detail
+    assert call.credits_charged == 0
+
+
+def test_a_call_that_ended_while_nobody_watched_is_settled_with_what_was_metered(
+    supervisor, openai_settings, assistant, alice
+):
+    fake = openai_settings
+    rtc = fake.create_call(session=SESSION)["id"]
+    call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=50)
+    RealtimeCall.objects.filter(pk=call.pk).update(credits_used=4, metered_at=call.started_at)  # metered before
+    fake.end_call(rtc)
+    supervisor()
+    wait_for(_final(call), what="call settled")
+    assert (call.state, call.end_reason, call.credits_charged) == (CallState.ENDED, Cause.CALL_CLOSED, 4)
+
+
+def test_a_second_supervisor_takes_over_a_call_whose_lease_expired(supervisor, openai_settings, assistant, alice):
+    fake = openai_settings
+    rtc = fake.create_call(session=SESSION)["id"]
+    call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=3)
+    first = supervisor(owner="first")
+    wait_for(_attached(fake, rtc), what="first supervisor attached")
+    second = supervisor(owner="second")
+    time.sleep(1.0)
+    assert RealtimeCall.objects.get(pk=call.pk).lease_owner == "first"  # one watcher only
+
+    # The first one dies without releasing anything (no renewals, its socket gone).
+    first.crash()
+    fake.drop_sidebands(rtc)
+    died = time.monotonic()
+    wait_for(lambda: RealtimeCall.objects.get(pk=call.pk).lease_owner == "second", timeout=3 + 5,
+             what="takeover")
+    assert time.monotonic() - died <= 3 + 5
+    wait_for(_attached(fake, rtc), what="second supervisor attached")
+
+    fake.response_done(rtc, usage_for(3))
+    fake.wait_for_call(rtc, lambda c: c["state"] == "ended", timeout=3)
+    wait_for(_final(call), what="call settled")
+    assert (call.state, call.end_reason, call.credits_charged) == (CallState.KILLED, Cause.CREDITS_EXHAUSTED, 3)
+    assert second.supervisor.stats["claimed"] == 1
