@@ -306,3 +306,74 @@ CELERY_BEAT_SCHEDULE["realtime-sweep-calls"] = {"task": "sessions.tasks.sweep_ca
 SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
     {"CallModeEnum": "sessions.models.CallMode.choices", "CallCauseEnum": "sessions.models.Cause.choices"}
 )
+LOGGING["loggers"]["httpx2"] = {"level": "WARNING"}  # the openai SDK's HTTP client logs every request
+
+# --- Reconciliation (issue 7: sessions/reconciliation) ----------------------------------------
+# OpenAI's Usage/Costs API is pulled from the last watermark minus this overlap (usage arrives late).
+RECONCILIATION_OVERLAP_MINUTES = env.int("RECONCILIATION_OVERLAP_MINUTES", default=60)
+# First pull when nothing was imported yet.
+RECONCILIATION_INITIAL_LOOKBACK_HOURS = env.int("RECONCILIATION_INITIAL_LOOKBACK_HOURS", default=24)
+# Unexplained usage: reported tokens above metered + allowance by more than both tolerances.
+RECONCILIATION_TOLERANCE_PERCENT = env.float("RECONCILIATION_TOLERANCE_PERCENT", default=5.0)
+RECONCILIATION_TOLERANCE_TOKENS = env.int("RECONCILIATION_TOLERANCE_TOKENS", default=500)
+# Cost drift: a day's Costs API total vs our cost of the reported usage.
+RECONCILIATION_COST_TOLERANCE_PERCENT = env.float("RECONCILIATION_COST_TOLERANCE_PERCENT", default=2.0)
+RECONCILIATION_COST_TOLERANCE_MICROUSD = env.int("RECONCILIATION_COST_TOLERANCE_MICROUSD", default=10_000)
+# Clock skew between OpenAI's buckets and our timestamps: a call window is widened by this much.
+RECONCILIATION_WINDOW_GRACE_SECONDS = env.int("RECONCILIATION_WINDOW_GRACE_SECONDS", default=60)
+# Which usage is ours: OpenAI key ids (`key_…`) and project ids (`proj_…`) of the keys this product
+# uses. A bucket whose key id is listed is attributed by key; a bucket without a key id falls back
+# to project + minute; a bucket of another key is not ours. Empty lists: everything is ours.
+RECONCILIATION_OPENAI_KEY_IDS = env.list("RECONCILIATION_OPENAI_KEY_IDS", default=[])
+RECONCILIATION_OPENAI_PROJECT_IDS = env.list("RECONCILIATION_OPENAI_PROJECT_IDS", default=[])
+RECONCILIATION_CHUNK_SIZE = env.int("RECONCILIATION_CHUNK_SIZE", default=5000)
+if (
+    RECONCILIATION_OVERLAP_MINUTES < 0
+    or RECONCILIATION_TOLERANCE_PERCENT < 0
+    or RECONCILIATION_TOLERANCE_TOKENS < 0
+    or RECONCILIATION_COST_TOLERANCE_PERCENT < 0
+    or RECONCILIATION_COST_TOLERANCE_MICROUSD < 0
+    or RECONCILIATION_CHUNK_SIZE < 100
+):
+    raise ImproperlyConfigured("RECONCILIATION_* tolerances and overlap must be ≥ 0 and the chunk size ≥ 100.")
+# Import + reconcile every 15 min; the PeriodicTask row (editable in the admin) is created by a
+# data migration, so it is not listed in CELERY_BEAT_SCHEDULE (which would reset edits at start).
+# --- end of reconciliation ---------------------------------------------------------------------
+
+# --- Call supervisor (issue 6: sessions/supervisor, `manage.py supervise_calls`) ---------------
+# A call's lease expires this long after its supervisor last renewed it (then another takes over).
+SUPERVISOR_LEASE_SECONDS = env.float("SUPERVISOR_LEASE_SECONDS", default=15.0)
+SUPERVISOR_RENEW_SECONDS = env.float("SUPERVISOR_RENEW_SECONDS", default=3.0)
+# New calls are looked for this often (≤ 1 s keeps the "picked up within 1 s" promise).
+SUPERVISOR_POLL_SECONDS = env.float("SUPERVISOR_POLL_SECONDS", default=0.5)
+# Watched calls are checked this often for staff hangup, suspension and their expected end.
+SUPERVISOR_CHECK_SECONDS = env.float("SUPERVISOR_CHECK_SECONDS", default=0.5)
+# A call whose sideband has not attached by then is hung up (fail closed).
+SUPERVISOR_ATTACH_GRACE_SECONDS = env.float("SUPERVISOR_ATTACH_GRACE_SECONDS", default=20.0)
+# After our hangup, settle even if OpenAI keeps the sideband open this long.
+SUPERVISOR_ENDING_TIMEOUT_SECONDS = env.float("SUPERVISOR_ENDING_TIMEOUT_SECONDS", default=5.0)
+# Warn the browser when this little time, or this fraction of the hold, is left.
+SUPERVISOR_WARN_SECONDS = env.float("SUPERVISOR_WARN_SECONDS", default=60.0)
+SUPERVISOR_WARN_FRACTION = env.float("SUPERVISOR_WARN_FRACTION", default=0.10)
+# If set, told to the model (a system message over the sideband) at the warning.
+SUPERVISOR_WRAP_UP_MESSAGE = env.str("SUPERVISOR_WRAP_UP_MESSAGE", default="")
+# Database threads per supervisor (PostgreSQL; SQLite always uses one).
+SUPERVISOR_DB_THREADS = env.int("SUPERVISOR_DB_THREADS", default=4)
+if (
+    SUPERVISOR_RENEW_SECONDS <= 0
+    or SUPERVISOR_LEASE_SECONDS < 2 * SUPERVISOR_RENEW_SECONDS
+    or not 0 < SUPERVISOR_POLL_SECONDS <= 5
+    or not 0 < SUPERVISOR_CHECK_SECONDS <= 1
+    or SUPERVISOR_ATTACH_GRACE_SECONDS <= 0
+    or not 0 <= SUPERVISOR_WARN_FRACTION < 1
+    or SUPERVISOR_DB_THREADS < 1
+):
+    raise ImproperlyConfigured(
+        "SUPERVISOR_*: the lease must be ≥ 2 renewals, poll in (0, 5] s, check in (0, 1] s (enforcement "
+        "within 2 s), grace > 0, warn fraction in [0, 1), ≥ 1 database thread."
+    )
+CELERY_BEAT_SCHEDULE["realtime-free-dead-leases"] = {
+    "task": "sessions.supervisor.tasks.free_dead_leases",
+    "schedule": 60.0,
+}
+# --- end of call supervisor ----------------------------------------------------------------------

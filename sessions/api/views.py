@@ -4,7 +4,7 @@ Errors are `{"error": {"code", "message"}, "detail": message}` (see docs/api.md)
 """
 
 from django.conf import settings
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
@@ -84,7 +84,10 @@ def api_exception_handler(exc, context):
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
-    if isinstance(exc, exceptions.PermissionDenied):
+    if isinstance(exc, Http404):
+        code = "not_found"
+        exc = exceptions.NotFound("No such call.")
+    elif isinstance(exc, exceptions.PermissionDenied):
         code = "csrf_failed" if "CSRF" in str(exc.detail) else "permission_denied"
     else:
         code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")

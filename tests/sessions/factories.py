@@ -1,6 +1,17 @@
-import factory
+import importlib
 
-from sessions.models import Assistant
+import factory
+from django.apps import apps
+
+from sessions.models import Assistant, ModelPrice
+
+seed_migration = importlib.import_module("sessions.migrations.0002_seed_prices_and_default_assistant")
+
+
+def ensure_prices() -> None:
+    """The migration's seeded prices (transactional tests flush them away)."""
+    if not ModelPrice.objects.filter(model="gpt-realtime").exists():
+        seed_migration.seed(apps, None)
 
 
 class AssistantFactory(factory.django.DjangoModelFactory):
@@ -19,3 +30,8 @@ class AssistantFactory(factory.django.DjangoModelFactory):
     max_concurrent_calls = 2
     max_starts_per_minute = 10
     markup_percent = 50
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        ensure_prices()
+        return super()._create(model_class, *args, **kwargs)
