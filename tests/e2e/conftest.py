@@ -50,7 +50,8 @@ def open_browser():
             )
             try:
                 page = browser.new_context().new_page()
-                page.set_default_timeout(15_000)
+                # Generous: CI machines run other suites beside this one.
+                page.set_default_timeout(30_000)
                 page.console_log = []
                 page.on("console", lambda message: page.console_log.append(f"{message.type}: {message.text}"))
                 page.on("pageerror", lambda error: page.console_log.append(f"pageerror: {error}"))

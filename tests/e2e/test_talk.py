@@ -179,7 +179,7 @@ def test_call_ended_by_the_other_side_shows_why(product, fake_openai, open_brows
             page.get_by_test_id("start-call").click()
             wait_for_state(page, "connected")
             call_id = page.locator("[data-talk]").get_attribute("data-call-id")
-            [upstream] = fake_openai.calls(state="active")
+            [upstream] = [c for c in fake_openai.calls() if c["state"] != "ended"]
             fake_openai.end_call(upstream["id"], reason="client_closed")
             wait_for_state(page, "ended")
             words = page.locator("[data-call-state-text]").inner_text()
