@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from accounts.decorators import verified_email_required
+from billing.services import available_credits
 from sessions.models import Assistant, CallState, RealtimeCall, TokenCounts
 
 HISTORY_PAGE_SIZE = 25
@@ -108,15 +109,6 @@ def format_duration(seconds: int | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def _available_credits(user) -> int | None:
-    # billing is another app's; the Talk page works (without the figure) if it is not installed.
-    try:
-        from billing.services import available_credits
-    except ImportError:
-        return None
-    return available_credits(user)
-
-
 @require_GET
 @login_required
 @verified_email_required
@@ -129,7 +121,7 @@ def talk(request):
         {
             "assistants": assistants,
             "selected": selected,
-            "available_credits": _available_credits(request.user),
+            "available_credits": available_credits(request.user),
             "end_reasons": END_REASON_WORDS,
         },
     )

@@ -155,3 +155,12 @@ def test_unknown_call_is_404(alice_client):
 
 def test_pages_are_get_only(alice_client):
     assert alice_client.post(reverse("call_history")).status_code == 405
+
+
+def test_talk_shows_available_credits(alice_client, alice, assistant):
+    from billing.services import grant
+
+    grant(user=alice, credits=1234, idempotency_key="pages-grant", kind="bonus")
+    response = alice_client.get(reverse("talk"))
+    assert response.context["available_credits"] == 1234
+    assert b"<span data-live-balance>1234</span>" in response.content
