@@ -69,3 +69,4 @@ class RealtimeCallAdmin(admin.ModelAdmin):
             ended += was_open
         self.message_user(request, f"Asked OpenAI to hang up {ended} call(s); the others had already ended.",
                           messages.SUCCESS)
+import sessions.reconciliation.admin  # noqa: E402,F401  (registers the reconciliation admin)

@@ -426,3 +426,4 @@ class UsageRecord(models.Model):
     @property
     def tokens(self) -> TokenCounts:
         return TokenCounts(**{name: getattr(self, f"{name}_tokens") for name in TokenCounts.CLASSES})
+from sessions.reconciliation.models import *  # noqa: E402,F403

@@ -298,3 +298,59 @@ async def ahangup(aclient: openai.AsyncOpenAI, call_id: str) -> None:
             logger.info("hangup of %s failed (%s), retrying", call_id, type(exc).__name__)
         except openai.OpenAIError as exc:
             raise _translate(exc, "the hangup") from None
+
+
+# --- Admin API: Usage and Costs (reconciliation, sessions/reconciliation) ------------------------
+#
+# Authenticated with the *admin* key (OPENAI_ADMIN_KEY), never the project key. Read-only GETs, so
+# transient failures may be retried; pages come back as plain dicts (no SDK type leaves here).
+
+
+def _admin_client() -> openai.OpenAI:
+    if not settings.OPENAI_ADMIN_KEY:
+        raise UpstreamUnavailable("The OpenAI admin key (OPENAI_ADMIN_KEY) is not configured.")
+    return _admin_client_for(settings.OPENAI_ADMIN_KEY, settings.OPENAI_BASE_URL, settings.OPENAI_TIMEOUT_SECONDS)
+
+
+@lru_cache(maxsize=2)
+def _admin_client_for(admin_key: str, base_url: str, timeout: float) -> openai.OpenAI:
+    return openai.OpenAI(
+        # The SDK wants a project key at construction; the admin endpoints send only the admin key.
+        api_key=settings.OPENAI_API_KEY or "unused",
+        admin_api_key=admin_key,
+        base_url=base_url,
+        max_retries=2,
+        timeout=openai.Timeout(timeout, connect=min(timeout, 5.0)),
+    )
+
+
+def usage_completions_page(*, start_time: int, end_time: int, page: str | None = None,
+                           limit: int = 1440) -> dict:
+    """One page of `GET /v1/organization/usage/completions` at 1-minute buckets, grouped by
+    project, key and model. Returns `{"data": [...], "has_more": bool, "next_page": str|None}`."""
+    kwargs: dict = {}
+    if page:
+        kwargs["page"] = page
+    try:
+        result = _admin_client().admin.organization.usage.completions(
+            start_time=start_time, end_time=end_time, bucket_width="1m",
+            group_by=["project_id", "api_key_id", "model"], limit=limit, **kwargs,
+        )
+    except openai.OpenAIError as exc:
+        raise _translate(exc, "the usage query") from None
+    return result.model_dump(mode="json")
+
+
+def costs_page(*, start_time: int, end_time: int, page: str | None = None, limit: int = 180) -> dict:
+    """One page of `GET /v1/organization/costs` per day, grouped by line item and project."""
+    kwargs: dict = {}
+    if page:
+        kwargs["page"] = page
+    try:
+        result = _admin_client().admin.organization.usage.costs(
+            start_time=start_time, end_time=end_time, bucket_width="1d",
+            group_by=["line_item", "project_id"], limit=limit, **kwargs,
+        )
+    except openai.OpenAIError as exc:
+        raise _translate(exc, "the costs query") from None
+    return result.model_dump(mode="json")

@@ -14,3 +14,4 @@ def sweep_calls() -> int:
     """Every minute (CELERY_BEAT_SCHEDULE): settle open calls nobody meters once their window
     closes, at their full hold, so no credits stay held forever."""
     return services.sweep_calls()
+from sessions.reconciliation.tasks import import_and_reconcile, reconcile_window  # noqa: E402,F401

@@ -1,6 +1,6 @@
 """HTML pages of the sessions app (the API lives in sessions/api/urls.py)."""
 
-from django.urls import path
+from django.urls import include, path
 
 from sessions import views
 
@@ -8,4 +8,5 @@ urlpatterns = [
     path("talk/", views.talk, name="talk"),
     path("calls/", views.call_history, name="call_history"),
     path("calls/<str:public_id>/", views.call_detail, name="call_detail"),
+    path("staff/reconciliation/", include("sessions.reconciliation.urls")),
 ]
