@@ -70,3 +70,22 @@ class RealtimeCallAdmin(admin.ModelAdmin):
         self.message_user(request, f"Asked OpenAI to hang up {ended} call(s); the others had already ended.",
                           messages.SUCCESS)
 import sessions.reconciliation.admin  # noqa: E402,F401  (registers the reconciliation admin)
+
+# --- Supervisor (issue 6): a call's metered responses, read-only -------------------------------
+
+
+class UsageRecordInline(admin.TabularInline):
+    model = RealtimeCall.usage_records.rel.related_model  # UsageRecord, without another import block
+
+    fields = ["at", "kind", "response_id", "text_in_tokens", "text_cached_tokens", "text_out_tokens",
+              "audio_in_tokens", "audio_cached_tokens", "audio_out_tokens", "cost_microusd"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "metered usage (supervisor)"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+RealtimeCallAdmin.inlines = [*RealtimeCallAdmin.inlines, UsageRecordInline]

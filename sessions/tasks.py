@@ -15,3 +15,4 @@ def sweep_calls() -> int:
     closes, at their full hold, so no credits stay held forever."""
     return services.sweep_calls()
 from sessions.reconciliation.tasks import import_and_reconcile, reconcile_window  # noqa: E402,F401
+from sessions.supervisor.tasks import free_dead_leases  # noqa: E402,F401

@@ -237,3 +237,34 @@ def test_a_second_supervisor_takes_over_a_call_whose_lease_expired(supervisor, o
     wait_for(_final(call), what="call settled")
     assert (call.state, call.end_reason, call.credits_charged) == (CallState.KILLED, Cause.CREDITS_EXHAUSTED, 3)
     assert second.supervisor.stats["claimed"] == 1
+
+
+def test_a_new_call_is_picked_up_within_a_second(supervisor, openai_settings, assistant, alice):
+    fake = openai_settings
+    supervisor(owner="quick")
+    time.sleep(0.5)  # running, idle
+    rtc = fake.create_call(session=SESSION)["id"]
+    call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=50)
+    created = time.monotonic()
+    wait_for(lambda: RealtimeCall.objects.get(pk=call.pk).lease_owner == "quick", timeout=3, interval=0.02,
+             what="claimed")
+    assert time.monotonic() - created <= 1.0
+
+
+def test_the_sweep_frees_leases_that_nobody_renewed(transactional_db, assistant, alice):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from sessions.supervisor.tasks import free_dead_leases
+
+    dead = watched_call(user=alice, assistant=assistant, openai_call_id="rtc_dead_lease_01", hold=5)
+    alive = watched_call(user=alice, assistant=assistant, openai_call_id="rtc_live_lease_01", hold=5)
+    RealtimeCall.objects.filter(pk=dead.pk).update(lease_owner="gone", lease_expires_at=timezone.now()
+                                                   - timedelta(seconds=1))
+    RealtimeCall.objects.filter(pk=alive.pk).update(lease_owner="here", lease_expires_at=timezone.now()
+                                                    + timedelta(seconds=30))
+
+    assert free_dead_leases() == 1
+    assert RealtimeCall.objects.get(pk=dead.pk).lease_owner == ""
+    assert RealtimeCall.objects.get(pk=alive.pk).lease_owner == "here"
