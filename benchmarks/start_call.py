@@ -138,7 +138,7 @@ def stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
-def product_env(database_url: str, redis_url: str, openai_base_url: str) -> dict:
+def product_env(database_url: str, redis_url: str, openai_base_url: str, conn_max_age: str = "0") -> dict:
     """Production settings (DEBUG off), minus TLS: the benchmark talks plain HTTP on loopback."""
     env = dict(os.environ)
     env.update(
@@ -153,6 +153,10 @@ def product_env(database_url: str, redis_url: str, openai_base_url: str) -> dict
             "OPENAI_BASE_URL": openai_base_url,
             "OPENAI_API_KEY": PROJECT_KEY,
             "LOG_LEVEL": "WARNING",
+            # Under ASGI each request runs its sync code in a thread of its own, so a persistent
+            # connection (CONN_MAX_AGE > 0) is never reused: it lingers until PostgreSQL's
+            # max_connections is reached. Django's advice for ASGI: 0 (or a connection pool).
+            "CONN_MAX_AGE": conn_max_age,
             "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
         }
     )
@@ -388,6 +392,11 @@ def main() -> int:
         default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS),
         help="Channels layer and Celery broker of the product ('' for none)",
     )
+    parser.add_argument(
+        "--conn-max-age",
+        default="0",
+        help="the product's CONN_MAX_AGE (its default, 60, leaks a connection per request under daphne)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument(
         "--serve-baseline", nargs=3, metavar=("PORT", "UPSTREAM", "READY_FILE"), help=argparse.SUPPRESS
@@ -410,7 +419,7 @@ def main() -> int:
     from fakes.openai.pytest_plugin import start_fake_openai
 
     fake = start_fake_openai("--no-media", log_dir=str(logs))
-    env = product_env(args.database_url, args.redis_url, fake.base_url)
+    env = product_env(args.database_url, args.redis_url, fake.base_url, args.conn_max_age)
     os.environ.update(
         {
             k: env[k]
