@@ -389,7 +389,8 @@
   function onFigures(current, figures) {
     if (call !== current || current.final || String(figures.id) !== String(current.id)) return;
     applyFigures(current, figures);
-    if (FINAL_STATES.has(figures.state) && !current.ending) {
+    // `ending` counts: the server (supervisor, staff, sweep) has hung up and recorded why.
+    if ((FINAL_STATES.has(figures.state) || figures.state === "ending") && !current.ending) {
       current.ending = true;
       showEnded(current, figures.end_reason, figures);
     }

@@ -203,3 +203,55 @@ def _url_exists(name: str) -> bool:
     except NoReverseMatch:
         return False
     return True
+
+
+def in_thread(fn):
+    """Run ORM code while the browser is open: Playwright's loop owns this thread, not that one."""
+    import threading
+
+    from django.db import connections
+
+    outcome = {}
+
+    def target():
+        try:
+            outcome["result"] = fn()
+        except BaseException as error:  # re-raised in the test's thread
+            outcome["error"] = error
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(30)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("result")
+
+
+def test_call_hung_up_by_staff_shows_the_reason(product, fake_openai, open_browser, staff):
+    from sessions.models import Cause, RealtimeCall
+    from sessions.services import request_hangup
+
+    user, assistant = make_caller(credits=100_000)
+
+    with open_browser() as page:
+        try:
+            open_talk(page, product, user, assistant)
+            page.get_by_test_id("start-call").click()
+            wait_for_state(page, "connected")
+            call_id = page.locator("[data-talk]").get_attribute("data-call-id")
+            in_thread(
+                lambda: request_hangup(
+                    call=RealtimeCall.objects.get(public_id=call_id), cause=Cause.STAFF_HANGUP, actor=staff
+                )
+            )
+            wait_for_state(page, "ended")
+            words = page.locator("[data-call-state-text]").inner_text()
+            reason = page.locator("[data-talk]").get_attribute("data-end-reason")
+        except Exception as error:
+            raise AssertionError(f"{error}{explain(page, product, fake_openai)}") from error
+
+    assert reason == "staff_hangup"
+    assert words == "The call was ended by our staff."
+    assert RealtimeCall.objects.get(public_id=call_id).end_reason == "staff_hangup"
