@@ -415,11 +415,16 @@ class Supervisor:
         while True:
             try:
                 renew = time.monotonic() - last_renew >= self.conf.renew_seconds
+                # Only calls claimed before the query can be judged by its answer: one claimed
+                # while it ran is ours but may be missing from it.
+                known = list(self.watchers.items())
                 statuses = await self.db(store.check, owner=self.owner,
                                          renew_seconds=self.conf.lease_seconds if renew else None)
                 if renew:
                     last_renew = time.monotonic()
-                for pk, watcher in list(self.watchers.items()):
+                for pk, watcher in known:
+                    if watcher.task is None or watcher.task.done():
+                        continue
                     status = statuses.get(pk)
                     if status is None:
                         # Our lease is gone (we stalled past it and another supervisor took the call).
