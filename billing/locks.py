@@ -5,9 +5,12 @@ from billing.models import Hold, Purchase, StripeEvent, Wallet
 
 
 def wallet_for_update(*, user_id: int) -> Wallet:
-    # get_or_create first: a wallet is created lazily, and a lock needs a row to lock.
-    Wallet.objects.get_or_create(user_id=user_id)
-    return Wallet.objects.select_for_update().get(user_id=user_id)
+    try:
+        return Wallet.objects.select_for_update().get(user_id=user_id)
+    except Wallet.DoesNotExist:
+        # Wallets are created lazily; a lock needs a row (get_or_create survives a racing insert).
+        Wallet.objects.get_or_create(user_id=user_id)
+        return Wallet.objects.select_for_update().get(user_id=user_id)
 
 
 def wallet_by_pk_for_update(*, wallet_id: int) -> Wallet:
