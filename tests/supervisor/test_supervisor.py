@@ -124,7 +124,7 @@ def test_a_replayed_response_is_charged_once(transactional_db, assistant, alice)
 
     call = watched_call(user=alice, assistant=assistant, openai_call_id="rtc_replay_0001", hold=50)
     tokens = TokenCounts.from_usage(usage_for(2))
-    cost = assistant.calls.model.objects.none() and 0 or 20_000
+    cost = 20_000  # 200 text-out tokens at 100 µ$ each
     first = store.meter(pk=call.pk, response_id="resp_1", kind="response", tokens=tokens, cost_microusd=cost,
                         markup_percent=0, at=timezone.now())
     again = store.meter(pk=call.pk, response_id="resp_1", kind="response", tokens=tokens, cost_microusd=cost,
@@ -268,3 +268,16 @@ def test_the_sweep_frees_leases_that_nobody_renewed(transactional_db, assistant,
     assert free_dead_leases() == 1
     assert RealtimeCall.objects.get(pk=dead.pk).lease_owner == ""
     assert RealtimeCall.objects.get(pk=alive.pk).lease_owner == "here"
+
+
+def test_a_key_mode_call_that_cannot_be_watched_is_hung_up_and_pays_its_full_hold(
+    supervisor, openai_settings, assistant, alice
+):
+    fake = openai_settings
+    rtc = fake.create_call(session=SESSION, sideband_404_delay=600)["id"]
+    call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=7, mode="key")
+    supervisor(attach_grace_seconds=1.0)
+
+    fake.wait_for_call(rtc, lambda c: c["state"] == "ended", timeout=5)
+    wait_for(_final(call), what="call settled")
+    assert call.credits_charged == 7
