@@ -26,6 +26,7 @@ from billing.exceptions import (
     InsufficientCredits,
     InvalidAmount,
     StripeFailure,
+    StripeUnavailable,
     UnknownPack,
     WalletBlocked,
 )
@@ -487,7 +488,12 @@ def _purchase_for_payment_intent(payment_intent_id: str | None) -> Purchase | No
     purchase = Purchase.objects.filter(payment_intent_id=payment_intent_id).first()
     if purchase is not None:
         return purchase
-    intent = stripe_client.retrieve_payment_intent(payment_intent_id)
+    try:
+        intent = stripe_client.retrieve_payment_intent(payment_intent_id)
+    except StripeUnavailable:
+        raise
+    except StripeFailure:
+        return None  # not a PaymentIntent Stripe knows for this key: not ours
     public_id = (intent.get("metadata") or {}).get("purchase_id")
     candidate = Purchase.objects.filter(public_id=public_id).first() if public_id else None
     if candidate is None or not candidate.checkout_session_id:
