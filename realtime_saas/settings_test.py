@@ -18,7 +18,9 @@ STORAGES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["NAME"] = str(VAR_DIR / "test.sqlite3")
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+    # A file (live-server subprocesses must open it too), named per process so that two test
+    # runs in one checkout never share one.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
 ACCOUNT_RATE_LIMITS = False
 
 # A live server started by the tests in a subprocess (tests/live.py) uses the test database
