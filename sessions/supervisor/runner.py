@@ -63,6 +63,8 @@ class CallWatcher:
         self.session_expired = False
         self.task: asyncio.Task | None = None
         self.claimed_mono = time.monotonic()
+        self.last_push = 0.0
+        self.base_payload: dict | None = None
 
     # --- decisions -------------------------------------------------------------------------
 
@@ -227,20 +229,21 @@ class CallWatcher:
         cost = price.cost_microusd(tokens) if price is not None else 0
         if price is None:
             logger.error("supervisor: no price for model %s (call %s)", self.snap.model, self.snap.public_id)
-        # Decide in memory first, so the hangup does not wait for the database.
+        # Decide in memory, so the hangup never waits for the database; the row is written by the
+        # supervisor's batch writer, which then corrects these figures from the database's sums.
         self.cost_microusd += cost
-        estimate = credits_for_cost(self.cost_microusd, markup_percent=self.snap.markup_percent)
-        self._judge(estimate)
-        result = await self.sup.db(
-            store.meter, pk=self.snap.pk, response_id=response_id, kind=kind, tokens=tokens, cost_microusd=cost,
-            markup_percent=self.snap.markup_percent, at=timezone.now(),
-        )
-        self.cost_microusd = result.cost_microusd
-        self.credits_used = result.credits_used
-        if not result.inserted:
-            self.sup.stats["replayed"] += 1
+        self.tokens = TokenCounts(**{n: getattr(self.tokens, n) + getattr(tokens, n) for n in TokenCounts.CLASSES})
+        self.credits_used = credits_for_cost(self.cost_microusd, markup_percent=self.snap.markup_percent)
         self._judge(self.credits_used)
+        self.sup.writer.add(store.UsageRow(pk=self.snap.pk, response_id=response_id, kind=kind, tokens=tokens,
+                                           cost_microusd=cost, at=timezone.now()))
         self.push()
+
+    def on_written(self, credits_used: int, cost_microusd: int) -> None:
+        """The database's totals after a batch (they include what an earlier supervisor metered)."""
+        if credits_used > self.credits_used:
+            self.credits_used, self.cost_microusd = credits_used, cost_microusd
+            self._judge(credits_used)
 
     def _judge(self, credits_used: int) -> None:
         held = self.snap.credits_held
@@ -269,6 +272,7 @@ class CallWatcher:
             await self.sup.db(store.begin_ending, pk=self.snap.pk, cause=cause, detail=detail, hangup_error=error)
 
     async def _settle(self, attached_ever: bool) -> None:
+        await self.sup.writer.drain()  # every metered response of this call is in the database
         cause = self.enforcing or Cause.CALL_CLOSED
         detail = ""
         if self.session_expired and not self.enforcing:
@@ -293,29 +297,88 @@ class CallWatcher:
                     "content": [{"type": "input_text", "text": self.conf.wrap_up_message}]}})
             except Exception:
                 logger.info("supervisor: wrap-up message to %s failed", self.snap.public_id, exc_info=True)
-        self.push()
+        self.push(force=True)
 
-    def push(self) -> None:
-        if self.conf.live_push:
-            self.sup.spawn(self._push())
+    def push(self, *, force: bool = False) -> None:
+        if not self.conf.live_push:
+            return
+        now = time.monotonic()
+        if not force and now - self.last_push < 1.0:
+            return
+        self.last_push = now
+        self.sup.spawn(self._push())
 
     async def _push(self) -> None:
+        if self.base_payload is None:
+            found = await self.sup.db(store.live_payload, pk=self.snap.pk, extra={})
+            if found is None:
+                return
+            self.base_payload = found[1]
         left = (self.snap.expected_end_at - timezone.now()).total_seconds()
-        extra = {
+        data = {
+            **self.base_payload,
+            "tokens": self.tokens.as_dict(),
+            "cost_microusd": self.cost_microusd,
             "live": True,
             "credits_used": self.credits_used,
             "seconds_left": max(int(left), 0),
             "warning": self.warning,
         }
-        found = await self.sup.db(store.live_payload, pk=self.snap.pk, extra=extra)
-        if found is None:
-            return
-        user_id, data = found
         try:
-            await apush(user_group(user_id), "call", data)
+            await apush(user_group(self.snap.user_id), "call", data)
             await apush(staff_group(), "call", data)
         except Exception:
             logger.debug("supervisor: live push failed", exc_info=True)
+
+
+class MeterWriter:
+    """Writes metered rows in batches (one transaction per batch, whatever its size), so the
+    database keeps up with thousands of responses a second and no watcher waits for it."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.sup = supervisor
+        self.pending: list[store.UsageRow] = []
+        self.added = 0
+        self.written = 0
+        self.max_batch = 5000
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Condition()
+
+    def add(self, row: store.UsageRow) -> None:
+        self.pending.append(row)
+        self.added += 1
+        self._wake.set()
+
+    async def drain(self) -> None:
+        """Wait until everything added so far is written."""
+        target = self.added
+        async with self._progress:
+            await self._progress.wait_for(lambda: self.written >= target)
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await asyncio.sleep(0.02)  # let a few more rows join the batch
+            while self.pending:
+                batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch:]
+                while True:
+                    try:
+                        totals = await self.sup.db(store.meter_batch, rows=batch)
+                        break
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        logger.exception("supervisor: writing %d usage rows failed; retrying", len(batch))
+                        await asyncio.sleep(1.0)
+                self.sup.stats["batches"] += 1
+                for pk, (credits_used, cost) in totals.items():
+                    watcher = self.sup.watchers.get(pk)
+                    if watcher is not None:
+                        watcher.on_written(credits_used, cost)
+                async with self._progress:
+                    self.written += len(batch)
+                    self._progress.notify_all()
 
 
 class Supervisor:
@@ -331,6 +394,7 @@ class Supervisor:
         self._executor = ThreadPoolExecutor(self.conf.db_threads, thread_name_prefix="supervisor-db")
         self._tasks: set[asyncio.Task] = set()
         self._wake: asyncio.Event | None = None
+        self.writer: MeterWriter | None = None
 
     async def db(self, fn, /, **kwargs):
         return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, **kwargs))
@@ -354,6 +418,8 @@ class Supervisor:
         self.client = openai_client.async_client()
         self.connect_timeout = float(settings.OPENAI_TIMEOUT_SECONDS)
         logger.info("supervisor %s starting", self.owner)
+        self.writer = MeterWriter(self)
+        writer = self.spawn(self.writer.run())
         loops = [self.spawn(self._claim_loop()), self.spawn(self._check_loop())]
         try:
             await stop.wait()
@@ -364,6 +430,10 @@ class Supervisor:
             for task in watchers:
                 task.cancel()
             await asyncio.gather(*loops, *watchers, return_exceptions=True)
+            if self.writer.pending:  # what was metered before the stop is kept
+                with contextlib.suppress(Exception):
+                    await self.db(store.meter_batch, rows=self.writer.pending)
+            writer.cancel()
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)

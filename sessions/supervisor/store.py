@@ -12,8 +12,10 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, close_old_connections, transaction
-from django.db.models import F, Q
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.db.models import BigIntegerField, ExpressionWrapper, F, OuterRef, Q, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from sessions import services
@@ -26,7 +28,6 @@ from sessions.models import (
     RealtimeCall,
     TokenCounts,
     UsageRecord,
-    credits_for_cost,
 )
 
 logger = logging.getLogger(__name__)
@@ -157,32 +158,53 @@ def record_event(*, pk: int, kind: str, detail: str = "", cause: str = "") -> No
 
 
 @dataclass(frozen=True)
-class Metered:
-    inserted: bool  # False: this response was already charged (a replay)
-    credits_used: int
+class UsageRow:
+    pk: int  # the call
+    response_id: str
+    kind: str
+    tokens: TokenCounts
     cost_microusd: int
+    at: datetime
 
 
-def meter(*, pk: int, response_id: str, kind: str, tokens: TokenCounts, cost_microusd: int,
-          markup_percent: int, at: datetime) -> Metered:
-    """Store one response's usage (once per response id) and add it to the call's totals."""
-    try:
-        with transaction.atomic(durable=True):
-            UsageRecord.objects.create(
-                call_id=pk, response_id=response_id[:100], kind=kind, at=at, cost_microusd=cost_microusd,
-                **{f"{name}_tokens": value for name, value in tokens.as_dict().items()},
-            )
-            increments = {f"{name}_tokens": F(f"{name}_tokens") + value for name, value in tokens.as_dict().items()
-                          if value}
-            RealtimeCall.objects.filter(pk=pk).update(cost_microusd=F("cost_microusd") + cost_microusd, **increments)
-            # Credits from the running cost (not a sum of rounded per-response credits): one rounding.
-            cost = RealtimeCall.objects.values_list("cost_microusd", flat=True).get(pk=pk)
-            credits = credits_for_cost(cost, markup_percent=markup_percent)
-            RealtimeCall.objects.filter(pk=pk).update(credits_used=credits)
-            return Metered(inserted=True, credits_used=credits, cost_microusd=cost)
-    except IntegrityError:
-        cost, credits = RealtimeCall.objects.values_list("cost_microusd", "credits_used").get(pk=pk)
-        return Metered(inserted=False, credits_used=credits, cost_microusd=cost)
+_CREDITS_DIVISOR = 100 * 1_000_000
+
+
+def meter_batch(*, rows: list[UsageRow]) -> dict[int, tuple[int, int]]:
+    """Store usage rows (once per call and response id: a replay inserts nothing) and recompute the
+    totals of the calls they belong to from their rows. Returns {call pk: (credits_used, cost)}.
+
+    Totals are sums of the rows, not increments, so a replayed or re-sent batch cannot count twice;
+    credits come from the running cost with one rounding up (`credits_for_cost` in SQL).
+    """
+    if not rows:
+        return {}
+    pks = sorted({row.pk for row in rows})
+    per_call = UsageRecord.objects.filter(call=OuterRef("pk")).order_by().values("call")
+    sums = {
+        field: Coalesce(Subquery(per_call.annotate(total=Sum(field)).values("total")), Value(0),
+                        output_field=BigIntegerField())
+        for field in [f"{name}_tokens" for name in TokenCounts.CLASSES] + ["cost_microusd"]
+    }
+    credits = ExpressionWrapper(
+        (F("cost_microusd") * (100 + F("markup_percent")) * settings.REALTIME_CREDITS_PER_USD
+         + (_CREDITS_DIVISOR - 1)) / _CREDITS_DIVISOR,
+        output_field=BigIntegerField(),
+    )
+    with transaction.atomic(durable=True):
+        UsageRecord.objects.bulk_create(
+            [
+                UsageRecord(call_id=row.pk, response_id=row.response_id[:100], kind=row.kind, at=row.at,
+                            cost_microusd=row.cost_microusd,
+                            **{f"{name}_tokens": value for name, value in row.tokens.as_dict().items()})
+                for row in rows
+            ],
+            ignore_conflicts=True,
+        )
+        RealtimeCall.objects.filter(pk__in=pks).update(**sums)
+        RealtimeCall.objects.filter(pk__in=pks).update(credits_used=credits)
+        return {pk: (used, cost) for pk, used, cost in
+                RealtimeCall.objects.filter(pk__in=pks).values_list("pk", "credits_used", "cost_microusd")}
 
 
 def begin_ending(*, pk: int, cause: str, detail: str = "", hangup_error: str | None = None) -> None:

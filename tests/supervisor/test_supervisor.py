@@ -124,15 +124,31 @@ def test_a_replayed_response_is_charged_once(transactional_db, assistant, alice)
 
     call = watched_call(user=alice, assistant=assistant, openai_call_id="rtc_replay_0001", hold=50)
     tokens = TokenCounts.from_usage(usage_for(2))
-    cost = 20_000  # 200 text-out tokens at 100 µ$ each
-    first = store.meter(pk=call.pk, response_id="resp_1", kind="response", tokens=tokens, cost_microusd=cost,
-                        markup_percent=0, at=timezone.now())
-    again = store.meter(pk=call.pk, response_id="resp_1", kind="response", tokens=tokens, cost_microusd=cost,
-                        markup_percent=0, at=timezone.now())
+    row = store.UsageRow(pk=call.pk, response_id="resp_1", kind="response", tokens=tokens,
+                         cost_microusd=20_000, at=timezone.now())  # 200 text-out tokens at 100 µ$ each
+    other = store.UsageRow(pk=call.pk, response_id="resp_2", kind="response", tokens=tokens,
+                           cost_microusd=20_000, at=timezone.now())
+
+    assert store.meter_batch(rows=[row]) == {call.pk: (2, 20_000)}
+    # Replayed: alone, twice in one batch, and beside a new response (another supervisor, a re-attach).
+    assert store.meter_batch(rows=[row]) == {call.pk: (2, 20_000)}
+    assert store.meter_batch(rows=[row, row, other]) == {call.pk: (4, 40_000)}
     call.refresh_from_db()
-    assert (first.inserted, again.inserted) == (True, False)
-    assert call.credits_used == 2 and call.text_out_tokens == 200 and call.cost_microusd == 20_000
-    assert UsageRecord.objects.filter(call=call).count() == 1
+    assert call.credits_used == 4 and call.text_out_tokens == 400 and call.cost_microusd == 40_000
+    assert UsageRecord.objects.filter(call=call).count() == 2
+
+
+def test_credits_are_rounded_once_from_the_running_cost(transactional_db, assistant, alice):
+    from django.utils import timezone
+
+    from sessions.models import TokenCounts, credits_for_cost
+
+    call = watched_call(user=alice, assistant=assistant, openai_call_id="rtc_rounding_001", hold=50)
+    RealtimeCall.objects.filter(pk=call.pk).update(markup_percent=37)
+    rows = [store.UsageRow(pk=call.pk, response_id=f"resp_{i}", kind="response", tokens=TokenCounts(text_out=1),
+                           cost_microusd=3_333, at=timezone.now()) for i in range(7)]
+    totals = store.meter_batch(rows=rows)
+    assert totals[call.pk] == (credits_for_cost(7 * 3_333, markup_percent=37), 7 * 3_333)
 
 
 def test_a_dropped_sideband_is_reattached_and_metering_goes_on(supervisor, openai_settings, assistant, alice):
