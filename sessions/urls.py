@@ -9,4 +9,5 @@ urlpatterns = [
     path("calls/", views.call_history, name="call_history"),
     path("calls/<str:public_id>/", views.call_detail, name="call_detail"),
     path("staff/reconciliation/", include("sessions.reconciliation.urls")),
+    path("staff/live-calls/", include("sessions.supervisor.urls")),
 ]
