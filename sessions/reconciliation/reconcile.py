@@ -18,14 +18,14 @@ import heapq
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
-from django.db.models import Count, F, Max, Min, Q, Sum
-from django.db.models.functions import TruncMinute
+from django.db import connection, transaction
+from django.db.models import BigIntegerField, Count, F, Func, Max, Min, Q, Sum
 from django.utils import timezone
 
 from sessions.models import (
@@ -133,13 +133,32 @@ def _reported(since: datetime, until: datetime, chunk: int) -> Iterator[tuple[da
         yield current, models
 
 
-def _metered(since: datetime, until: datetime, chunk: int) -> Iterator[tuple[datetime, str, int]]:
+class EpochMinute(Func):
+    """Whole minutes since the Unix epoch, as an integer: grouping by it needs no datetime
+    conversion per row (TruncMinute's converters cost more than the query on large periods)."""
+
+    output_field = BigIntegerField()
+
+    def as_postgresql(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template="FLOOR(EXTRACT(EPOCH FROM %(expressions)s) / 60)::bigint")
+
+    def as_sqlite(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection,
+                           template="(CAST(strftime('%%%%s', %(expressions)s) AS INTEGER) / 60)")
+
+
+def _epoch_minute(dt: datetime) -> int:
+    return int(dt.timestamp()) // 60
+
+
+def _metered(since: datetime, until: datetime, chunk: int) -> Iterator[tuple[int, str, int]]:
+    """(epoch minute, model, metered tokens) in minute order."""
     from sessions.models import UsageRecord
 
     tokens = sum(F(f"{name}_tokens") for name in TokenCounts.CLASSES)
     rows = (
         UsageRecord.objects.filter(at__gte=since, at__lt=until)
-        .annotate(minute=TruncMinute("at"))
+        .annotate(minute=EpochMinute("at"))
         .values("minute", "call__model")
         .annotate(tokens=Sum(tokens))
         .order_by("minute", "call__model")
@@ -312,10 +331,37 @@ def _bucket_detail(minute: datetime) -> list[dict]:
 # --- the sweep -------------------------------------------------------------------------------------
 
 
+@contextmanager
+def _tuned_session():
+    """On PostgreSQL: the sweep reads whole aggregates through server-side cursors, so plan for all
+    rows (not the first 10%), sort in memory, and skip JIT compilation (seconds per query here)."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    names = ("cursor_tuple_fraction", "work_mem", "jit")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('cursor_tuple_fraction'), current_setting('work_mem'), "
+                       "current_setting('jit')")
+        saved = cursor.fetchone()
+        cursor.execute("SELECT set_config('cursor_tuple_fraction', '1.0', false), "
+                       "set_config('work_mem', '64MB', false), set_config('jit', 'off', false)")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            for name, value in zip(names, saved, strict=True):
+                cursor.execute("SELECT set_config(%s, %s, false)", [name, value])
+
+
 def reconcile(*, since: datetime, until: datetime, chunk_size: int | None = None,
               cost_days: bool = True) -> ReconcileResult:
     """Reconcile [since, until) (rounded out to whole minutes). Safe to re-run and to re-run after a
     crash: every flag is upserted by its natural key."""
+    with _tuned_session():
+        return _reconcile(since=since, until=until, chunk_size=chunk_size, cost_days=cost_days)
+
+
+def _reconcile(*, since: datetime, until: datetime, chunk_size: int | None, cost_days: bool) -> ReconcileResult:
     chunk = chunk_size or settings.RECONCILIATION_CHUNK_SIZE
     since = since.replace(second=0, microsecond=0)
     until = until.replace(second=0, microsecond=0) + (MINUTE if until.second or until.microsecond else timedelta())
@@ -332,7 +378,7 @@ def reconcile(*, since: datetime, until: datetime, chunk_size: int | None = None
 
     metered_rows = _metered(since - MINUTE, until + MINUTE, chunk)
     next_metered = next(metered_rows, None)
-    metered: dict[datetime, dict[str, int]] = {}
+    metered: dict[int, dict[str, int]] = {}  # epoch minute -> model -> tokens
 
     pending: dict[str, _Finding] = {}
     rows_in_chunk = 0
@@ -360,20 +406,22 @@ def reconcile(*, since: datetime, until: datetime, chunk_size: int | None = None
                 open_unmetered[closed.model] -= 1
             recent.append(closed)
         # Metered figures for minute - 1 .. minute + 1 (clock skew across a minute boundary).
-        while next_metered is not None and next_metered[0] <= minute + MINUTE:
+        at_int = _epoch_minute(minute)
+        while next_metered is not None and next_metered[0] <= at_int + 1:
             at, model, tokens = next_metered
             slot = metered.setdefault(at, {})
             slot[model] = slot.get(model, 0) + tokens
             result.metered_rows += 1
             next_metered = next(metered_rows, None)
-        for old in [m for m in metered if m < minute - MINUTE]:
+        for old in [m for m in metered if m < at_int - 1]:
             del metered[old]
 
     def surplus(minute: datetime, model: str, reported_at: dict) -> int:
         # Metered tokens of a neighbouring minute that OpenAI did not report in that minute.
         extra = 0
+        at_int = _epoch_minute(minute)
         for neighbour in (minute - MINUTE, minute + MINUTE):
-            m = metered.get(neighbour, {}).get(model, 0)
+            m = metered.get(at_int + (1 if neighbour > minute else -1), {}).get(model, 0)
             r = reported_at.get(neighbour, {}).get(model, 0)
             extra += max(0, m - r)
         return extra
@@ -410,7 +458,7 @@ def reconcile(*, since: datetime, until: datetime, chunk_size: int | None = None
             finding.project_id = next(iter(projects)) if len(projects) == 1 else ""
             return
         for model, reported in models.items():
-            here = metered.get(minute, {}).get(model, 0)
+            here = metered.get(_epoch_minute(minute), {}).get(model, 0)
             allowance = open_unmetered.get(model, 0) * WORST_CASE_PER_MINUTE
             explained = here + surplus(minute, model, reported_at) + allowance
             excess = reported - explained
