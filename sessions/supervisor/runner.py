@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import os
 import secrets
@@ -310,10 +311,7 @@ class CallWatcher:
 
     async def _push(self) -> None:
         if self.base_payload is None:
-            found = await self.sup.db(store.live_payload, pk=self.snap.pk, extra={})
-            if found is None:
-                return
-            self.base_payload = found[1]
+            self.base_payload = self.snap.payload or {}
         left = (self.snap.expected_end_at - timezone.now()).total_seconds()
         data = {
             **self.base_payload,
@@ -359,7 +357,7 @@ class MeterWriter:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            await asyncio.sleep(0.02)  # let a few more rows join the batch
+            await asyncio.sleep(0.05)  # let more rows join the batch: fewer, larger transactions
             while self.pending:
                 batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch:]
                 while True:
@@ -392,12 +390,18 @@ class Supervisor:
         self.client = None
         self.connect_timeout = 10.0
         self._executor = ThreadPoolExecutor(self.conf.db_threads, thread_name_prefix="supervisor-db")
+        # Claims and lease renewals get a thread of their own: queued behind a burst of metering
+        # or settlement work they would let leases expire, and every call would change hands.
+        self._control = ThreadPoolExecutor(1, thread_name_prefix="supervisor-lease")
         self._tasks: set[asyncio.Task] = set()
         self._wake: asyncio.Event | None = None
         self.writer: MeterWriter | None = None
 
     async def db(self, fn, /, **kwargs):
         return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, **kwargs))
+
+    async def db_control(self, fn, /, **kwargs):
+        return await asyncio.get_running_loop().run_in_executor(self._control, functools.partial(fn, **kwargs))
 
     def spawn(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
@@ -418,6 +422,10 @@ class Supervisor:
         self.client = openai_client.async_client()
         self.connect_timeout = float(settings.OPENAI_TIMEOUT_SECONDS)
         logger.info("supervisor %s starting", self.owner)
+        # Fewer, cheaper garbage collections: the long-lived objects (Django, the SDK, the
+        # watchers' sockets) are moved out of the collector's way.
+        gc.collect()
+        gc.freeze()
         self.writer = MeterWriter(self)
         writer = self.spawn(self.writer.run())
         loops = [self.spawn(self._claim_loop()), self.spawn(self._check_loop())]
@@ -446,22 +454,22 @@ class Supervisor:
 
     async def _close_db(self) -> None:
         """Close each pool thread's database connection (a test database can then be dropped)."""
-        threads = self.conf.db_threads
-        barrier = threading.Barrier(threads)
-
-        def close() -> None:
-            connections.close_all()
-            with contextlib.suppress(threading.BrokenBarrierError):
-                barrier.wait(timeout=5)
-
         loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(self._executor, close) for _ in range(threads)))
-        self._executor.shutdown(wait=False)
+        for executor, threads in ((self._executor, self.conf.db_threads), (self._control, 1)):
+            barrier = threading.Barrier(threads)
+
+            def close(barrier=barrier) -> None:
+                connections.close_all()
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    barrier.wait(timeout=5)
+
+            await asyncio.gather(*(loop.run_in_executor(executor, close) for _ in range(threads)))
+            executor.shutdown(wait=False)
 
     async def _claim_loop(self) -> None:
         while True:
             try:
-                snaps = await self.db(store.claim, owner=self.owner, lease_seconds=self.conf.lease_seconds,
+                snaps = await self.db_control(store.claim, owner=self.owner, lease_seconds=self.conf.lease_seconds,
                                       limit=self.conf.claim_batch)
                 for snap in snaps:
                     if snap.pk in self.watchers:
@@ -488,7 +496,7 @@ class Supervisor:
                 # Only calls claimed before the query can be judged by its answer: one claimed
                 # while it ran is ours but may be missing from it.
                 known = list(self.watchers.items())
-                statuses = await self.db(store.check, owner=self.owner,
+                statuses = await self.db_control(store.check, owner=self.owner,
                                          renew_seconds=self.conf.lease_seconds if renew else None)
                 if renew:
                     last_renew = time.monotonic()

@@ -61,6 +61,7 @@ class CallSnapshot:
     created_at: datetime
     was_attached: bool  # a supervisor attached before: a 404 now means the call is gone
     price: ModelPrice | None = field(default=None, repr=False)
+    payload: dict | None = field(default=None, repr=False)  # as GET /api/calls/<id> showed it at claim
 
 
 def _free() -> Q:
@@ -74,7 +75,18 @@ def _snapshot(call: RealtimeCall, prices: dict[str, ModelPrice]) -> CallSnapshot
         credits_held=call.credits_held, credits_used=call.credits_used, cost_microusd=call.cost_microusd,
         tokens=call.tokens, expected_end_at=call.expected_end_at, started_at=call.started_at,
         created_at=call.created_at, was_attached=call.metered_at is not None, price=prices.get(call.model),
+        payload=_payload(call),
     )
+
+
+def _payload(call: RealtimeCall) -> dict | None:
+    from sessions.api.serializers import CallSerializer
+
+    try:
+        return dict(CallSerializer(call).data)
+    except Exception:  # a live push is a nicety; never let it stop a claim
+        logger.warning("supervisor: could not serialise call %s", call.public_id, exc_info=True)
+        return None
 
 
 def claim(*, owner: str, lease_seconds: float, limit: int) -> list[CallSnapshot]:
@@ -98,7 +110,11 @@ def claim(*, owner: str, lease_seconds: float, limit: int) -> list[CallSnapshot]
             claimed.append(pk)
     if not claimed:
         return []
-    calls = list(RealtimeCall.objects.filter(pk__in=claimed, lease_owner=owner))
+    calls = list(
+        RealtimeCall.objects.filter(pk__in=claimed, lease_owner=owner)
+        .select_related("assistant")
+        .prefetch_related("events")
+    )
     prices = {p.model: p for p in ModelPrice.objects.filter(model__in={c.model for c in calls})}
     return [_snapshot(call, prices) for call in calls]
 
@@ -230,13 +246,3 @@ def finish(*, pk: int, cause: str, metered: bool = True, detail: str = "") -> Re
         call = services.settle_call(call=call, cause=cause, used_credits=used, detail=detail)
     RealtimeCall.objects.filter(pk=pk).update(lease_owner="", lease_expires_at=None)
     return call
-
-
-def live_payload(*, pk: int, extra: dict) -> tuple[int, dict] | None:
-    """The call as GET /api/calls/<id> shows it, plus the supervisor's live figures."""
-    from sessions.api.serializers import CallSerializer
-
-    call = RealtimeCall.objects.select_related("assistant").filter(pk=pk).first()
-    if call is None:
-        return None
-    return call.user_id, {**CallSerializer(call).data, **extra}
