@@ -21,7 +21,12 @@ MAX_ERRORS = 100
 MAX_BYTES = 50 * 1024 * 1024
 
 USAGE_REQUIRED = ("start_time", "end_time", "input_tokens", "output_tokens")
-USAGE_OPTIONAL = (*[f for f in USAGE_TOKEN_FIELDS if f not in USAGE_REQUIRED], "project_id", "api_key_id", "model")
+USAGE_OPTIONAL = (
+    *[f for f in USAGE_TOKEN_FIELDS if f not in USAGE_REQUIRED],
+    "project_id",
+    "api_key_id",
+    "model",
+)
 COSTS_REQUIRED = ("start_time", "end_time", "amount_value")
 COSTS_OPTIONAL = ("amount_currency", "quantity", "quantity_unit", "line_item", "api_key_id", "project_id")
 INTEGER_COLUMNS = set(USAGE_TOKEN_FIELDS)
@@ -62,7 +67,9 @@ def _decode(data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise CsvRejected(["The file is not UTF-8 text: upload the CSV exactly as the dashboard exported it."]) from None
+        raise CsvRejected(
+            ["The file is not UTF-8 text: upload the CSV exactly as the dashboard exported it."]
+        ) from None
 
 
 def _parse(text: str, *, kind: str) -> tuple[list[dict], list[str]]:
@@ -148,19 +155,28 @@ def import_csv(*, kind: str, data: bytes, file_name: str = "", uploaded_by=None)
     if kind not in UsageUpload.Kind.values:
         raise CsvRejected([f"Unknown export kind {kind!r}."])
     if len(data) > MAX_BYTES:
-        raise CsvRejected([f"The file is larger than {MAX_BYTES // (1024 * 1024)} MB: export a shorter period."])
+        raise CsvRejected(
+            [f"The file is larger than {MAX_BYTES // (1024 * 1024)} MB: export a shorter period."]
+        )
     rows, _ = _parse(_decode(data), kind=kind)
     now = timezone.now()
     convert = importer.usage_bucket if kind == UsageUpload.Kind.USAGE else importer.cost_bucket
-    buckets = [convert(start=r["start"], end=r["end"], result=r["result"], source=ImportSource.CSV, now=now)
-               for r in rows]
+    buckets = [
+        convert(start=r["start"], end=r["end"], result=r["result"], source=ImportSource.CSV, now=now)
+        for r in rows
+    ]
     key = importer.USAGE_KEY if kind == UsageUpload.Kind.USAGE else importer.COST_KEY
     buckets = importer._merge_duplicates(buckets, key)
     starts: list[datetime] = [b.start_time for b in buckets]
     with transaction.atomic():
         upload = UsageUpload.objects.create(
-            kind=kind, file_name=file_name[:255], uploaded_by=uploaded_by, uploaded_at=now, rows=len(rows),
-            period_start=min(starts) if starts else None, period_end=max(starts) if starts else None,
+            kind=kind,
+            file_name=file_name[:255],
+            uploaded_by=uploaded_by,
+            uploaded_at=now,
+            rows=len(rows),
+            period_start=min(starts) if starts else None,
+            period_end=max(starts) if starts else None,
         )
         if kind == UsageUpload.Kind.USAGE:
             importer.upsert_usage(buckets)

@@ -100,7 +100,11 @@ def cost_bucket(*, start: int, end: int, result: dict, source: str, now: datetim
 def upsert_usage(buckets: list[UsageBucket]) -> int:
     if buckets:
         UsageBucket.objects.bulk_create(
-            buckets, update_conflicts=True, unique_fields=USAGE_KEY, update_fields=USAGE_UPDATE, batch_size=1000
+            buckets,
+            update_conflicts=True,
+            unique_fields=USAGE_KEY,
+            update_fields=USAGE_UPDATE,
+            batch_size=1000,
         )
     return len(buckets)
 
@@ -131,8 +135,9 @@ def _window(name: str, *, until: datetime | None, width: int) -> tuple[ImportWat
     return mark, start, end
 
 
-def _pull(name: str, *, fetch, convert, upsert, key, width: int, since: datetime | None,
-          until: datetime | None) -> ImportResult:
+def _pull(
+    name: str, *, fetch, convert, upsert, key, width: int, since: datetime | None, until: datetime | None
+) -> ImportResult:
     mark, start, end = _window(name, until=until, width=width)
     if since is not None:
         start = to_dt(to_unix(since) // width * width)
@@ -144,8 +149,13 @@ def _pull(name: str, *, fetch, convert, upsert, key, width: int, since: datetime
             body = fetch(start_time=to_unix(start), end_time=to_unix(end), page=page, limit=PAGE_LIMITS[name])
             now = timezone.now()
             rows = [
-                convert(start=bucket["start_time"], end=bucket["end_time"], result=item,
-                        source=ImportSource.API, now=now)
+                convert(
+                    start=bucket["start_time"],
+                    end=bucket["end_time"],
+                    result=item,
+                    source=ImportSource.API,
+                    now=now,
+                )
                 for bucket in body.get("data") or []
                 for item in bucket.get("results") or []
             ]
@@ -161,19 +171,39 @@ def _pull(name: str, *, fetch, convert, upsert, key, width: int, since: datetime
         raise
     ImportWatermark.objects.filter(pk=mark.pk).update(
         watermark=max(end, mark.watermark) if mark.watermark else end,
-        last_finished_at=timezone.now(), last_error="", buckets_seen=result.buckets,
+        last_finished_at=timezone.now(),
+        last_error="",
+        buckets_seen=result.buckets,
     )
-    logger.info("imported %s: %d bucket(s) in %d page(s), %s → %s", name, result.buckets, result.pages, start, end)
+    logger.info(
+        "imported %s: %d bucket(s) in %d page(s), %s → %s", name, result.buckets, result.pages, start, end
+    )
     return result
 
 
 def import_usage(*, since: datetime | None = None, until: datetime | None = None) -> ImportResult:
     """Pull 1-minute usage buckets (project × key × model) from the watermark minus the overlap."""
-    return _pull(USAGE, fetch=openai_client.usage_completions_page, convert=usage_bucket, upsert=upsert_usage,
-                 key=USAGE_KEY, width=60, since=since, until=until)
+    return _pull(
+        USAGE,
+        fetch=openai_client.usage_completions_page,
+        convert=usage_bucket,
+        upsert=upsert_usage,
+        key=USAGE_KEY,
+        width=60,
+        since=since,
+        until=until,
+    )
 
 
 def import_costs(*, since: datetime | None = None, until: datetime | None = None) -> ImportResult:
     """Pull daily costs (line item × project) from the watermark minus the overlap (whole days)."""
-    return _pull(COSTS, fetch=openai_client.costs_page, convert=cost_bucket, upsert=upsert_costs,
-                 key=COST_KEY, width=86400, since=since, until=until)
+    return _pull(
+        COSTS,
+        fetch=openai_client.costs_page,
+        convert=cost_bucket,
+        upsert=upsert_costs,
+        key=COST_KEY,
+        width=86400,
+        since=since,
+        until=until,
+    )

@@ -173,7 +173,9 @@ class Flag(models.Model):
     natural_key = models.CharField(max_length=255, unique=True)
     kind = models.CharField(max_length=24, choices=FlagKind.choices, db_index=True)
     severity = models.CharField(max_length=8, choices=Severity.choices, default=Severity.MEDIUM)
-    status = models.CharField(max_length=16, choices=FlagStatus.choices, default=FlagStatus.OPEN, db_index=True)
+    status = models.CharField(
+        max_length=16, choices=FlagStatus.choices, default=FlagStatus.OPEN, db_index=True
+    )
     window_start = models.DateTimeField()
     window_end = models.DateTimeField()
     project_id = models.CharField(max_length=100, blank=True, default="")

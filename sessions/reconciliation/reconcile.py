@@ -107,7 +107,9 @@ def scope_q() -> Q:
 
 def _attribution(api_key_ids: set[str]) -> str:
     known = set(settings.RECONCILIATION_OPENAI_KEY_IDS)
-    return "key" if api_key_ids and (not known or api_key_ids <= known) and "" not in api_key_ids else "project"
+    return (
+        "key" if api_key_ids and (not known or api_key_ids <= known) and "" not in api_key_ids else "project"
+    )
 
 
 # --- the three streams ---------------------------------------------------------------------------
@@ -140,11 +142,14 @@ class EpochMinute(Func):
     output_field = BigIntegerField()
 
     def as_postgresql(self, compiler, connection, **extra):
-        return self.as_sql(compiler, connection, template="FLOOR(EXTRACT(EPOCH FROM %(expressions)s) / 60)::bigint")
+        return self.as_sql(
+            compiler, connection, template="FLOOR(EXTRACT(EPOCH FROM %(expressions)s) / 60)::bigint"
+        )
 
     def as_sqlite(self, compiler, connection, **extra):
-        return self.as_sql(compiler, connection,
-                           template="(CAST(strftime('%%%%s', %(expressions)s) AS INTEGER) / 60)")
+        return self.as_sql(
+            compiler, connection, template="(CAST(strftime('%%%%s', %(expressions)s) AS INTEGER) / 60)"
+        )
 
 
 def _epoch_minute(dt: datetime) -> int:
@@ -179,16 +184,39 @@ def _is_unmetered(mode: str, openai_call_id, end_reason: str) -> bool:
     return (mode == CallMode.KEY and not openai_call_id) or end_reason == Cause.UNMETERED
 
 
-_WINDOW_FIELDS = ("pk", "public_id", "mode", "model", "openai_call_id", "secret_fingerprint", "created_at",
-                  "expected_end_at", "ended_at", "end_reason", "user_id")
+_WINDOW_FIELDS = (
+    "pk",
+    "public_id",
+    "mode",
+    "model",
+    "openai_call_id",
+    "secret_fingerprint",
+    "created_at",
+    "expected_end_at",
+    "ended_at",
+    "end_reason",
+    "user_id",
+)
 
 
 def _to_window(row, seq: int) -> _Window:
-    pk, public_id, mode, model, openai_call_id, fingerprint, created, expected_end, ended, end_reason, uid = row
+    pk, public_id, mode, model, openai_call_id, fingerprint, created, expected_end, ended, end_reason, uid = (
+        row
+    )
     unmetered = _is_unmetered(mode, openai_call_id, end_reason)
-    return _Window(end=_window_end(expected_end, ended, unmetered), seq=seq, pk=pk, public_id=public_id, mode=mode,
-                   model=model, unmetered=unmetered, fingerprint=fingerprint, user_id=uid, start=created,
-                   expected_end=expected_end)
+    return _Window(
+        end=_window_end(expected_end, ended, unmetered),
+        seq=seq,
+        pk=pk,
+        public_id=public_id,
+        mode=mode,
+        model=model,
+        unmetered=unmetered,
+        fingerprint=fingerprint,
+        user_id=uid,
+        start=created,
+        expected_end=expected_end,
+    )
 
 
 def _windows(since: datetime, until: datetime, grace: timedelta, chunk: int) -> Iterator[_Window]:
@@ -208,8 +236,10 @@ def _windows(since: datetime, until: datetime, grace: timedelta, chunk: int) -> 
 def _ended_before(since: datetime, grace: timedelta) -> list[_Window]:
     """The windows that closed last before `since` (names for an "outside every window" flag)."""
     rows = (
-        RealtimeCall.objects.filter(created_at__lt=since).exclude(state="failed")
-        .order_by("-expected_end_at", "-pk").values_list(*_WINDOW_FIELDS)[: RECENT_WINDOWS * 4]
+        RealtimeCall.objects.filter(created_at__lt=since)
+        .exclude(state="failed")
+        .order_by("-expected_end_at", "-pk")
+        .values_list(*_WINDOW_FIELDS)[: RECENT_WINDOWS * 4]
     )
     windows = [w for w in (_to_window(row, -1) for row in rows) if w.end + grace < since]
     return sorted(windows)[-RECENT_WINDOWS:]
@@ -247,8 +277,12 @@ def _upsert(findings: list[_Finding], result: ReconcileResult) -> None:
     now = timezone.now()
     notify: list[int] = []
     with transaction.atomic():
-        existing = {f.natural_key: f for f in Flag.objects.select_for_update().filter(
-            natural_key__in=[x.natural_key for x in findings])}
+        existing = {
+            f.natural_key: f
+            for f in Flag.objects.select_for_update().filter(
+                natural_key__in=[x.natural_key for x in findings]
+            )
+        }
         for finding in findings:
             flag = existing.get(finding.natural_key)
             evidence = dict(flag.evidence) if flag else {}
@@ -276,19 +310,32 @@ def _upsert(findings: list[_Finding], result: ReconcileResult) -> None:
             if flag and _RANK[flag.severity] > _RANK[severity]:
                 severity = flag.severity  # a flag found in pieces (chunks, runs) keeps its worst minute
             fields = {
-                "kind": finding.kind, "severity": severity, "window_start": start, "window_end": end,
-                "project_id": finding.project_id, "api_key_id": finding.api_key_id, "model": finding.model,
-                "attribution": finding.attribution, "call_id": finding.call_id, "user_id": finding.user_id,
-                "reported_tokens": reported, "metered_tokens": metered, "summary": finding.summary[:500],
-                "evidence": evidence, "last_seen_at": now,
+                "kind": finding.kind,
+                "severity": severity,
+                "window_start": start,
+                "window_end": end,
+                "project_id": finding.project_id,
+                "api_key_id": finding.api_key_id,
+                "model": finding.model,
+                "attribution": finding.attribution,
+                "call_id": finding.call_id,
+                "user_id": finding.user_id,
+                "reported_tokens": reported,
+                "metered_tokens": metered,
+                "summary": finding.summary[:500],
+                "evidence": evidence,
+                "last_seen_at": now,
             }
             if flag is None:
                 flag = Flag.objects.create(natural_key=finding.natural_key, first_seen_at=now, **fields)
                 existing[finding.natural_key] = flag
                 result.created += 1
             else:
-                changed = [name for name, value in fields.items()
-                           if name != "last_seen_at" and getattr(flag, name) != value]
+                changed = [
+                    name
+                    for name, value in fields.items()
+                    if name != "last_seen_at" and getattr(flag, name) != value
+                ]
                 for name, value in fields.items():
                     setattr(flag, name, value)
                 flag.save(update_fields=[*fields])
@@ -312,8 +359,10 @@ def notify_staff(flag_pks: list[int]) -> int:
             send_mail(
                 subject=f"[realtime_saas] {flag.get_kind_display()} ({flag.severity})",
                 message=f"{flag.summary}\n\nWindow: {flag.window_start:%Y-%m-%d %H:%M} – "
-                        f"{flag.window_end:%Y-%m-%d %H:%M} UTC\nReview it in the admin: flag #{flag.pk}.",
-                from_email=None, recipient_list=settings.STAFF_NOTIFY_EMAILS, fail_silently=True,
+                f"{flag.window_end:%Y-%m-%d %H:%M} UTC\nReview it in the admin: flag #{flag.pk}.",
+                from_email=None,
+                recipient_list=settings.STAFF_NOTIFY_EMAILS,
+                fail_silently=True,
             )
             sent += 1
     return sent
@@ -324,7 +373,8 @@ def _bucket_detail(minute: datetime) -> list[dict]:
         {"project_id": p, "api_key_id": k, "model": m, "tokens": int(t)}
         for p, k, m, t in UsageBucket.objects.filter(scope_q(), start_time=minute)
         .annotate(tokens=F("input_tokens") + F("output_tokens"))
-        .order_by("project_id", "api_key_id", "model").values_list("project_id", "api_key_id", "model", "tokens")
+        .order_by("project_id", "api_key_id", "model")
+        .values_list("project_id", "api_key_id", "model", "tokens")
     ]
 
 
@@ -340,11 +390,15 @@ def _tuned_session():
         return
     names = ("cursor_tuple_fraction", "work_mem", "jit")
     with connection.cursor() as cursor:
-        cursor.execute("SELECT current_setting('cursor_tuple_fraction'), current_setting('work_mem'), "
-                       "current_setting('jit')")
+        cursor.execute(
+            "SELECT current_setting('cursor_tuple_fraction'), current_setting('work_mem'), "
+            "current_setting('jit')"
+        )
         saved = cursor.fetchone()
-        cursor.execute("SELECT set_config('cursor_tuple_fraction', '1.0', false), "
-                       "set_config('work_mem', '64MB', false), set_config('jit', 'off', false)")
+        cursor.execute(
+            "SELECT set_config('cursor_tuple_fraction', '1.0', false), "
+            "set_config('work_mem', '64MB', false), set_config('jit', 'off', false)"
+        )
     try:
         yield
     finally:
@@ -353,18 +407,23 @@ def _tuned_session():
                 cursor.execute("SELECT set_config(%s, %s, false)", [name, value])
 
 
-def reconcile(*, since: datetime, until: datetime, chunk_size: int | None = None,
-              cost_days: bool = True) -> ReconcileResult:
+def reconcile(
+    *, since: datetime, until: datetime, chunk_size: int | None = None, cost_days: bool = True
+) -> ReconcileResult:
     """Reconcile [since, until) (rounded out to whole minutes). Safe to re-run and to re-run after a
     crash: every flag is upserted by its natural key."""
     with _tuned_session():
         return _reconcile(since=since, until=until, chunk_size=chunk_size, cost_days=cost_days)
 
 
-def _reconcile(*, since: datetime, until: datetime, chunk_size: int | None, cost_days: bool) -> ReconcileResult:
+def _reconcile(
+    *, since: datetime, until: datetime, chunk_size: int | None, cost_days: bool
+) -> ReconcileResult:
     chunk = chunk_size or settings.RECONCILIATION_CHUNK_SIZE
     since = since.replace(second=0, microsecond=0)
-    until = until.replace(second=0, microsecond=0) + (MINUTE if until.second or until.microsecond else timedelta())
+    until = until.replace(second=0, microsecond=0) + (
+        MINUTE if until.second or until.microsecond else timedelta()
+    )
     grace = timedelta(seconds=settings.RECONCILIATION_WINDOW_GRACE_SECONDS)
     pct = settings.RECONCILIATION_TOLERANCE_PERCENT / 100
     tol_tokens = settings.RECONCILIATION_TOLERANCE_TOKENS
@@ -435,18 +494,33 @@ def _reconcile(*, since: datetime, until: datetime, chunk_size: int | None, cost
         if not open_heap:
             names = [w.describe() for w in reversed(recent)]
             subject = recent[-1] if recent else None
-            nk = f"outside_window:{subject.public_id}" if subject else f"outside_window:none:{minute:%Y-%m-%d}"
+            nk = (
+                f"outside_window:{subject.public_id}" if subject else f"outside_window:none:{minute:%Y-%m-%d}"
+            )
             finding = pending.get(nk)
             if finding is None:
-                detail = (f"secret {subject.fingerprint[:19]}… of call {subject.public_id}" if subject and
-                          subject.fingerprint else f"call {subject.public_id}" if subject else "no call of ours")
+                detail = (
+                    f"secret {subject.fingerprint[:19]}… of call {subject.public_id}"
+                    if subject and subject.fingerprint
+                    else f"call {subject.public_id}"
+                    if subject
+                    else "no call of ours"
+                )
                 finding = pending[nk] = _Finding(
-                    kind=FlagKind.OUTSIDE_WINDOW, severity=Severity.HIGH, natural_key=nk,
-                    summary=(f"OpenAI reports usage while none of our calls was open; the window that closed "
-                             f"last before it was {detail}"
-                             + (f", expected to end at {subject.expected_end:%Y-%m-%d %H:%M:%S} UTC." if subject
-                                else ".")),
-                    call_id=subject.pk if subject else None, user_id=subject.user_id if subject else None,
+                    kind=FlagKind.OUTSIDE_WINDOW,
+                    severity=Severity.HIGH,
+                    natural_key=nk,
+                    summary=(
+                        f"OpenAI reports usage while none of our calls was open; the window that closed "
+                        f"last before it was {detail}"
+                        + (
+                            f", expected to end at {subject.expected_end:%Y-%m-%d %H:%M:%S} UTC."
+                            if subject
+                            else "."
+                        )
+                    ),
+                    call_id=subject.pk if subject else None,
+                    user_id=subject.user_id if subject else None,
                     extra={"likely_leaked": names},
                 )
             buckets = _bucket_detail(minute)
@@ -469,16 +543,28 @@ def _reconcile(*, since: datetime, until: datetime, chunk_size: int | None, cost
             finding = pending.get(nk)
             if finding is None:
                 finding = pending[nk] = _Finding(
-                    kind=FlagKind.UNEXPLAINED_USAGE, severity=Severity.MEDIUM, natural_key=nk, model=model,
+                    kind=FlagKind.UNEXPLAINED_USAGE,
+                    severity=Severity.MEDIUM,
+                    natural_key=nk,
+                    model=model,
                     summary=f"OpenAI reports more {model} tokens than we metered in the hour from "
-                            f"{hour:%Y-%m-%d %H:%M} UTC, beyond the tolerance.",
-                    extra={"tolerance": {"percent": settings.RECONCILIATION_TOLERANCE_PERCENT,
-                                         "tokens": tol_tokens},
-                           "allowance_per_unmetered_window_per_minute": WORST_CASE_PER_MINUTE},
+                    f"{hour:%Y-%m-%d %H:%M} UTC, beyond the tolerance.",
+                    extra={
+                        "tolerance": {
+                            "percent": settings.RECONCILIATION_TOLERANCE_PERCENT,
+                            "tokens": tol_tokens,
+                        },
+                        "allowance_per_unmetered_window_per_minute": WORST_CASE_PER_MINUTE,
+                    },
                     attribution="project",
                 )
-            finding.minutes[key_minute] = {"reported": reported, "metered": here, "allowance": allowance,
-                                           "excess": excess, "open_windows": len(open_heap)}
+            finding.minutes[key_minute] = {
+                "reported": reported,
+                "metered": here,
+                "allowance": allowance,
+                "excess": excess,
+                "open_windows": len(open_heap),
+            }
             if excess > 10 * max(tol_tokens, pct * here):
                 finding.severity = Severity.HIGH
 
@@ -507,8 +593,14 @@ def _reconcile(*, since: datetime, until: datetime, chunk_size: int | None, cost
         for finding in _cost_drift(since, until):
             pending[finding.natural_key] = finding
     flush()
-    logger.info("reconciled %s → %s: %d minute(s), %d flag(s) created, %d updated",
-                since, until, result.minutes, result.created, result.updated)
+    logger.info(
+        "reconciled %s → %s: %d minute(s), %d flag(s) created, %d updated",
+        since,
+        until,
+        result.minutes,
+        result.created,
+        result.updated,
+    )
     return result
 
 
@@ -522,8 +614,10 @@ def _overruns(since: datetime, until: datetime, grace: timedelta) -> list[_Findi
     tokens = sum(F(f"{name}_tokens") for name in TokenCounts.CLASSES)
     late = (
         UsageRecord.objects.filter(at__gte=since, at__lt=until)
-        .filter(Q(at__gt=F("call__expected_end_at") + grace)
-                | Q(call__ending_at__isnull=False, at__gt=F("call__ending_at") + grace))
+        .filter(
+            Q(at__gt=F("call__expected_end_at") + grace)
+            | Q(call__ending_at__isnull=False, at__gt=F("call__ending_at") + grace)
+        )
         .values("call")
         .annotate(tokens=Sum(tokens), first=Min("at"), last=Max("at"), responses=Count("id"))
         .order_by("call")
@@ -531,41 +625,77 @@ def _overruns(since: datetime, until: datetime, grace: timedelta) -> list[_Findi
     findings = []
     for row in late.iterator(chunk_size=1000):
         call = RealtimeCall.objects.get(pk=row["call"])
-        findings.append(_Finding(
-            kind=FlagKind.CALL_OVERRUN, severity=Severity.MEDIUM, natural_key=f"call_overrun:{call.public_id}",
-            summary=f"Call {call.public_id} was still used after "
-                    + ("our hangup" if call.ending_at and call.ending_at < call.expected_end_at else "its expected end")
-                    + f": {row['tokens']:,} tokens in {row['responses']} response(s).",
-            model=call.model, attribution="call", call_id=call.pk, user_id=call.user_id,
-            window=(row["first"].replace(second=0, microsecond=0), row["last"].replace(second=0, microsecond=0) + MINUTE),
-            reported=int(row["tokens"] or 0), metered=int(row["tokens"] or 0),
-            extra={"call": call.public_id, "expected_end": call.expected_end_at.isoformat(),
-                   "hangup_at": call.ending_at.isoformat() if call.ending_at else None,
-                   "first_late_response": row["first"].isoformat(), "last_late_response": row["last"].isoformat(),
-                   "late_responses": row["responses"], "late_tokens": int(row["tokens"] or 0)},
-        ))
+        findings.append(
+            _Finding(
+                kind=FlagKind.CALL_OVERRUN,
+                severity=Severity.MEDIUM,
+                natural_key=f"call_overrun:{call.public_id}",
+                summary=f"Call {call.public_id} was still used after "
+                + (
+                    "our hangup"
+                    if call.ending_at and call.ending_at < call.expected_end_at
+                    else "its expected end"
+                )
+                + f": {row['tokens']:,} tokens in {row['responses']} response(s).",
+                model=call.model,
+                attribution="call",
+                call_id=call.pk,
+                user_id=call.user_id,
+                window=(
+                    row["first"].replace(second=0, microsecond=0),
+                    row["last"].replace(second=0, microsecond=0) + MINUTE,
+                ),
+                reported=int(row["tokens"] or 0),
+                metered=int(row["tokens"] or 0),
+                extra={
+                    "call": call.public_id,
+                    "expected_end": call.expected_end_at.isoformat(),
+                    "hangup_at": call.ending_at.isoformat() if call.ending_at else None,
+                    "first_late_response": row["first"].isoformat(),
+                    "last_late_response": row["last"].isoformat(),
+                    "late_responses": row["responses"],
+                    "late_tokens": int(row["tokens"] or 0),
+                },
+            )
+        )
     return findings
 
 
 def _unmonitored(since: datetime, until: datetime) -> list[_Finding]:
     """Key-mode calls whose window closed in [since, until) without the client reporting its call id."""
     now = timezone.now()
-    calls = RealtimeCall.objects.filter(
-        mode=CallMode.KEY, openai_call_id__isnull=True, expected_end_at__gte=since,
-        expected_end_at__lt=min(until, now),
-    ).exclude(state="failed").order_by("expected_end_at", "pk")
+    calls = (
+        RealtimeCall.objects.filter(
+            mode=CallMode.KEY,
+            openai_call_id__isnull=True,
+            expected_end_at__gte=since,
+            expected_end_at__lt=min(until, now),
+        )
+        .exclude(state="failed")
+        .order_by("expected_end_at", "pk")
+    )
     return [
         _Finding(
-            kind=FlagKind.UNMONITORED_CALL, severity=Severity.LOW, natural_key=f"unmonitored_call:{call.public_id}",
+            kind=FlagKind.UNMONITORED_CALL,
+            severity=Severity.LOW,
+            natural_key=f"unmonitored_call:{call.public_id}",
             summary=f"Key-mode call {call.public_id} never reported its call id: we could neither meter nor "
-                    f"hang it up (charged its full hold).",
-            model=call.model, attribution="call", call_id=call.pk, user_id=call.user_id,
+            f"hang it up (charged its full hold).",
+            model=call.model,
+            attribution="call",
+            call_id=call.pk,
+            user_id=call.user_id,
             window=(call.created_at, call.expected_end_at),
-            extra={"call": call.public_id, "secret_fingerprint": call.secret_fingerprint or None,
-                   "minted_at": call.created_at.isoformat(),
-                   "secret_expires_at": call.secret_expires_at.isoformat() if call.secret_expires_at else None,
-                   "expected_end": call.expected_end_at.isoformat(), "credits_held": call.credits_held,
-                   "credits_charged": call.credits_charged, "state": call.state},
+            extra={
+                "call": call.public_id,
+                "secret_fingerprint": call.secret_fingerprint or None,
+                "minted_at": call.created_at.isoformat(),
+                "secret_expires_at": call.secret_expires_at.isoformat() if call.secret_expires_at else None,
+                "expected_end": call.expected_end_at.isoformat(),
+                "credits_held": call.credits_held,
+                "credits_charged": call.credits_charged,
+                "state": call.state,
+            },
         )
         for call in calls.iterator(chunk_size=1000)
     ]
@@ -574,8 +704,11 @@ def _unmonitored(since: datetime, until: datetime) -> list[_Finding]:
 # --- cost drift ---------------------------------------------------------------------------------
 
 _CLASS_OF = {
-    "text_in": "input_text_tokens", "text_cached": "input_cached_text_tokens", "text_out": "output_text_tokens",
-    "audio_in": "input_audio_tokens", "audio_cached": "input_cached_audio_tokens",
+    "text_in": "input_text_tokens",
+    "text_cached": "input_cached_text_tokens",
+    "text_out": "output_text_tokens",
+    "audio_in": "input_audio_tokens",
+    "audio_cached": "input_cached_audio_tokens",
     "audio_out": "output_audio_tokens",
 }
 
@@ -587,7 +720,9 @@ def our_cost_of_usage(start: datetime, end: datetime) -> tuple[int, dict[str, in
     unpriced: list[str] = []
     rows = (
         UsageBucket.objects.filter(scope_q(), start_time__gte=start, start_time__lt=end)
-        .values("model").annotate(**{cls: Sum(column) for cls, column in _CLASS_OF.items()}).order_by("model")
+        .values("model")
+        .annotate(**{cls: Sum(column) for cls, column in _CLASS_OF.items()})
+        .order_by("model")
     )
     for row in rows:
         price = prices.get(row["model"])
@@ -615,17 +750,30 @@ def _cost_drift(since: datetime, until: datetime) -> list[_Finding]:
         if reported is not None:
             ours, per_model, unpriced = our_cost_of_usage(day, end)
             drift = reported - ours
-            tolerance = max(settings.RECONCILIATION_COST_TOLERANCE_MICROUSD,
-                            settings.RECONCILIATION_COST_TOLERANCE_PERCENT / 100 * max(reported, ours))
+            tolerance = max(
+                settings.RECONCILIATION_COST_TOLERANCE_MICROUSD,
+                settings.RECONCILIATION_COST_TOLERANCE_PERCENT / 100 * max(reported, ours),
+            )
             if abs(drift) > tolerance:
-                findings.append(_Finding(
-                    kind=FlagKind.COST_DRIFT, severity=Severity.MEDIUM, natural_key=f"cost_drift:{day:%Y-%m-%d}",
-                    summary=f"OpenAI's cost for {day:%Y-%m-%d} is ${reported / 1e6:,.4f}; our price table makes the "
-                            f"reported usage ${ours / 1e6:,.4f} (drift ${drift / 1e6:+,.4f}).",
-                    window=(day, end), attribution="project",
-                    extra={"day": f"{day:%Y-%m-%d}", "openai_cost_microusd": reported, "our_cost_microusd": ours,
-                           "drift_microusd": drift, "our_cost_per_model_microusd": per_model,
-                           "unpriced_models": unpriced, "tolerance_microusd": int(tolerance)},
-                ))
+                findings.append(
+                    _Finding(
+                        kind=FlagKind.COST_DRIFT,
+                        severity=Severity.MEDIUM,
+                        natural_key=f"cost_drift:{day:%Y-%m-%d}",
+                        summary=f"OpenAI's cost for {day:%Y-%m-%d} is ${reported / 1e6:,.4f}; our price table makes the "
+                        f"reported usage ${ours / 1e6:,.4f} (drift ${drift / 1e6:+,.4f}).",
+                        window=(day, end),
+                        attribution="project",
+                        extra={
+                            "day": f"{day:%Y-%m-%d}",
+                            "openai_cost_microusd": reported,
+                            "our_cost_microusd": ours,
+                            "drift_microusd": drift,
+                            "our_cost_per_model_microusd": per_model,
+                            "unpriced_models": unpriced,
+                            "tolerance_microusd": int(tolerance),
+                        },
+                    )
+                )
         day = end
     return findings

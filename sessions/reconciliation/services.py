@@ -43,8 +43,12 @@ def suspend_user(*, flag: Flag, reviewer, reason: str = ""):
         raise FlagActionError(f"Flag #{flag.pk} names no user.")
     reason = reason.strip() or f"Reconciliation flag #{flag.pk}: {flag.get_kind_display()}."
     user = accounts.suspend_user(user=flag.user, reason=reason, actor=reviewer)
-    review(flag=flag, status=FlagStatus.ACKNOWLEDGED if flag.status == FlagStatus.OPEN else flag.status,
-           reviewer=reviewer, notes=f"Suspended {user.email}: {reason}")
+    review(
+        flag=flag,
+        status=FlagStatus.ACKNOWLEDGED if flag.status == FlagStatus.OPEN else flag.status,
+        reviewer=reviewer,
+        notes=f"Suspended {user.email}: {reason}",
+    )
     return user
 
 
@@ -60,12 +64,18 @@ def claw_back(*, flag: Flag, reviewer, credits: int, reason: str):
         raise FlagActionError(f"Flag #{flag.pk} names no user.")
     try:
         entry = billing.adjust(
-            user=flag.user, credits=-credits, actor=reviewer,
+            user=flag.user,
+            credits=-credits,
+            actor=reviewer,
             reason=f"Reconciliation flag #{flag.pk}: {reason}",
             idempotency_key=f"reconciliation-flag:{flag.pk}:clawback:{credits}",
         )
     except Exception as exc:  # billing's own errors carry the reason (insufficient credits, not staff)
         raise FlagActionError(f"Billing refused the clawback: {exc}") from exc
-    review(flag=flag, status=FlagStatus.ACKNOWLEDGED if flag.status == FlagStatus.OPEN else flag.status,
-           reviewer=reviewer, notes=f"Clawed back {credits:,} credits: {reason}")
+    review(
+        flag=flag,
+        status=FlagStatus.ACKNOWLEDGED if flag.status == FlagStatus.OPEN else flag.status,
+        reviewer=reviewer,
+        notes=f"Clawed back {credits:,} credits: {reason}",
+    )
     return entry

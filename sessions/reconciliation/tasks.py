@@ -40,5 +40,7 @@ def import_and_reconcile() -> dict:
 def reconcile_window(since_iso: str, until_iso: str) -> int:
     from datetime import datetime
 
-    result = reconcile.reconcile(since=datetime.fromisoformat(since_iso), until=datetime.fromisoformat(until_iso))
+    result = reconcile.reconcile(
+        since=datetime.fromisoformat(since_iso), until=datetime.fromisoformat(until_iso)
+    )
     return result.created

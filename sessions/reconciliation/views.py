@@ -21,10 +21,16 @@ def _period(request) -> tuple[datetime, datetime]:
     today = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
     until_day = parse_date(request.GET.get("until") or "")
     since_day = parse_date(request.GET.get("since") or "")
-    until = datetime(until_day.year, until_day.month, until_day.day, tzinfo=UTC) + timedelta(days=1) \
-        if until_day else today + timedelta(days=1)
-    since = datetime(since_day.year, since_day.month, since_day.day, tzinfo=UTC) if since_day \
+    until = (
+        datetime(until_day.year, until_day.month, until_day.day, tzinfo=UTC) + timedelta(days=1)
+        if until_day
+        else today + timedelta(days=1)
+    )
+    since = (
+        datetime(since_day.year, since_day.month, since_day.day, tzinfo=UTC)
+        if since_day
         else until - timedelta(days=2)
+    )
     if since >= until:
         since = until - timedelta(days=1)
     return max(since, until - timedelta(days=MAX_DAYS)), until
@@ -35,14 +41,20 @@ def hourly_tokens(since: datetime, until: datetime) -> dict:
 
     reported = dict(
         UsageBucket.objects.filter(scope_q(), start_time__gte=since, start_time__lt=until)
-        .annotate(hour=TruncHour("start_time")).values("hour")
-        .annotate(tokens=Sum(F("input_tokens") + F("output_tokens"))).order_by("hour")
+        .annotate(hour=TruncHour("start_time"))
+        .values("hour")
+        .annotate(tokens=Sum(F("input_tokens") + F("output_tokens")))
+        .order_by("hour")
         .values_list("hour", "tokens")
     )
     metered_expr = sum(F(f"{name}_tokens") for name in TokenCounts.CLASSES)
     metered = dict(
-        UsageRecord.objects.filter(at__gte=since, at__lt=until).annotate(hour=TruncHour("at")).values("hour")
-        .annotate(tokens=Sum(metered_expr)).order_by("hour").values_list("hour", "tokens")
+        UsageRecord.objects.filter(at__gte=since, at__lt=until)
+        .annotate(hour=TruncHour("at"))
+        .values("hour")
+        .annotate(tokens=Sum(metered_expr))
+        .order_by("hour")
+        .values_list("hour", "tokens")
     )
     hours, t = [], since
     while t < until:
@@ -58,12 +70,19 @@ def hourly_tokens(since: datetime, until: datetime) -> dict:
 def daily_money(since: datetime, until: datetime) -> dict:
     revenue = dict(
         RealtimeCall.objects.filter(ended_at__gte=since, ended_at__lt=until, credits_charged__isnull=False)
-        .annotate(day=TruncDay("ended_at")).values("day").annotate(credits=Sum("credits_charged"))
-        .order_by("day").values_list("day", "credits")
+        .annotate(day=TruncDay("ended_at"))
+        .values("day")
+        .annotate(credits=Sum("credits_charged"))
+        .order_by("day")
+        .values_list("day", "credits")
     )
     cost = dict(
-        CostBucket.objects.filter(start_time__gte=since, start_time__lt=until).annotate(day=TruncDay("start_time"))
-        .values("day").annotate(amount=Sum("amount_microusd")).order_by("day").values_list("day", "amount")
+        CostBucket.objects.filter(start_time__gte=since, start_time__lt=until)
+        .annotate(day=TruncDay("start_time"))
+        .values("day")
+        .annotate(amount=Sum("amount_microusd"))
+        .order_by("day")
+        .values_list("day", "amount")
     )
     days, d = [], since
     while d < until:
@@ -85,12 +104,30 @@ def daily_money(since: datetime, until: datetime) -> dict:
 def dashboard(request):
     since, until = _period(request)
     money = daily_money(since, until)
-    flags = (Flag.objects.filter(status__in=[FlagStatus.OPEN, FlagStatus.ACKNOWLEDGED])
-             .select_related("user", "call").order_by("-severity", "-window_start")[:100])
-    return render(request, "reconciliation/dashboard.html", {
-        "since": since, "until_day": until - timedelta(days=1),
-        "tokens": hourly_tokens(since, until), "money": money, "flags": flags,
-        "days": list(zip(money["x"], money["revenue_credits"], money["revenue_usd"], money["cost_usd"],
-                         money["margin_usd"], strict=True)),
-        "credits_per_usd": settings.REALTIME_CREDITS_PER_USD,
-    })
+    flags = (
+        Flag.objects.filter(status__in=[FlagStatus.OPEN, FlagStatus.ACKNOWLEDGED])
+        .select_related("user", "call")
+        .order_by("-severity", "-window_start")[:100]
+    )
+    return render(
+        request,
+        "reconciliation/dashboard.html",
+        {
+            "since": since,
+            "until_day": until - timedelta(days=1),
+            "tokens": hourly_tokens(since, until),
+            "money": money,
+            "flags": flags,
+            "days": list(
+                zip(
+                    money["x"],
+                    money["revenue_credits"],
+                    money["revenue_usd"],
+                    money["cost_usd"],
+                    money["margin_usd"],
+                    strict=True,
+                )
+            ),
+            "credits_per_usd": settings.REALTIME_CREDITS_PER_USD,
+        },
+    )

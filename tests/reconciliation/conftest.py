@@ -13,14 +13,24 @@ REFERENCE_PRICES = {  # reference §7, micro-dollars per million tokens
     "gpt-realtime-mini": (600_000, 60_000, 2_400_000, 10_000_000, 300_000, 20_000_000),
 }
 CLASS_MAP = {  # our token class -> the fake's usage column (uncached input, as the Usage API)
-    "text_in": "input_text_tokens", "text_cached": "input_cached_text_tokens", "text_out": "output_text_tokens",
-    "audio_in": "input_audio_tokens", "audio_cached": "input_cached_audio_tokens",
+    "text_in": "input_text_tokens",
+    "text_cached": "input_cached_text_tokens",
+    "text_out": "output_text_tokens",
+    "audio_in": "input_audio_tokens",
+    "audio_cached": "input_cached_audio_tokens",
     "audio_out": "output_audio_tokens",
 }
 USAGE = {  # one response.done usage block
-    "total_tokens": 1500, "input_tokens": 1000, "output_tokens": 500,
-    "input_token_details": {"text_tokens": 400, "audio_tokens": 600, "image_tokens": 0, "cached_tokens": 200,
-                            "cached_tokens_details": {"text_tokens": 200, "audio_tokens": 0, "image_tokens": 0}},
+    "total_tokens": 1500,
+    "input_tokens": 1000,
+    "output_tokens": 500,
+    "input_token_details": {
+        "text_tokens": 400,
+        "audio_tokens": 600,
+        "image_tokens": 0,
+        "cached_tokens": 200,
+        "cached_tokens_details": {"text_tokens": 200, "audio_tokens": 0, "image_tokens": 0},
+    },
     "output_token_details": {"text_tokens": 100, "audio_tokens": 400},
 }
 
@@ -80,9 +90,12 @@ def meter_from_fake(fake, call: RealtimeCall, *, skip: int = 0) -> int:
         records = records[:-skip]
     for index, record in enumerate(records):
         UsageRecord.objects.get_or_create(
-            call=call, response_id=f"resp_{call.openai_call_id}_{index}",
-            defaults={"at": datetime.fromtimestamp(record["ts"]).astimezone(),
-                      **{f"{ours}_tokens": int(record.get(theirs) or 0) for ours, theirs in CLASS_MAP.items()}},
+            call=call,
+            response_id=f"resp_{call.openai_call_id}_{index}",
+            defaults={
+                "at": datetime.fromtimestamp(record["ts"]).astimezone(),
+                **{f"{ours}_tokens": int(record.get(theirs) or 0) for ours, theirs in CLASS_MAP.items()},
+            },
         )
     RealtimeCall.objects.filter(pk=call.pk).update(metered_at=call.started_at or call.created_at)
     return len(records)
@@ -90,7 +103,11 @@ def meter_from_fake(fake, call: RealtimeCall, *, skip: int = 0) -> int:
 
 def outside_call(fake, secret: str, offer: str) -> str:
     """An outside client starting a call with a client secret (raw SDP, as a browser does)."""
-    resp = httpx.post(fake.base_url + "/realtime/calls", content=offer, timeout=10,
-                      headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/sdp"})
+    resp = httpx.post(
+        fake.base_url + "/realtime/calls",
+        content=offer,
+        timeout=10,
+        headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/sdp"},
+    )
     assert resp.status_code == 201, resp.text
     return resp.headers["location"].rsplit("/", 1)[-1]

@@ -27,15 +27,25 @@ def scope(settings, prices):
     settings.STAFF_NOTIFY_EMAILS = ["ops@example.com"]
 
 
-def make_call(user, assistant, *, start, minutes, mode=CallMode.PROXY, attached=True, state=CallState.ENDED,
-              **extra):
+def make_call(
+    user, assistant, *, start, minutes, mode=CallMode.PROXY, attached=True, state=CallState.ENDED, **extra
+):
     end = start + timedelta(minutes=minutes)
     call = RealtimeCall.objects.create(
-        user=user, assistant=assistant, mode=mode, state=state, model="gpt-realtime", markup_percent=50,
-        allowed_seconds=minutes * 60, created_at=start, started_at=start, expected_end_at=end,
+        user=user,
+        assistant=assistant,
+        mode=mode,
+        state=state,
+        model="gpt-realtime",
+        markup_percent=50,
+        allowed_seconds=minutes * 60,
+        created_at=start,
+        started_at=start,
+        expected_end_at=end,
         ended_at=end if state in (CallState.ENDED, CallState.EXPIRED) else None,
         openai_call_id=f"rtc_{start:%H%M%S}{RealtimeCall.objects.count()}" if attached else None,
-        secret_fingerprint="sha256:" + "ab" * 32 if mode == CallMode.KEY else "", **extra,
+        secret_fingerprint="sha256:" + "ab" * 32 if mode == CallMode.KEY else "",
+        **extra,
     )
     return call
 
@@ -47,14 +57,29 @@ def meter(call, at, tokens, n=[0]):  # noqa: B006 - a counter for unique respons
 
 def report(at, tokens, *, key=KEY, project="proj_ours", model="gpt-realtime"):
     UsageBucket.objects.update_or_create(
-        start_time=at.replace(second=0, microsecond=0), width_seconds=60, project_id=project, api_key_id=key,
-        model=model, defaults={"input_tokens": tokens, "input_text_tokens": tokens, "imported_at": T0},
+        start_time=at.replace(second=0, microsecond=0),
+        width_seconds=60,
+        project_id=project,
+        api_key_id=key,
+        model=model,
+        defaults={"input_tokens": tokens, "input_text_tokens": tokens, "imported_at": T0},
     )
 
 
 def snapshot():
-    return sorted(Flag.objects.values_list("natural_key", "kind", "severity", "window_start", "window_end",
-                                           "reported_tokens", "metered_tokens", "call_id", "evidence"))
+    return sorted(
+        Flag.objects.values_list(
+            "natural_key",
+            "kind",
+            "severity",
+            "window_start",
+            "window_end",
+            "reported_tokens",
+            "metered_tokens",
+            "call_id",
+            "evidence",
+        )
+    )
 
 
 @pytest.fixture
@@ -83,8 +108,12 @@ def test_sweep_raises_each_kind_with_evidence(traffic, django_capture_on_commit_
     with django_capture_on_commit_callbacks(execute=True):
         result = reconcile.reconcile(since=T0, until=T0 + timedelta(hours=2))
     kinds = sorted(Flag.objects.values_list("kind", flat=True))
-    assert kinds == [FlagKind.CALL_OVERRUN, FlagKind.OUTSIDE_WINDOW, FlagKind.OUTSIDE_WINDOW,
-                     FlagKind.UNEXPLAINED_USAGE]
+    assert kinds == [
+        FlagKind.CALL_OVERRUN,
+        FlagKind.OUTSIDE_WINDOW,
+        FlagKind.OUTSIDE_WINDOW,
+        FlagKind.UNEXPLAINED_USAGE,
+    ]
     unexplained = Flag.objects.get(kind=FlagKind.UNEXPLAINED_USAGE)
     assert unexplained.reported_tokens == 6000 and unexplained.metered_tokens == 1000
     assert list(unexplained.evidence["minutes"]) == [(T0 + timedelta(minutes=23)).isoformat()]
@@ -134,8 +163,16 @@ def test_reconcile_killed_mid_way_then_rerun_leaves_the_same_result(traffic, mon
 
 
 def test_unmetered_key_window_explains_usage_up_to_its_allowance(alice, assistant):
-    make_call(alice, assistant, start=T0, minutes=5, mode=CallMode.KEY, attached=False, state=CallState.EXPIRED,
-              end_reason="unmetered")
+    make_call(
+        alice,
+        assistant,
+        start=T0,
+        minutes=5,
+        mode=CallMode.KEY,
+        attached=False,
+        state=CallState.EXPIRED,
+        end_reason="unmetered",
+    )
     report(T0 + timedelta(minutes=1), 3000)  # within the window's worst-case allowance
     report(T0 + timedelta(minutes=2), 50_000)  # far beyond it
     reconcile.reconcile(since=T0, until=T0 + timedelta(minutes=5))
@@ -156,8 +193,13 @@ def test_cost_drift(alice, assistant):
     day = T0.replace(hour=0, minute=0)
     meter(make_call(alice, assistant, start=T0, minutes=5), T0, 1_000_000)
     report(T0, 1_000_000)  # $4.00 of uncached text input at our price
-    CostBucket.objects.create(start_time=day, project_id="proj_ours", line_item="gpt-realtime, input_text_tokens",
-                              amount_microusd=4_000_000, imported_at=T0)
+    CostBucket.objects.create(
+        start_time=day,
+        project_id="proj_ours",
+        line_item="gpt-realtime, input_text_tokens",
+        amount_microusd=4_000_000,
+        imported_at=T0,
+    )
     reconcile.reconcile(since=day, until=day + timedelta(days=1))
     assert not Flag.objects.exists()
     CostBucket.objects.update(amount_microusd=4_500_000)
@@ -176,10 +218,12 @@ def test_management_command(traffic, capsys):
 
 # --- CSV uploads ---------------------------------------------------------------------------------
 
-GOOD = (b"start_time,end_time,start_time_iso,end_time_iso,project_id,num_model_requests,api_key_id,model,"
-        b"input_tokens,output_tokens\n"
-        b"1763632800,1763632860,,,proj_ours,3.0,key_ours,gpt-realtime,100,50\n"
-        b"1763632860,1763632920,,,proj_ours,1.0,,gpt-realtime,10,5\n")
+GOOD = (
+    b"start_time,end_time,start_time_iso,end_time_iso,project_id,num_model_requests,api_key_id,model,"
+    b"input_tokens,output_tokens\n"
+    b"1763632800,1763632860,,,proj_ours,3.0,key_ours,gpt-realtime,100,50\n"
+    b"1763632860,1763632920,,,proj_ours,1.0,,gpt-realtime,10,5\n"
+)
 
 
 def test_csv_with_missing_optional_columns_imports():
@@ -193,7 +237,10 @@ def test_csv_with_missing_optional_columns_imports():
 
 
 def test_empty_usage_export_has_only_time_columns():
-    assert csv_import.import_csv(kind="usage", data=b"start_time,end_time,start_time_iso,end_time_iso\n").rows == 0
+    assert (
+        csv_import.import_csv(kind="usage", data=b"start_time,end_time,start_time_iso,end_time_iso\n").rows
+        == 0
+    )
 
 
 def test_csv_missing_required_columns_is_rejected_per_row():
@@ -220,10 +267,12 @@ def test_csv_with_one_bad_row_imports_nothing():
 
 
 def test_cost_csv_imports_amounts_as_microdollars():
-    data = (b"start_time,end_time,start_time_iso,end_time_iso,amount_value,amount_currency,quantity,quantity_unit,"
-            b"line_item,user_id,api_key_id,project_id,organization_id,project_name,organization_name,user_email,"
-            b"api_source\n1763596800,1763683200,,,0.003835980000000000000000000000,usd,959.0,tokens,"
-            b"\"gpt-realtime, input_text_tokens\",,,proj_ours,org_1,P,O,,\n")
+    data = (
+        b"start_time,end_time,start_time_iso,end_time_iso,amount_value,amount_currency,quantity,quantity_unit,"
+        b"line_item,user_id,api_key_id,project_id,organization_id,project_name,organization_name,user_email,"
+        b"api_source\n1763596800,1763683200,,,0.003835980000000000000000000000,usd,959.0,tokens,"
+        b'"gpt-realtime, input_text_tokens",,,proj_ours,org_1,P,O,,\n'
+    )
     csv_import.import_csv(kind="costs", data=data)
     cost = CostBucket.objects.get()
     assert cost.amount_microusd == 3836 and cost.line_item == "gpt-realtime, input_text_tokens"
@@ -237,8 +286,10 @@ def test_admin_upload_shows_errors_per_row(staff_client):
     resp = staff_client.post(url, {"kind": "usage", "file": bad})
     assert resp.status_code == 200
     assert b"Row 2: no value for required column input_tokens, no value" not in resp.content
-    assert b"Row 2: no value for required column input_tokens; no value for required column output_tokens." \
+    assert (
+        b"Row 2: no value for required column input_tokens; no value for required column output_tokens."
         in resp.content
+    )
     assert not UsageBucket.objects.exists()
     good = SimpleUploadedFile("u.csv", GOOD, content_type="text/csv")
     resp = staff_client.post(url, {"kind": "usage", "file": good})
@@ -260,16 +311,34 @@ def test_admin_actions_suspend_claw_back_and_resolve(staff_client, staff, leak_f
     url = reverse("admin:realtime_flag_changelist")
     page = staff_client.post(url, {"action": "claw_back", "_selected_action": [leak_flag.pk]})
     assert page.status_code == 200 and b"reason" in page.content  # the form asks for a reason
-    resp = staff_client.post(url, {"action": "claw_back", "_selected_action": [leak_flag.pk], "apply": "1",
-                                   "credits": "300", "reason": ""})
+    resp = staff_client.post(
+        url,
+        {
+            "action": "claw_back",
+            "_selected_action": [leak_flag.pk],
+            "apply": "1",
+            "credits": "300",
+            "reason": "",
+        },
+    )
     assert resp.status_code == 200 and billing.get_wallet(alice).balance == 1000
     for _ in range(2):  # pressed twice: taken once
-        resp = staff_client.post(url, {"action": "claw_back", "_selected_action": [leak_flag.pk], "apply": "1",
-                                       "credits": "300", "reason": "leaked key used for 3 minutes"})
+        resp = staff_client.post(
+            url,
+            {
+                "action": "claw_back",
+                "_selected_action": [leak_flag.pk],
+                "apply": "1",
+                "credits": "300",
+                "reason": "leaked key used for 3 minutes",
+            },
+        )
         assert resp.status_code == 302
     assert billing.get_wallet(alice).balance == 700
-    resp = staff_client.post(url, {"action": "suspend_user", "_selected_action": [leak_flag.pk], "apply": "1",
-                                   "reason": "leaked key"})
+    resp = staff_client.post(
+        url,
+        {"action": "suspend_user", "_selected_action": [leak_flag.pk], "apply": "1", "reason": "leaked key"},
+    )
     assert resp.status_code == 302
     alice.refresh_from_db()
     assert alice.is_suspended

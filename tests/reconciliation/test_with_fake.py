@@ -29,9 +29,23 @@ def run(since, until):
 
 
 def bucket_values():
-    fields = ["start_time", "width_seconds", "project_id", "api_key_id", "model", "input_tokens", "output_tokens",
-              "input_cached_tokens", "input_text_tokens", "input_cached_text_tokens", "output_text_tokens",
-              "input_audio_tokens", "input_cached_audio_tokens", "output_audio_tokens", "num_model_requests"]
+    fields = [
+        "start_time",
+        "width_seconds",
+        "project_id",
+        "api_key_id",
+        "model",
+        "input_tokens",
+        "output_tokens",
+        "input_cached_tokens",
+        "input_text_tokens",
+        "input_cached_text_tokens",
+        "output_text_tokens",
+        "input_audio_tokens",
+        "input_cached_audio_tokens",
+        "output_audio_tokens",
+        "num_model_requests",
+    ]
     return sorted(UsageBucket.objects.values_list(*fields))
 
 
@@ -54,8 +68,9 @@ def test_clean_traffic_raises_no_flag(recon, funded, assistant, offer):
     assert Flag.objects.count() == 0
 
 
-def test_secret_used_after_expected_end_raises_one_outside_window_flag(recon, funded, assistant, offer, mailoutbox,
-                                                                     django_capture_on_commit_callbacks):
+def test_secret_used_after_expected_end_raises_one_outside_window_flag(
+    recon, funded, assistant, offer, mailoutbox, django_capture_on_commit_callbacks
+):
     call, minted = calls.mint_client_secret(user=funded, assistant_id=assistant.pk)
     # Our own client attaches its call and is metered; nothing wrong so far.
     own_call_id = outside_call(recon, minted.value, offer)
@@ -133,18 +148,41 @@ def _export_csv(fake_pages: list[dict]) -> bytes:
     """The dashboard's usage export of what the API returned: time columns first, counts as floats,
     some optional columns missing altogether."""
     out = io.StringIO()
-    columns = ["start_time", "end_time", "start_time_iso", "end_time_iso", "project_id", "num_model_requests",
-               "user_id", "api_key_id", "model", "batch", "input_tokens", "output_tokens", "input_cached_tokens",
-               "input_uncached_tokens", "input_text_tokens", "output_text_tokens", "input_cached_text_tokens",
-               "input_audio_tokens", "input_cached_audio_tokens", "output_audio_tokens"]
+    columns = [
+        "start_time",
+        "end_time",
+        "start_time_iso",
+        "end_time_iso",
+        "project_id",
+        "num_model_requests",
+        "user_id",
+        "api_key_id",
+        "model",
+        "batch",
+        "input_tokens",
+        "output_tokens",
+        "input_cached_tokens",
+        "input_uncached_tokens",
+        "input_text_tokens",
+        "output_text_tokens",
+        "input_cached_text_tokens",
+        "input_audio_tokens",
+        "input_cached_audio_tokens",
+        "output_audio_tokens",
+    ]
     writer = csv.writer(out)
     writer.writerow(columns)
     for page in fake_pages:
         for bucket in page["data"]:
             for r in bucket["results"]:
-                row = {**r, "start_time": bucket["start_time"], "end_time": bucket["end_time"],
-                       "start_time_iso": datetime.fromtimestamp(bucket["start_time"], tz=UTC).isoformat(),
-                       "end_time_iso": "", "num_model_requests": f"{r['num_model_requests']}.0"}
+                row = {
+                    **r,
+                    "start_time": bucket["start_time"],
+                    "end_time": bucket["end_time"],
+                    "start_time_iso": datetime.fromtimestamp(bucket["start_time"], tz=UTC).isoformat(),
+                    "end_time_iso": "",
+                    "num_model_requests": f"{r['num_model_requests']}.0",
+                }
                 writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
     return out.getvalue().encode()
 
@@ -157,8 +195,9 @@ def test_csv_export_imports_to_the_same_buckets_as_the_api(recon, funded, assist
     importer.import_usage(since=since, until=until)
     from_api = bucket_values()
     assert len(from_api) == 2
-    page = openai_client.usage_completions_page(start_time=importer.to_unix(since),
-                                                end_time=importer.to_unix(until), limit=1440)
+    page = openai_client.usage_completions_page(
+        start_time=importer.to_unix(since), end_time=importer.to_unix(until), limit=1440
+    )
     UsageBucket.objects.all().delete()
     result = csv_import.import_csv(kind="usage", data=_export_csv([page]), file_name="completions_usage.csv")
     assert result.rows == 2
@@ -182,7 +221,9 @@ def test_costs_import_and_no_drift_for_the_fakes_prices(recon, funded, assistant
     assert abs(total - ours) <= 2  # rounding only: our price table matches OpenAI's
 
 
-def test_import_killed_half_way_and_rerun_leaves_the_same_buckets(recon, funded, assistant, offer, monkeypatch):
+def test_import_killed_half_way_and_rerun_leaves_the_same_buckets(
+    recon, funded, assistant, offer, monkeypatch
+):
     call = start_proxy(funded, assistant, offer, recon, responses=1)
     for _ in range(4):  # usage spread over five minutes
         recon.shift_clock(60)

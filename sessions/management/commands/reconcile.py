@@ -25,8 +25,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--since", help="start (ISO 8601, UTC if no zone); default: 24 h ago")
         parser.add_argument("--until", help="end, exclusive; default: now")
-        parser.add_argument("--import", dest="do_import", action="store_true",
-                            help="pull the Usage and Costs APIs for the window first")
+        parser.add_argument(
+            "--import",
+            dest="do_import",
+            action="store_true",
+            help="pull the Usage and Costs APIs for the window first",
+        )
         parser.add_argument("--chunk-size", type=int, default=None)
 
     def handle(self, *args, **options):
