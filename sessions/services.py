@@ -251,11 +251,10 @@ def _open_call(*, user, assistant: Assistant, mode: str) -> tuple[RealtimeCall, 
     """Checks, then a pending call row and its hold. Raises a CallError, having held nothing."""
     _check_user(user)
     now = timezone.now()
-    _check_limits(user=user, assistant=assistant, now=now)  # fast refusal without a lock
     plan = plan_hold(assistant=assistant, available=billing.available_credits(user))
     with transaction.atomic(durable=True):
         user_for_update(user_id=user.pk)
-        _check_limits(user=user, assistant=assistant, now=now)  # exact, under the user's lock
+        _check_limits(user=user, assistant=assistant, now=now)  # exact: under the user's lock
         call = RealtimeCall.objects.create(
             user=user, assistant=assistant, mode=mode, state=CallState.PENDING, model=assistant.model,
             markup_percent=assistant.markup_percent, allowed_seconds=plan.seconds, created_at=now,
@@ -279,8 +278,9 @@ def _open_call(*, user, assistant: Assistant, mode: str) -> tuple[RealtimeCall, 
         _fail(call, cause=Cause.WALLET_BLOCKED, detail=exc.reason)
         raise errors.WalletBlocked(f"Your wallet cannot start calls: {exc.reason}") from None
     RealtimeCall.objects.filter(pk=call.pk).update(hold_id=hold.pk, credits_held=plan.credits)
-    call.refresh_from_db()
-    transaction.on_commit(lambda: _push_call(call.pk))
+    call.hold_id, call.credits_held = hold.pk, plan.credits
+    # No push here: the caller is still waiting for this request, and the next transition
+    # (active or failed) pushes the call anyway.
     return call, plan
 
 
