@@ -12,7 +12,7 @@ class AssistantAdmin(admin.ModelAdmin):
     search_fields = ["name", "instructions"]
     fieldsets = (
         (None, {"fields": ("name", "is_active")}),
-        ("Model", {"fields": ("model", "voice", "instructions", "tools", "max_output_tokens")}),
+        ("Model", {"fields": ("model", "voice", "instructions", "tools", "max_output_tokens", "wrap_up_message")}),
         ("Limits", {"fields": ("max_call_seconds", "allow_proxy", "allow_key", "key_ttl_seconds", "min_credits",
                                "max_concurrent_calls", "max_starts_per_minute")}),
         ("Price", {"fields": ("markup_percent", "hold_microusd_per_minute")}),

@@ -93,6 +93,11 @@ class Assistant(models.Model):
         blank=True,
         help_text="Worst-case OpenAI cost of one minute, for the hold. Empty: estimated from the price table.",
     )
+    wrap_up_message = models.TextField(
+        blank=True,
+        help_text="Told to the model (a system message over the sideband) when the call is about to be cut "
+        "off. Empty: SUPERVISOR_WRAP_UP_MESSAGE, if that is set.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -270,10 +275,15 @@ class Cause(models.TextChoices):
     UPSTREAM_TIMEOUT = "upstream_timeout", "OpenAI timed out"
     UPSTREAM_RATE_LIMITED = "upstream_rate_limited", "OpenAI rate limit"
     UNMETERED = "unmetered", "not metered: settled at the full hold"
+    # The supervisor fails closed: a call whose sideband never attached is hung up (not an OpenAI
+    # error as such, and it must read differently on a receipt and in reconciliation).
+    NOT_WATCHED = "not_watched", "hung up: the sideband never attached"
 
 
 # Causes that end a call as `killed` rather than `ended`.
-KILL_CAUSES = (Cause.STAFF_HANGUP, Cause.CREDITS_EXHAUSTED, Cause.TIME_LIMIT, Cause.USER_SUSPENDED)
+KILL_CAUSES = (
+    Cause.STAFF_HANGUP, Cause.CREDITS_EXHAUSTED, Cause.TIME_LIMIT, Cause.USER_SUSPENDED, Cause.NOT_WATCHED,
+)
 
 
 class RealtimeCall(models.Model):
@@ -368,6 +378,10 @@ class CallEvent(models.Model):
         HANGUP_FAILED = "hangup_failed", "hangup to OpenAI failed"
         ATTACHED = "attached", "client reported its call id"
         SETTLED = "settled", "hold settled"
+        # Added by the supervisor (sessions/supervisor/store.py).
+        SIDEBAND_ATTACHED = "sideband_attached", "supervisor attached"
+        SIDEBAND_LOST = "sideband_lost", "supervisor lost the sideband"
+        WARNING = "warning", "warning"
 
     call = models.ForeignKey(RealtimeCall, on_delete=models.CASCADE, related_name="events")
     at = models.DateTimeField()

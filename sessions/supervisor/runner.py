@@ -158,7 +158,7 @@ class CallWatcher:
         if not attached_ever and self.enforcing is None and not self.ending_seen:
             detail = FAIL_CLOSED_DETAIL.format(grace=self.conf.attach_grace_seconds)
             self.sup.stats["fail_closed"] += 1
-            self.enforce(Cause.UPSTREAM_ERROR, detail)
+            self.enforce(Cause.NOT_WATCHED, detail)
         if self.hangup_task is not None:
             await self.hangup_task
         await self._settle(attached_ever)
@@ -278,7 +278,7 @@ class CallWatcher:
         detail = ""
         if self.session_expired and not self.enforcing:
             detail = "OpenAI ended the call at its maximum session length."
-        elif cause == Cause.UPSTREAM_ERROR:
+        elif cause == Cause.NOT_WATCHED:
             detail = FAIL_CLOSED_DETAIL.format(grace=self.conf.attach_grace_seconds)
         # A proxy call is charged what was metered (nothing, if it never attached: reconciliation
         # sees what OpenAI billed). A key-mode call we could never watch pays its full hold.
@@ -291,11 +291,13 @@ class CallWatcher:
     async def _warn(self, why: str) -> None:
         message = "Credits are running out." if why == "credits" else "The call is about to reach its time limit."
         await self.sup.db(store.record_event, pk=self.snap.pk, kind=store.EVENT_WARNING, detail=message)
-        if self.conf.wrap_up_message and self.sideband is not None:
+        # The assistant's own message wins; the setting is the default for assistants without one.
+        wrap_up = self.snap.wrap_up_message or self.conf.wrap_up_message
+        if wrap_up and self.sideband is not None:
             try:
                 await self.sideband.send({"type": "conversation.item.create", "item": {
                     "type": "message", "role": "system",
-                    "content": [{"type": "input_text", "text": self.conf.wrap_up_message}]}})
+                    "content": [{"type": "input_text", "text": wrap_up}]}})
             except Exception:
                 logger.info("supervisor: wrap-up message to %s failed", self.snap.public_id, exc_info=True)
         self.push(force=True)

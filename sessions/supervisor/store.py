@@ -35,9 +35,9 @@ logger = logging.getLogger(__name__)
 WATCHED_STATES = (CallState.ACTIVE, CallState.ENDING)
 
 # CallEvent kinds the supervisor adds to a call's timeline (beside the state changes).
-EVENT_SIDEBAND_ATTACHED = "sideband_attached"
-EVENT_SIDEBAND_LOST = "sideband_lost"
-EVENT_WARNING = "warning"
+EVENT_SIDEBAND_ATTACHED = CallEvent.Kind.SIDEBAND_ATTACHED
+EVENT_SIDEBAND_LOST = CallEvent.Kind.SIDEBAND_LOST
+EVENT_WARNING = CallEvent.Kind.WARNING
 
 
 @dataclass
@@ -60,6 +60,7 @@ class CallSnapshot:
     started_at: datetime | None
     created_at: datetime
     was_attached: bool  # a supervisor attached before: a 404 now means the call is gone
+    wrap_up_message: str = ""  # the assistant's, else SUPERVISOR_WRAP_UP_MESSAGE (see CallWatcher)
     price: ModelPrice | None = field(default=None, repr=False)
     payload: dict | None = field(default=None, repr=False)  # as GET /api/calls/<id> showed it at claim
 
@@ -74,7 +75,8 @@ def _snapshot(call: RealtimeCall, prices: dict[str, ModelPrice]) -> CallSnapshot
         openai_call_id=call.openai_call_id or "", model=call.model, markup_percent=call.markup_percent,
         credits_held=call.credits_held, credits_used=call.credits_used, cost_microusd=call.cost_microusd,
         tokens=call.tokens, expected_end_at=call.expected_end_at, started_at=call.started_at,
-        created_at=call.created_at, was_attached=call.metered_at is not None, price=prices.get(call.model),
+        created_at=call.created_at, was_attached=call.metered_at is not None,
+        wrap_up_message=call.assistant.wrap_up_message, price=prices.get(call.model),
         payload=_payload(call),
     )
 

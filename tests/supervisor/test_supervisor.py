@@ -211,7 +211,7 @@ def test_a_call_whose_sideband_never_attaches_is_hung_up_after_the_grace(
     started = call.started_at.timestamp()
     assert 1.5 - 0.1 <= info["hangup_requests"][0] - started <= 1.5 + 2.0
     wait_for(_final(call), what="call settled")
-    assert call.end_reason == Cause.UPSTREAM_ERROR
+    assert (call.state, call.end_reason) == (CallState.KILLED, Cause.NOT_WATCHED)
     assert "did not attach" in CallEvent.objects.filter(call=call).exclude(detail="").last().detail
     assert call.credits_charged == 0
 
