@@ -26,6 +26,9 @@
     elapsed: $("[data-testid=elapsed]"),
     timeLeft: $("[data-testid=time-left]"),
     creditsHeld: $("[data-testid=credits-held]"),
+    creditsUsed: $("[data-testid=credits-used]"),
+    tokens: $("[data-testid=tokens]"),
+    warning: $("[data-testid=call-warning]"),
     callLink: $("[data-call-link]"),
     audio: $("[data-remote-audio]"),
     assistantInfo: $("[data-assistant-info]"),
@@ -33,6 +36,7 @@
   const buyUrl = root.dataset.buyUrl || "";
   const historyUrl = root.dataset.historyUrl || "";
   const POLL_MS = 3000;
+  const REMOTE_END_CHECKS = 10; // ~3 s of asking the server why a call closed
   const FINAL_STATES = new Set(["ended", "killed", "expired", "failed"]);
 
   // Words for the states the page shows; the token itself stays in data-state for scripts and tests.
@@ -101,6 +105,35 @@
     const m = Math.floor(seconds / 60);
     const s = seconds % 60;
     return `${m}:${String(s).padStart(2, "0")}`;
+  }
+
+  // The supervisor warns once before it cuts a call off: `warning` on its live pushes ("credits" or
+  // "time"), and a `warning` event in the call's timeline (what the polling fallback sees).
+  const WARNING_WORDS = {
+    credits: "Your credits for this call are nearly used up: it will end when they run out.",
+    time: "The call is about to reach its maximum length and will end shortly.",
+  };
+
+  function showWarning(kind) {
+    if (!els.warning || els.warning.dataset.kind === kind) return;
+    els.warning.dataset.kind = kind;
+    els.warning.textContent = WARNING_WORDS[kind] || String(kind);
+    els.warning.hidden = false;
+  }
+
+  function hideWarning() {
+    if (!els.warning) return;
+    els.warning.hidden = true;
+    els.warning.textContent = "";
+    delete els.warning.dataset.kind;
+  }
+
+  function warningOf(figures) {
+    if (figures.warning) return String(figures.warning);
+    const events = Array.isArray(figures.events) ? figures.events : [];
+    const event = events.find((e) => e && e.kind === "warning");
+    if (!event) return null;
+    return /credit/i.test(event.detail || "") ? "credits" : "time";
   }
 
   function endReasonWords(reason) {
@@ -281,7 +314,14 @@
     if (current.final || current.ending) return;
     current.ending = true;
     setState("ending", "The call was closed; checking why…");
-    const figures = await fetchCall(current);
+    // When the server cut the call off (supervisor, staff), OpenAI closes the connection as soon as
+    // it is asked to, a moment before the server records why: give it that moment.
+    let figures = null;
+    for (let i = 0; i < REMOTE_END_CHECKS; i += 1) {
+      if (i) await new Promise((r) => setTimeout(r, 300));
+      figures = await fetchCall(current);
+      if (!figures || FINAL_STATES.has(figures.state) || figures.state === "ending") break;
+    }
     if (figures && !FINAL_STATES.has(figures.state) && figures.state !== "ending") {
       await hangup(current); // do not let a call we can no longer hear keep running on credits
     }
@@ -345,6 +385,7 @@
       els.elapsed.textContent = fmtDuration((performance.now() - current.connectedAt) / 1000);
     }
     els.timeLeft.textContent = "–";
+    hideWarning();
     const words = endReasonWords(reason);
     root.dataset.endReason = reason || "";
     const failed = figures && figures.state === "failed";
@@ -397,7 +438,26 @@
   }
 
   function applyFigures(current, figures) {
-    if (figures.credits_held != null) els.creditsHeld.textContent = Number(figures.credits_held).toLocaleString();
+    if (figures.credits_held != null) {
+      current.creditsHeld = Number(figures.credits_held);
+      els.creditsHeld.textContent = current.creditsHeld.toLocaleString();
+    }
+    // Live pushes (from memory) and polls (from the database) interleave; usage only grows, so the
+    // larger figure is the newer one.
+    if (figures.tokens) {
+      const total = Object.values(figures.tokens).reduce((sum, n) => sum + (Number(n) || 0), 0);
+      current.tokensTotal = Math.max(current.tokensTotal || 0, total);
+      els.tokens.textContent = current.tokensTotal.toLocaleString();
+    }
+    if (figures.credits_used != null || figures.credits_charged != null) {
+      const used = figures.credits_charged != null ? Number(figures.credits_charged) : Number(figures.credits_used);
+      current.creditsUsed = figures.credits_charged != null ? used : Math.max(current.creditsUsed || 0, used);
+    }
+    if (current.creditsUsed != null) {
+      const held = current.creditsHeld != null ? ` of ${current.creditsHeld.toLocaleString()}` : "";
+      els.creditsUsed.textContent = `${current.creditsUsed.toLocaleString()}${held}`;
+      els.creditsUsed.classList.toggle("low", current.creditsHeld != null && current.creditsUsed >= current.creditsHeld * 0.9);
+    }
     if (figures.seconds_left != null && !FINAL_STATES.has(figures.state)) {
       current.deadline = performance.now() + Number(figures.seconds_left) * 1000;
     }
@@ -409,7 +469,8 @@
       const started = Date.parse(figures.started_at);
       if (!Number.isNaN(started)) current.serverStartedAt = started;
     }
-    if (figures.warning) showAlert("warning", String(figures.warning));
+    const warning = warningOf(figures);
+    if (warning && !FINAL_STATES.has(figures.state) && !current.ending) showWarning(warning);
     tick(current);
   }
 
@@ -430,6 +491,10 @@
     els.elapsed.textContent = "0:00";
     els.timeLeft.textContent = "–";
     els.creditsHeld.textContent = "–";
+    els.creditsUsed.textContent = "–";
+    els.creditsUsed.classList.remove("low");
+    els.tokens.textContent = "–";
+    hideWarning();
     els.timeLeft.classList.remove("low");
     els.transcript.querySelectorAll("[data-line]").forEach((el) => el.remove());
     if (els.transcriptEmpty) els.transcriptEmpty.hidden = false;

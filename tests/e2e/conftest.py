@@ -60,3 +60,15 @@ def open_browser():
                 browser.close()
 
     return opener
+
+
+@pytest.fixture
+def product(transactional_db, fake_openai, tmp_path):
+    """The product in daphne, its OpenAI being the fake (with a real aiortc WebRTC peer)."""
+    from tests.live import start_daphne
+
+    server = start_daphne(
+        tmp_path, OPENAI_BASE_URL=fake_openai.base_url, OPENAI_API_KEY=fake_openai.project_key
+    )
+    yield server
+    server.stop()

@@ -6,19 +6,8 @@ import pytest
 from django.urls import reverse
 
 from tests.factories import DEFAULT_PASSWORD, UserFactory
-from tests.live import start_daphne
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-@pytest.fixture
-def product(transactional_db, fake_openai, tmp_path):
-    """The product in daphne, its OpenAI being the fake (with a real aiortc WebRTC peer)."""
-    server = start_daphne(
-        tmp_path, OPENAI_BASE_URL=fake_openai.base_url, OPENAI_API_KEY=fake_openai.project_key
-    )
-    yield server
-    server.stop()
 
 
 def ensure_price(model: str) -> None:
