@@ -378,8 +378,7 @@ def main() -> None:
             f"{info['buckets']:,} usage buckets in {info['load_seconds']} s",
             flush=True,
         )
-        # The child runs as in production (DEBUG off): with DEBUG on, Django keeps the last 9,000
-        # queries' SQL in memory, which is most of what the peak RSS would otherwise measure.
+        # The child runs as in production (DEBUG off, so Django keeps no log of the queries).
         child_env = {
             **os.environ,
             "DEBUG": "false",
