@@ -182,6 +182,23 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# The cache holds DRF throttle counters and sessions: it must be shared by every web process, so
+# it is Redis when there is one (the in-process cache serves the single-process embedded default).
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": env.str("CACHE_URL", default=REDIS_URL),
+            "KEY_PREFIX": env.str("CACHE_PREFIX", default="rs"),
+            "TIMEOUT": 300,
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Sessions are written to the database and read from the cache: a request does not pay a query
+# for its session, and a flushed cache loses nobody's sign-in.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+
 # Celery. Without Redis the broker is kombu's filesystem transport under var/celery: it needs no
 # server, survives restarts and lets the worker and beat run as separate local processes.
 CELERY_DATA_DIR = Path(env.str("CELERY_DATA_DIR", default=str(VAR_DIR / "celery")))

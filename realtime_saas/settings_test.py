@@ -37,3 +37,7 @@ if "prefix" in CHANNEL_LAYERS["default"]["CONFIG"]:  # noqa: F405
     CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = "test-" + os.environ.get("PYTEST_XDIST_WORKER", "main")  # noqa: F405
 else:
     CHANNEL_LAYERS["default"].pop("CONFIG")  # noqa: F405
+# One cache namespace per test process, shared with the servers it starts (they inherit the
+# variable), so throttle counters and cached sessions never leak between runs or xdist workers.
+os.environ.setdefault("TEST_CACHE_PREFIX", f"test-{os.getpid()}-{os.urandom(3).hex()}")
+CACHES["default"]["KEY_PREFIX"] = os.environ["TEST_CACHE_PREFIX"]  # noqa: F405
