@@ -433,6 +433,8 @@ class UsageRecord(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["call", "response_id"], name="usage_record_once_per_response"),
         ]
+        # Reconciliation streams usage by minute over a window: without this, every run scans all.
+        indexes = [models.Index(fields=["at"], name="usage_record_at")]
 
     def __str__(self) -> str:
         return f"{self.call_id} {self.response_id}"

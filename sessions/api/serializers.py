@@ -63,7 +63,8 @@ class CallSerializer(serializers.ModelSerializer):
         model = RealtimeCall
         fields = [
             "id", "assistant", "mode", "state", "created_at", "started_at", "ended_at", "expected_end_at",
-            "seconds_left", "duration_seconds", "credits_held", "credits_charged", "cost_microusd", "tokens",
+            "seconds_left", "duration_seconds", "credits_held", "credits_used", "credits_charged", "cost_microusd",
+            "tokens",
             "end_reason", "events",
         ]
         read_only_fields = fields
