@@ -1,17 +1,10 @@
-# The offline stand-ins, started as subprocesses on free ports when a test asks for them.
-# TEMPORARY while the fakes are being written: only the plugins that exist yet.
-import importlib.util
-
 import pytest
 from django.db import connection
 
 from tests.factories import DEFAULT_PASSWORD, StaffFactory, UserFactory
 
-pytest_plugins = [
-    name
-    for name in ("fakes.openai.pytest_plugin", "fakes.stripe.pytest_plugin")
-    if importlib.util.find_spec(name) is not None
-]
+# The offline stand-ins, started as subprocesses on free ports when a test asks for them.
+pytest_plugins = ["fakes.openai.pytest_plugin", "fakes.stripe.pytest_plugin"]
 
 
 def pytest_collection_modifyitems(config, items):
