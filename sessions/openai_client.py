@@ -163,24 +163,26 @@ def mint_client_secret(*, session: dict, ttl_seconds: int) -> MintedSecret:
     return MintedSecret(value=value, expires_at=int(result.expires_at), model=model, fingerprint=fingerprint(value))
 
 
+def _hangup_failed(exc: openai.OpenAIError, call_id: str, attempt: int) -> None:
+    """Raise our error for a failed hangup, or return when it is worth another attempt."""
+    if isinstance(exc, openai.NotFoundError):
+        raise CallNotFound(call_id) from None
+    if isinstance(exc, openai.BadRequestError) and _error_code(exc) == "call_id_not_found":
+        raise CallNotFound(call_id) from None
+    retryable = (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError)
+    if not isinstance(exc, retryable) or attempt == HANGUP_RETRIES:
+        raise _translate(exc, "the hangup") from None
+    logger.info("hangup of %s failed (%s), retrying", call_id, type(exc).__name__)
+
+
 def hangup(call_id: str) -> None:
     """`POST /v1/realtime/calls/{id}/hangup`. Raises CallNotFound if the call is already gone."""
     for attempt in range(HANGUP_RETRIES + 1):
         try:
             client().realtime.calls.hangup(call_id)
             return
-        except openai.NotFoundError:
-            raise CallNotFound(call_id) from None
-        except openai.BadRequestError as exc:
-            if _error_code(exc) == "call_id_not_found":
-                raise CallNotFound(call_id) from None
-            raise _translate(exc, "the hangup") from None
-        except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as exc:
-            if attempt == HANGUP_RETRIES:
-                raise _translate(exc, "the hangup") from None
-            logger.info("hangup of %s failed (%s), retrying", call_id, type(exc).__name__)
         except openai.OpenAIError as exc:
-            raise _translate(exc, "the hangup") from None
+            _hangup_failed(exc, call_id, attempt)
 
 
 # --- Sideband and async hangup (the call supervisor, sessions/supervisor) ------------------------
@@ -286,18 +288,8 @@ async def ahangup(aclient: openai.AsyncOpenAI, call_id: str) -> None:
         try:
             await aclient.realtime.calls.hangup(call_id)
             return
-        except openai.NotFoundError:
-            raise CallNotFound(call_id) from None
-        except openai.BadRequestError as exc:
-            if _error_code(exc) == "call_id_not_found":
-                raise CallNotFound(call_id) from None
-            raise _translate(exc, "the hangup") from None
-        except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as exc:
-            if attempt == HANGUP_RETRIES:
-                raise _translate(exc, "the hangup") from None
-            logger.info("hangup of %s failed (%s), retrying", call_id, type(exc).__name__)
         except openai.OpenAIError as exc:
-            raise _translate(exc, "the hangup") from None
+            _hangup_failed(exc, call_id, attempt)
 
 
 # --- Admin API: Usage and Costs (reconciliation, sessions/reconciliation) ------------------------
