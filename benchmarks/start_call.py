@@ -395,7 +395,7 @@ def main() -> int:
     parser.add_argument(
         "--conn-max-age",
         default="0",
-        help="the product's CONN_MAX_AGE (its default, 60, leaks a connection per request under daphne)",
+        help="the product's CONN_MAX_AGE (0; anything above leaks a connection per request under daphne without the pool)",
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument(

@@ -16,6 +16,10 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# pytest-django creates and drops test databases: a pool would keep connections open across that.
+# (tests/core/test_settings.py runs a server with the production default, the pool, once.)
+if os.environ.get("DATABASE_POOL", "false").lower() != "true":
+    DATABASES["default"].get("OPTIONS", {}).pop("pool", None)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["NAME"] = str(VAR_DIR / "test.sqlite3")
     # A file (live-server subprocesses must open it too), named per process so that two test

@@ -110,3 +110,28 @@ def test_a_real_celery_worker_consumes_the_configured_broker(tmp_path, settings)
     finally:
         worker.terminate()
         worker.wait(timeout=20)
+
+
+@pytest.mark.postgres
+def test_a_server_with_the_production_connection_pool_serves_concurrent_requests(tmp_path, alice):
+    """PostgreSQL's default in production is psycopg's pool; the test settings turn it off, so
+    here a real daphne runs with it on and answers concurrent database-backed requests."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.live import start_daphne
+
+    client = Client()
+    client.force_login(alice)
+    cookies = {"sessionid": client.cookies["sessionid"].value}
+    server = start_daphne(tmp_path, DATABASE_POOL="true", DATABASE_POOL_MAX_SIZE="4")
+    try:
+        def dashboard(_):
+            return httpx.get(f"{server.url}/dashboard/", cookies=cookies, timeout=10).status_code
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = list(pool.map(dashboard, range(40)))
+        assert statuses == [200] * 40
+        assert httpx.get(f"{server.url}/readyz", timeout=10).json()["checks"]["database"] == "ok"
+    finally:
+        server.stop()
+    assert "PoolTimeout" not in server.log()
