@@ -71,8 +71,7 @@ def main() -> int:
     processes["worker"] = (
         f"{py} -m celery -A realtime_saas worker --beat --pool=threads --concurrency=4 --loglevel=INFO"
     )
-    if (ROOT / "sessions" / "management" / "commands" / "supervise_calls.py").exists():
-        processes["supervisor"] = f"{py} manage.py supervise_calls"
+    processes["supervisor"] = f"{py} manage.py supervise_calls"
 
     from honcho.manager import Manager
 
