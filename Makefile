@@ -26,7 +26,7 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	@touch $@
 
-run: $(VENV)/.installed ## Serve everything on http://127.0.0.1:8000 (SQLite, fakes, worker, beat); Ctrl-C stops it
+run: $(VENV)/.installed ## Serve everything on http://127.0.0.1:8000 (SQLite, fakes, worker+beat, supervisor); Ctrl-C stops it
 	$(PY) scripts/run_dev.py
 
 test: $(VENV)/.installed-dev ## Run ruff and the whole test suite (DATABASE_URL/REDIS_URL when set, else SQLite)
@@ -37,7 +37,6 @@ test: $(VENV)/.installed-dev ## Run ruff and the whole test suite (DATABASE_URL/
 
 lint: $(VENV)/.installed-dev ## Check the code with ruff
 	$(PY) -m ruff check .
-	$(PY) -m ruff format --check . || true
 
 format: $(VENV)/.installed-dev ## Fix what ruff can fix
 	$(PY) -m ruff check --fix .
