@@ -60,7 +60,10 @@ def test_credits_run_out_the_server_cuts_the_call_and_history_shows_the_cost(
             page.get_by_test_id("start-call").click()
             wait_for_state(page, "connected")
             call_id = page.locator("[data-talk]").get_attribute("data-call-id")
-            assert page.get_by_test_id("credits-held").inner_text() == "20"
+            # The figures come from the page's first GET of the call, which may land after `connected`.
+            page.wait_for_function(
+                "document.querySelector('[data-testid=credits-held]').textContent.trim() === '20'"
+            )
             [upstream] = [c for c in fake_openai.calls() if c["state"] != "ended"]
             fake_openai.wait_for_call(upstream["id"], lambda c: c["sidebands"] >= 1, timeout=20)
 

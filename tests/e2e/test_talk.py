@@ -83,8 +83,13 @@ def test_talk_start_hear_stop_and_find_it_in_history(product, fake_openai, open_
             transcript = line.inner_text()
             call_id = page.locator("[data-talk]").get_attribute("data-call-id")
             assert call_id
-            assert page.get_by_test_id("credits-held").inner_text() not in ("", "–")
-            assert re.fullmatch(r"\d+:\d\d", page.get_by_test_id("time-left").inner_text())
+            # Figures come from the page's GET of the call (or a push): wait for them, don't race them.
+            page.wait_for_function(
+                "!['', '–'].includes(document.querySelector('[data-testid=credits-held]').textContent.trim())"
+            )
+            page.wait_for_function(
+                "/^\\d+:\\d\\d$/.test(document.querySelector('[data-testid=time-left]').textContent.trim())"
+            )
             page.wait_for_timeout(1200)  # a call long enough to have a visible duration
 
             page.get_by_test_id("stop-call").click()
