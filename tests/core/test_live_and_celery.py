@@ -15,6 +15,19 @@ from realtime_saas.live import apush, user_group
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def _session_cookie(user) -> str:
+    """Sign `user` in; runs in a worker thread (sync_to_async), whose DB connection is closed
+    here, or it would outlive the test and block dropping the test database."""
+    from django.db import connection
+
+    client = Client()
+    try:
+        client.force_login(user)
+        return f"sessionid={client.cookies['sessionid'].value}"
+    finally:
+        connection.close()
+
+
 async def test_anonymous_websocket_is_refused():
     communicator = WebsocketCommunicator(application, "/ws/live/", headers=[(b"origin", b"http://127.0.0.1")])
     connected, code = await communicator.connect()
@@ -23,9 +36,7 @@ async def test_anonymous_websocket_is_refused():
 
 
 async def test_websocket_from_a_foreign_origin_is_refused(alice):
-    client = Client()
-    await sync_to_async(client.force_login)(alice)
-    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    cookie = (await sync_to_async(_session_cookie)(alice)).encode()
     communicator = WebsocketCommunicator(
         application, "/ws/live/", headers=[(b"origin", b"https://evil.example"), (b"cookie", cookie)]
     )
@@ -41,11 +52,7 @@ def test_live_server_pushes_to_the_signed_in_user_only(live_asgi_server, alice, 
         pytest.skip("pushing from this process to daphne's needs a shared (Redis) channel layer")
 
     async def scenario():
-        cookies = {}
-        for user in (alice, bob):
-            client = Client()
-            await sync_to_async(client.force_login)(user)
-            cookies[user.pk] = f"sessionid={client.cookies['sessionid'].value}"
+        cookies = {user.pk: await sync_to_async(_session_cookie)(user) for user in (alice, bob)}
         headers = {"Origin": live_asgi_server.url}
         async with websockets.connect(
             f"{live_asgi_server.ws_url}/ws/live/", additional_headers={**headers, "Cookie": cookies[alice.pk]}
