@@ -7,17 +7,7 @@ from django.shortcuts import render
 from billing import services
 from billing.exceptions import BillingError
 from billing.models import CreditPack, Dispute, Hold, LedgerEntry, Purchase, Refund, StripeEvent, Wallet
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+from realtime_saas.admin import ReadOnlyAdmin
 
 
 @admin.register(CreditPack)

@@ -9,6 +9,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
+from realtime_saas.admin import ReadOnlyAdmin
 from sessions.reconciliation import csv_import, services
 from sessions.reconciliation.models import (
     CostBucket,
@@ -193,17 +194,6 @@ class FlagAdmin(admin.ModelAdmin):
             except services.FlagActionError as exc:
                 self.message_user(request, f"Flag #{flag.pk}: {exc}", messages.ERROR)
         return None
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(UsageBucket)
