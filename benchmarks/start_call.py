@@ -35,7 +35,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+
+from bench_db import (  # benchmarks/ is on sys.path: the script's own folder
+    recreate_database,
+    transactions_committed,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -170,17 +174,6 @@ def product_env(database_url: str, redis_url: str, openai_base_url: str, conn_ma
 # --- database state -------------------------------------------------------------------------------
 
 
-def recreate_database(database_url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(database_url)
-    name = parts.path.lstrip("/")
-    if not name or not name.replace("_", "").isalnum():
-        raise SystemExit(f"refusing database name {name!r}")
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def migrate(env: dict, log: Path) -> None:
@@ -252,15 +245,6 @@ def create_principals(count: int, credits: int) -> tuple[int, list[Principal]]:
     return assistant.pk, principals
 
 
-def transactions_committed(database_url: str) -> int:
-    """The database's committed transactions so far: each autocommit statement counts as one."""
-    import psycopg
-
-    name = urlsplit(database_url).path.lstrip("/")
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("SELECT pg_stat_clear_snapshot()")
-        row = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (name,)).fetchone()
-    return int(row[0])
 
 
 def count_calls_by_state() -> dict[str, int]:

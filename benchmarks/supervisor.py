@@ -27,7 +27,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+
+from bench_db import (  # benchmarks/ is on sys.path: the script's own folder
+    recreate_database,
+    transactions_committed,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -58,26 +62,8 @@ def product_env(database_url: str, openai_base_url: str) -> dict:
     return env
 
 
-def recreate_database(database_url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(database_url)
-    name = parts.path.lstrip("/")
-    if not name or not name.replace("_", "").isalnum():
-        raise SystemExit(f"refusing database name {name!r}")
-    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def transactions_committed(database_url: str) -> int:
-    import psycopg
-
-    name = urlsplit(database_url).path.lstrip("/")
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("SELECT pg_stat_clear_snapshot()")
-        row = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (name,)).fetchone()
-    return int(row[0])
 
 
 def proc_cpu_seconds(pid: int) -> float:
