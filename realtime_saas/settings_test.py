@@ -44,4 +44,8 @@ else:
 # One cache namespace per test process, shared with the servers it starts (they inherit the
 # variable), so throttle counters and cached sessions never leak between runs or xdist workers.
 os.environ.setdefault("TEST_CACHE_PREFIX", f"test-{os.getpid()}-{os.urandom(3).hex()}")
-CACHES["default"]["KEY_PREFIX"] = os.environ["TEST_CACHE_PREFIX"]  # noqa: F405
+# xdist workers inherit the variable from the controller, and their users share primary keys
+# (alice is pk 1 in every worker's database): the worker's name keeps their throttles apart.
+CACHES["default"]["KEY_PREFIX"] = (  # noqa: F405
+    f"{os.environ['TEST_CACHE_PREFIX']}-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+)
