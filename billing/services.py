@@ -239,17 +239,42 @@ def place_hold(*, user, credits: int, idempotency_key: str, reference: str, memo
             if existing.wallet_id != wallet.pk or existing.credits != credits:
                 raise IdempotencyConflict(f"Key {idempotency_key!r} was used for a different hold.")
             return existing
-        if reason := wallet.blocked_reason:
-            raise WalletBlocked(reason=reason)
-        available = wallet.balance - wallet.held
-        if available < credits:
-            raise InsufficientCredits(available=max(0, available), required=credits)
-        hold = Hold.objects.create(
-            wallet=wallet, credits=credits, reference=reference[:255], memo=memo, idempotency_key=idempotency_key
-        )
-        wallet.held += credits
-        wallet.save(update_fields=["held", "updated_at"])
-        _push_balance_on_commit(wallet)
+        return hold_in_transaction(wallet=wallet, credits=credits, idempotency_key=idempotency_key,
+                                   reference=reference, memo=memo)
+
+
+def lock_wallet(*, user) -> Wallet:
+    """The user's wallet, locked until the caller's transaction ends (creating it if needed).
+
+    For callers that write their own rows in the same transaction as a hold (a call and its hold
+    commit together): lock, decide from `wallet.available`, then `hold_in_transaction`.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("lock_wallet() must run inside transaction.atomic().")
+    return locks.wallet_for_update(user_id=user.pk)
+
+
+def hold_in_transaction(*, wallet: Wallet, credits: int, idempotency_key: str, reference: str,
+                        memo: str = "") -> Hold:
+    """`place_hold` for a wallet the caller has locked (`lock_wallet`) in its open transaction.
+
+    Same checks; no replay lookup, so the key must be new (a reused key fails on its unique
+    constraint and the caller's transaction rolls back, hold and all).
+    """
+    _positive(credits)
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("hold_in_transaction() must run inside the transaction that locked the wallet.")
+    if reason := wallet.blocked_reason:
+        raise WalletBlocked(reason=reason)
+    available = wallet.balance - wallet.held
+    if available < credits:
+        raise InsufficientCredits(available=max(0, available), required=credits)
+    hold = Hold.objects.create(
+        wallet=wallet, credits=credits, reference=reference[:255], memo=memo, idempotency_key=idempotency_key
+    )
+    wallet.held += credits
+    wallet.save(update_fields=["held", "updated_at"])
+    _push_balance_on_commit(wallet)
     return hold
 
 

@@ -73,9 +73,11 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "accounts.middleware.SuspendedUserMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # Last on purpose: it is sync-only, so under ASGI everything above it runs in one thread hop
+    # (a sync-only middleware in the middle makes the async-capable ones below it hop per call).
+    "accounts.middleware.SuspendedUserMiddleware",
 ]
 
 ROOT_URLCONF = "realtime_saas.urls"

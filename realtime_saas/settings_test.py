@@ -21,6 +21,7 @@ STORAGES = {
 if os.environ.get("DATABASE_POOL", "false").lower() != "true":
     DATABASES["default"].get("OPTIONS", {}).pop("pool", None)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    VAR_DIR.mkdir(exist_ok=True)  # a fresh clone has no var/ until something creates it
     DATABASES["default"]["NAME"] = str(VAR_DIR / "test.sqlite3")
     # A file (live-server subprocesses must open it too), named per process so that two test
     # runs in one checkout never share one.

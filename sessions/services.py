@@ -1,8 +1,8 @@
 """Starting, ending and settling realtime calls. The only code that changes a RealtimeCall's state.
 
-Every operation follows the same order (DESIGN.md, STYLE.md rule 3): a short transaction writes our
-rows, billing takes or settles the hold in its own transaction, and only then do we talk to OpenAI,
-with no lock held. Each failure path releases what it reserved. A state change is a conditional
+Every operation follows the same order (DESIGN.md, STYLE.md rule 3): short transactions write our
+rows and take or settle the hold (a start writes its call and its hold in one), and only then do we
+talk to OpenAI, with no lock held. Each failure path releases what it reserved. A state change is a conditional
 UPDATE from the state we read plus a CallEvent, so two actors racing (user hangup, staff, sweep,
 supervisor) change a call once; billing's idempotency keys make settlement exactly once.
 """
@@ -12,10 +12,11 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from accounts.services import is_email_verified
@@ -24,7 +25,6 @@ from billing import services as billing
 from realtime_saas.live import push_to_user
 from sessions import exceptions as errors
 from sessions import openai_client
-from sessions.locks import user_for_update
 from sessions.models import (
     FINAL_STATES,
     KILL_CAUSES,
@@ -115,20 +115,27 @@ def _check_user(user) -> None:
 
 
 def _check_limits(*, user, assistant: Assistant, now: datetime) -> None:
-    live = RealtimeCall.objects.filter(user=user, state__in=LIVE_STATES).count()
+    """The concurrency and start-rate limits, counted in one query (the caller holds the lock
+    that serialises this user's starts, so the counts are exact)."""
+    window_start = now - START_RATE_WINDOW
+    live_filter, recent_filter = Q(state__in=LIVE_STATES), Q(created_at__gt=window_start)
+    counts = RealtimeCall.objects.filter(live_filter | recent_filter, user=user).aggregate(
+        live=Count("pk", filter=live_filter), recent=Count("pk", filter=recent_filter)
+    )
+    live = counts["live"]
     if live >= assistant.max_concurrent_calls:
         raise errors.ConcurrencyLimit(
             f"You already have {live} call(s) in progress; {assistant.name} allows "
             f"{assistant.max_concurrent_calls} at a time. End one first.",
             retry_after=5,
         )
-    recent = list(
-        RealtimeCall.objects.filter(user=user, created_at__gt=now - START_RATE_WINDOW)
-        .order_by("created_at")
-        .values_list("created_at", flat=True)
-    )
-    if len(recent) >= assistant.max_starts_per_minute:
-        wait = recent[-assistant.max_starts_per_minute] + START_RATE_WINDOW - now
+    if counts["recent"] >= assistant.max_starts_per_minute:
+        recent = list(
+            RealtimeCall.objects.filter(recent_filter, user=user)
+            .order_by("-created_at")
+            .values_list("created_at", flat=True)[: assistant.max_starts_per_minute]
+        )
+        wait = recent[-1] + START_RATE_WINDOW - now
         raise errors.StartRateLimited(
             f"{assistant.name} allows {assistant.max_starts_per_minute} call starts a minute; try again shortly.",
             retry_after=max(1, math.ceil(wait.total_seconds())),
@@ -248,40 +255,67 @@ def _fail(call: RealtimeCall, *, cause: str, detail: str) -> None:
 
 
 def _open_call(*, user, assistant: Assistant, mode: str) -> tuple[RealtimeCall, HoldPlan]:
-    """Checks, then a pending call row and its hold. Raises a CallError, having held nothing."""
+    """Checks, then a pending call row and its hold, committed together. Raises a CallError,
+    having written nothing.
+
+    One transaction: the wallet's row lock serialises this user's starts (so the limits are
+    counted exactly) and guards the balance the hold is sized from.
+    """
     _check_user(user)
     now = timezone.now()
-    plan = plan_hold(assistant=assistant, available=billing.available_credits(user))
+    call = RealtimeCall(
+        user=user, assistant=assistant, mode=mode, state=CallState.PENDING, model=assistant.model,
+        markup_percent=assistant.markup_percent, created_at=now, updated_at=now,
+    )
     with transaction.atomic(durable=True):
-        user_for_update(user_id=user.pk)
-        _check_limits(user=user, assistant=assistant, now=now)  # exact: under the user's lock
-        call = RealtimeCall.objects.create(
-            user=user, assistant=assistant, mode=mode, state=CallState.PENDING, model=assistant.model,
-            markup_percent=assistant.markup_percent, allowed_seconds=plan.seconds, created_at=now,
-            expected_end_at=now + timedelta(seconds=plan.seconds + settings.OPENAI_TIMEOUT_SECONDS),
+        wallet = billing.lock_wallet(user=user)
+        if reason := wallet.blocked_reason:
+            raise errors.WalletBlocked(f"Your wallet cannot start calls: {reason}")
+        _check_limits(user=user, assistant=assistant, now=now)
+        plan = plan_hold(assistant=assistant, available=wallet.available)
+        hold = billing.hold_in_transaction(
+            wallet=wallet, credits=plan.credits, idempotency_key=f"realtime-call:{call.public_id}:hold",
+            reference=f"realtime-call:{call.public_id}", memo=f"{assistant.name}, up to {plan.seconds} s",
         )
+        call.hold_id, call.credits_held, call.allowed_seconds = hold.pk, plan.credits, plan.seconds
+        call.expected_end_at = now + timedelta(seconds=plan.seconds + settings.OPENAI_TIMEOUT_SECONDS)
+        call.save(force_insert=True)
         CallEvent.objects.create(
             call=call, at=now, kind=CallEvent.Kind.STATE, to_state=CallState.PENDING, cause=Cause.STARTED,
             actor=user, detail=f"{mode} mode; holding {plan.credits:,} credits for {plan.seconds} s",
         )
-    try:
-        hold = billing.place_hold(
-            user=user, credits=plan.credits, idempotency_key=f"realtime-call:{call.public_id}:hold",
-            reference=f"realtime-call:{call.public_id}", memo=f"{assistant.name}, up to {plan.seconds} s",
-        )
-    except billing_errors.InsufficientCredits as exc:
-        _fail(call, cause=Cause.INSUFFICIENT_CREDITS, detail=str(exc))
-        raise errors.InsufficientCredits(
-            f"Starting a call needs {exc.required:,} credits; you have {max(exc.available, 0):,} available."
-        ) from None
-    except billing_errors.WalletBlocked as exc:
-        _fail(call, cause=Cause.WALLET_BLOCKED, detail=exc.reason)
-        raise errors.WalletBlocked(f"Your wallet cannot start calls: {exc.reason}") from None
-    RealtimeCall.objects.filter(pk=call.pk).update(hold_id=hold.pk, credits_held=plan.credits)
-    call.hold_id, call.credits_held = hold.pk, plan.credits
     # No push here: the caller is still waiting for this request, and the next transition
     # (active or failed) pushes the call anyway.
     return call, plan
+
+
+def _activate(call: RealtimeCall, *, cause: str, **fields) -> bool:
+    """pending → active, the hot path of a start: a conditional UPDATE and its event, with the
+    live push built from the row in hand. False (the call refreshed) if the call has moved on."""
+    now = timezone.now()
+    values = dict(fields, state=CallState.ACTIVE, updated_at=now)
+    values.setdefault("started_at", now)
+    with transaction.atomic(durable=True):
+        if not RealtimeCall.objects.filter(pk=call.pk, state=CallState.PENDING).update(**values):
+            changed = False
+        else:
+            CallEvent.objects.create(
+                call_id=call.pk, at=now, kind=CallEvent.Kind.STATE, from_state=CallState.PENDING,
+                to_state=CallState.ACTIVE, cause=cause,
+            )
+            for name, value in values.items():
+                setattr(call, name, value)
+            transaction.on_commit(partial(_push_figures, call))
+            changed = True
+    if not changed:
+        call.refresh_from_db()
+    return changed
+
+
+def _push_figures(call: RealtimeCall) -> None:
+    from sessions.api.serializers import call_figures
+
+    push_to_user(call.user_id, "call", call_figures(call))
 
 
 def _upstream_failed(call: RealtimeCall, exc: Exception) -> errors.CallError:
@@ -313,8 +347,8 @@ def start_proxy_call(*, user, assistant_id, offer_sdp: str) -> tuple[RealtimeCal
     except (openai_client.UpstreamError, openai_client.InvalidOffer) as exc:
         raise _upstream_failed(call, exc) from None
     now = timezone.now()
-    if transition(
-        call, to=CallState.ACTIVE, cause=Cause.UPSTREAM_ANSWERED, openai_call_id=created.call_id,
+    if _activate(
+        call, cause=Cause.UPSTREAM_ANSWERED, openai_call_id=created.call_id,
         started_at=now, expected_end_at=now + timedelta(seconds=plan.seconds),
     ):
         return call, created.answer_sdp
@@ -344,8 +378,8 @@ def mint_client_secret(*, user, assistant_id) -> tuple[RealtimeCall, openai_clie
     # Use our clock when the upstream's disagrees (the fake's can be shifted): the window must not
     # close before the key could be used.
     expires_at = max(expires_at, now + timedelta(seconds=assistant.key_ttl_seconds))
-    transition(
-        call, to=CallState.ACTIVE, cause=Cause.MINTED, secret_fingerprint=minted.fingerprint,
+    _activate(
+        call, cause=Cause.MINTED, secret_fingerprint=minted.fingerprint,
         secret_expires_at=expires_at, started_at=now,
         expected_end_at=expires_at + timedelta(seconds=plan.seconds),
     )

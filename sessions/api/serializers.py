@@ -113,3 +113,37 @@ class ErrorSerializer(serializers.Serializer):
     error = ErrorBodySerializer()
     detail = serializers.CharField(help_text="The same message, where DRF clients look for it.")
 
+
+
+_datetime = serializers.DateTimeField()
+
+
+def call_figures(call: RealtimeCall) -> dict:
+    """`CallSerializer(call).data` without `events`, built from the instance in hand.
+
+    For the live push of a state change on a hot path (a call start): no query for the events and
+    none of the serializer's per-instance field building. tests/sessions keeps the two in step.
+    """
+
+    def when(value):
+        return _datetime.to_representation(value) if value is not None else None
+
+    serializer = CallSerializer
+    return {
+        "id": call.public_id,
+        "assistant": {"id": call.assistant_id, "name": call.assistant.name},
+        "mode": call.mode,
+        "state": call.state,
+        "created_at": when(call.created_at),
+        "started_at": when(call.started_at),
+        "ended_at": when(call.ended_at),
+        "expected_end_at": when(call.expected_end_at),
+        "seconds_left": serializer.get_seconds_left(None, call),
+        "duration_seconds": serializer.get_duration_seconds(None, call),
+        "credits_held": call.credits_held,
+        "credits_used": call.credits_used,
+        "credits_charged": call.credits_charged,
+        "cost_microusd": call.cost_microusd,
+        "tokens": call.tokens.as_dict(),
+        "end_reason": call.end_reason,
+    }

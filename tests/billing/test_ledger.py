@@ -236,3 +236,38 @@ def test_balance_changes_are_pushed_to_the_user_after_commit(alice, monkeypatch,
         (alice.pk, "balance", {"balance": 100, "held": 0, "available": 100}),
         (alice.pk, "balance", {"balance": 100, "held": 30, "available": 70}),
     ]
+
+
+def test_a_hold_in_the_callers_transaction_commits_and_rolls_back_with_it(alice):
+    fund(alice, 100)
+    with transaction.atomic():
+        wallet = services.lock_wallet(user=alice)
+        services.hold_in_transaction(wallet=wallet, credits=30, idempotency_key="h1", reference="r")
+    assert wallet_of(alice).held == 30
+    with pytest.raises(RuntimeError, match="caller's row"), transaction.atomic():
+        wallet = services.lock_wallet(user=alice)
+        services.hold_in_transaction(wallet=wallet, credits=50, idempotency_key="h2", reference="r")
+        raise RuntimeError("the caller's row could not be written")
+    assert wallet_of(alice).held == 30
+    assert list(Hold.objects.values_list("idempotency_key", flat=True)) == ["h1"]
+
+
+def test_a_hold_in_the_callers_transaction_refuses_what_place_hold_refuses(alice):
+    fund(alice, 100)
+    with transaction.atomic():
+        wallet = services.lock_wallet(user=alice)
+        with pytest.raises(InsufficientCredits):
+            services.hold_in_transaction(wallet=wallet, credits=101, idempotency_key="h1", reference="r")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        wallet = services.lock_wallet(user=alice)
+        services.hold_in_transaction(wallet=wallet, credits=10, idempotency_key="dup", reference="r")
+        services.hold_in_transaction(wallet=wallet, credits=10, idempotency_key="dup", reference="r")
+    assert wallet_of(alice).held == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lock_wallet_and_hold_in_transaction_need_an_open_transaction(alice):
+    with pytest.raises(RuntimeError, match="inside transaction.atomic"):
+        services.lock_wallet(user=alice)
+    with pytest.raises(RuntimeError, match="inside the transaction"):
+        services.hold_in_transaction(wallet=services.get_wallet(alice), credits=1, idempotency_key="k", reference="r")

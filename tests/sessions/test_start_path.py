@@ -1,0 +1,127 @@
+"""The call-start hot path: one transaction for the call and its hold, the live push built from the
+row in hand, and a bounded number of queries."""
+
+from datetime import UTC, datetime, timedelta
+from unittest import mock
+
+import pytest
+import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from billing.models import Hold
+from sessions.api.serializers import CallSerializer, call_figures
+from sessions.models import CallEvent, CallState, Cause, RealtimeCall
+from tests.sessions.factories import AssistantFactory
+from tests.sessions.helpers import wallet_of
+
+
+def start(client, assistant, offer):
+    return client.post(f"/api/calls/?assistant={assistant.pk}", data=offer, content_type="application/sdp")
+
+
+def test_a_start_writes_the_call_its_hold_and_its_events(alice_client, funded_alice, assistant, offer_sdp,
+                                                         openai_settings):
+    response = start(alice_client, assistant, offer_sdp)
+    assert response.status_code == 201
+    call = RealtimeCall.objects.get()
+    hold = Hold.objects.get(pk=call.hold_id)
+    assert hold.status == Hold.Status.ACTIVE and hold.credits == call.credits_held > 0
+    assert hold.reference == f"realtime-call:{call.public_id}"
+    assert wallet_of(funded_alice).held == call.credits_held
+    states = list(call.events.filter(kind=CallEvent.Kind.STATE).order_by("pk").values_list("from_state", "to_state"))
+    assert states == [("", CallState.PENDING), (CallState.PENDING, CallState.ACTIVE)]
+    assert call.state == CallState.ACTIVE and call.started_at is not None and call.openai_call_id.startswith("rtc_")
+
+
+def test_a_failure_after_the_call_row_rolls_back_the_hold_too(alice_client, funded_alice, assistant, offer_sdp,
+                                                              openai_settings):
+    """The call, its first event and its hold commit together: if the event cannot be written,
+    neither the call nor the hold exist, and nothing is held."""
+    failing = mock.patch.object(CallEvent.objects, "create", side_effect=RuntimeError("disk full"))
+    with failing, pytest.raises(RuntimeError):
+        start(alice_client, assistant, offer_sdp)
+    assert not RealtimeCall.objects.exists()
+    assert not Hold.objects.exists()
+    assert wallet_of(funded_alice).held == 0
+    assert openai_settings.calls() == []
+
+
+def test_a_blocked_wallet_is_402_wallet_blocked_and_nothing_is_written(alice_client, funded_alice, assistant,
+                                                                       offer_sdp, openai_settings):
+    from billing import services as billing
+
+    billing.clawback(user=funded_alice, credits=20_000, idempotency_key="cb", kind="refund", reference="test")
+    response = start(alice_client, assistant, offer_sdp)
+    assert response.status_code == 402
+    body = response.json()
+    assert body["error"]["code"] == "wallet_blocked"
+    assert "Buy credits" in body["error"]["message"]
+    assert not RealtimeCall.objects.exists() and not Hold.objects.exists()
+    assert openai_settings.calls() == []
+
+
+def test_the_start_rate_retry_after_counts_from_the_oldest_start_in_the_window(alice_client, funded_alice,
+                                                                              offer_sdp, openai_settings):
+    assistant = AssistantFactory(max_starts_per_minute=2, max_concurrent_calls=5)
+    t0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    with time_machine.travel(t0, tick=False):
+        assert start(alice_client, assistant, offer_sdp).status_code == 201
+    with time_machine.travel(t0 + timedelta(seconds=10), tick=False):
+        assert start(alice_client, assistant, offer_sdp).status_code == 201
+    with time_machine.travel(t0 + timedelta(seconds=30), tick=False):
+        refused = start(alice_client, assistant, offer_sdp)
+        assert refused.status_code == 429 and refused["Retry-After"] == "30"
+    with time_machine.travel(t0 + timedelta(seconds=61), tick=False):
+        assert start(alice_client, assistant, offer_sdp).status_code == 201
+
+
+def test_live_calls_and_recent_starts_are_counted_separately(alice_client, funded_alice, offer_sdp, openai_settings):
+    """A call that ended a second ago still counts toward the start rate, not toward concurrency."""
+    assistant = AssistantFactory(max_starts_per_minute=5, max_concurrent_calls=1)
+    assert start(alice_client, assistant, offer_sdp).status_code == 201
+    assert start(alice_client, assistant, offer_sdp).status_code == 429  # one live call already
+    RealtimeCall.objects.filter(state=CallState.ACTIVE).update(state=CallState.ENDED, ended_at=timezone.now())
+    assert start(alice_client, assistant, offer_sdp).status_code == 201
+
+
+@pytest.mark.parametrize("state", [CallState.PENDING, CallState.ACTIVE, CallState.ENDED])
+def test_the_live_push_payload_is_the_api_representation_without_events(alice, assistant, state):
+    now = datetime.now(UTC)
+    call = RealtimeCall.objects.create(
+        user=alice, assistant=assistant, state=state, mode="proxy", model=assistant.model, allowed_seconds=300, markup_percent=50, created_at=now - timedelta(seconds=50), credits_held=321, credits_used=12, audio_out_tokens=40,
+        started_at=None if state == CallState.PENDING else now - timedelta(seconds=42),
+        ended_at=now if state == CallState.ENDED else None, expected_end_at=now + timedelta(minutes=5),
+        end_reason=Cause.USER_HANGUP if state == CallState.ENDED else "",
+    )
+    with time_machine.travel(now, tick=False):
+        expected = dict(CallSerializer(call).data)
+        expected.pop("events")
+        assert call_figures(call) == expected
+
+
+def test_the_start_pushes_the_active_call_to_its_user(alice_client, funded_alice, assistant, offer_sdp,
+                                                      openai_settings, monkeypatch,
+                                                      django_capture_on_commit_callbacks):
+    pushed = []
+    monkeypatch.setattr("sessions.services.push_to_user", lambda uid, kind, data: pushed.append((uid, kind, data)))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert start(alice_client, assistant, offer_sdp).status_code == 201
+    call = RealtimeCall.objects.get()
+    calls = [push for push in pushed if push[1] == "call"]
+    assert len(calls) == 1
+    user_id, _, payload = calls[0]
+    assert user_id == funded_alice.pk
+    assert payload["id"] == call.public_id and payload["state"] == "active"
+    assert payload["credits_held"] == call.credits_held and payload["seconds_left"] > 0
+
+
+def test_a_start_stays_within_its_query_budget(alice_client, funded_alice, assistant, offer_sdp, openai_settings):
+    """Every statement of the hot path, session and user included. Raise the bound only with a
+    reason (benchmarks/start_call.py measures what each one costs)."""
+    start(alice_client, assistant, offer_sdp)  # warm: wallet exists, caches filled
+    with CaptureQueriesContext(connection) as queries:
+        assert start(alice_client, assistant, offer_sdp).status_code == 201
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert len(statements) <= 16, "\n".join(statements)
