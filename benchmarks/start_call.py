@@ -127,9 +127,27 @@ def wait_http(url: str, process: subprocess.Popen, log: Path, timeout: float = 3
     raise RuntimeError(f"{url} did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
 
 
-def spawn(args: list[str], env: dict, log: Path) -> subprocess.Popen:
+def spawn(args: list[str], env: dict, log: Path, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
     with log.open("wb") as out:
-        return subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, pass_fds=pass_fds)
+
+
+def listening_sockets(count: int) -> list:
+    """`count` listening sockets on one loopback port (SO_REUSEPORT), one per daphne process
+    (`--fd`): the kernel spreads new connections across them. One shared socket would let the
+    first process to wake accept most of the load generator's keep-alive connections."""
+    import socket
+
+    sockets, port = [], 0
+    for _ in range(count):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(("127.0.0.1", port))
+        port = sock.getsockname()[1]
+        sock.listen(1024)
+        sock.set_inheritable(True)
+        sockets.append(sock)
+    return sockets
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -381,6 +399,12 @@ def main() -> int:
         default="0",
         help="the product's CONN_MAX_AGE (0; anything above leaks a connection per request under daphne without the pool)",
     )
+    parser.add_argument(
+        "--web-processes",
+        type=int,
+        default=1,
+        help="daphne processes sharing one listening socket (production runs one per core; the baseline is one)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument(
         "--serve-baseline", nargs=3, metavar=("PORT", "UPSTREAM", "READY_FILE"), help=argparse.SUPPRESS
@@ -396,7 +420,7 @@ def main() -> int:
     logs = Path(tempfile.mkdtemp(prefix="bench-start-call-"))
     print(
         f"logs in {logs}; {os.cpu_count()} CPUs; {args.clients} clients × {args.calls_per_client} calls "
-        f"(+{args.warmup} warm-up) per run",
+        f"(+{args.warmup} warm-up) per run; ours: {args.web_processes} daphne process(es), baseline: 1",
         flush=True,
     )
 
@@ -434,22 +458,25 @@ def main() -> int:
         migrate(env, logs / "migrate.log")
         assistant_id, principals = create_principals(per_phase * len(latencies), credits=1_000_000)
 
-        daphne_port, baseline_port = free_port(), free_port()
-        daphne = spawn(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(daphne_port),
-                "realtime_saas.asgi:application",
-            ],
-            env,
-            logs / "daphne.log",
-        )
-        processes.append(daphne)
+        listeners = listening_sockets(args.web_processes)
+        daphne_port, baseline_port = listeners[0].getsockname()[1], free_port()
+        webs: list[subprocess.Popen] = []
+        for n, listener in enumerate(listeners):
+            daphne = spawn(
+                [
+                    sys.executable,
+                    "-m",
+                    "daphne",
+                    "--fd",
+                    str(listener.fileno()),
+                    "realtime_saas.asgi:application",
+                ],
+                env,
+                logs / f"daphne-{n}.log",
+                pass_fds=(listener.fileno(),),
+            )
+            webs.append(daphne)
+            processes.append(daphne)
         ready = logs / "baseline.port"
         baseline = spawn(
             [sys.executable, __file__, "--serve-baseline", str(baseline_port), fake.base_url, str(ready)],
@@ -457,7 +484,8 @@ def main() -> int:
             logs / "baseline.log",
         )
         processes.append(baseline)
-        wait_http(f"http://127.0.0.1:{daphne_port}/healthz", daphne, logs / "daphne.log")
+        for n, daphne in enumerate(webs):
+            wait_http(f"http://127.0.0.1:{daphne_port}/healthz", daphne, logs / f"daphne-{n}.log")
         wait_http(f"http://127.0.0.1:{baseline_port}/", baseline, logs / "baseline.log")
 
         offer = asyncio.run(make_offer())
@@ -538,6 +566,7 @@ def main() -> int:
                 json.dumps(
                     {
                         "clients": args.clients,
+                        "web_processes": args.web_processes,
                         "calls_per_client": args.calls_per_client,
                         "cpus": os.cpu_count(),
                         "runs": results,
