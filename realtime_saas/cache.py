@@ -1,27 +1,34 @@
-"""Django's Redis cache, minus the FLUSHDB in `clear()` and a client object per operation.
+"""Django's Redis cache, minus the FLUSHDB in `clear()`, and one connection pool per process.
 
 Our Redis database also holds the Celery broker's queues and the Channels layer: Django's
 `cache.clear()` would empty all of it. Here it deletes only this cache's own keys (its prefix).
 
-Django builds a new `redis.Redis` around its connection pool for every operation, and each one
-fills a table of ~170 response callbacks (measured: ~4% of a call start's CPU, three cache
-operations per request). A `redis.Redis` is safe to share between threads (connections come from
-the pool per command), so we keep one per pool.
+Django also keeps one cache object per thread (`django.core.cache.caches` is thread-local), each
+with its own connection pool; under ASGI every request's sync code runs in a fresh thread, so every
+request opened new TCP connections to Redis (and paid redis-py's handshake on each). And it builds a
+new `redis.Redis` around the pool for every operation, each filling a table of ~170 response
+callbacks. Here the pool and the client are shared by the whole process: both are thread-safe
+(a command takes a connection from the pool and gives it back).
 """
+
+import threading
 
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 
+_shared: dict[tuple, object] = {}
+_shared_lock = threading.Lock()
+
 
 class SharedClientRedisCacheClient(RedisCacheClient):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._clients = {}
-
     def get_client(self, key=None, *, write=False):
-        pool = self._get_connection_pool(write)
-        client = self._clients.get(id(pool))
+        index = self._get_connection_pool_index(write)
+        shared_key = (self._servers[index], repr(sorted(self._pool_options.items())))
+        client = _shared.get(shared_key)
         if client is None:
-            client = self._clients.setdefault(id(pool), self._client(connection_pool=pool))
+            with _shared_lock:
+                client = _shared.get(shared_key)
+                if client is None:
+                    client = _shared[shared_key] = self._client(connection_pool=self._get_connection_pool(write))
         return client
 
 
