@@ -7,8 +7,15 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "realtime_saas.settings")
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
+    try:
+        settings.INSTALLED_APPS  # noqa: B018 - load the settings now, so their refusal is what we report
+    except ImproperlyConfigured as exc:
+        # Django would carry on and fail later with "Models aren't loaded yet", hiding the reason.
+        sys.exit(f"Settings refused to load: {exc}\n(For local development: DEBUG=true, or use make.)")
     execute_from_command_line(sys.argv)
 
 

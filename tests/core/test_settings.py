@@ -23,6 +23,15 @@ def test_production_refuses_to_start_with_the_development_secret_key():
     assert "SECRET_KEY must be set" in result.stderr
 
 
+def test_a_refused_setting_is_reported_as_such_by_every_command():
+    """Django carries on past a settings error and fails later with "Models aren't loaded yet";
+    manage.py stops at the settings and says why."""
+    result = _run(["makemigrations", "--check", "--dry-run"], DEBUG="false")
+    assert result.returncode != 0
+    assert result.stderr.startswith("Settings refused to load: SECRET_KEY must be set")
+    assert "Models aren't loaded" not in result.stderr and "Traceback" not in result.stderr
+
+
 def test_production_refuses_a_short_secret_key():
     result = _run(["check"], DEBUG="false", SECRET_KEY="short")
     assert result.returncode != 0
