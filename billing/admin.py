@@ -4,7 +4,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.shortcuts import render
 
-from billing import services
+from billing import services, tasks
 from billing.exceptions import BillingError
 from billing.models import CreditPack, Dispute, Hold, LedgerEntry, Purchase, Refund, StripeEvent, Wallet
 from realtime_saas.admin import ReadOnlyAdmin
@@ -127,6 +127,9 @@ class StripeEventAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Retry processing")
     def retry_processing(self, request, queryset):
-        retried = sum(services.retry_stripe_event(event=event, actor=request.user) for event in queryset)
+        retried = sum(
+            services.retry_stripe_event(event=event, actor=request.user, enqueue=tasks.process_stripe_event_task.delay)
+            for event in queryset
+        )
         skipped = queryset.count() - retried
         self.message_user(request, f"Re-enqueued {retried} event(s); {skipped} were not failed or stuck.")

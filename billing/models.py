@@ -1,7 +1,7 @@
 """Credits: wallets, the append-only ledger, holds, credit packs, purchases, refunds, disputes and
 the Stripe events that cause them.
 
-Nothing here changes a balance by itself: `billing/services.py` is the only write path.
+Nothing here changes a balance by itself: `billing/services/` is the only write path.
 """
 
 import uuid

@@ -1,12 +1,18 @@
-"""Celery tasks of billing: they take primary keys, re-fetch, and call a service."""
+"""Celery tasks of billing: they take primary keys, re-fetch, and call a service.
+
+This module sits above `billing.services` (it imports them; they never import it): a service that
+enqueues processing takes the task's `.delay` from its caller.
+"""
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
+from django.utils import timezone
 
-from billing import services
 from billing.exceptions import StripeUnavailable
 from billing.models import StripeEvent
+from billing.services import checkout, stripe_events
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +28,7 @@ def process_stripe_event_task(self, event_pk: int) -> None:
     """Process one stored Stripe event. Transient Stripe failures are retried with backoff; any
     other failure stays on the event (status failed, last_error) for staff to retry from admin."""
     try:
-        services.process_stripe_event(event_pk=event_pk)
+        stripe_events.process_stripe_event(event_pk=event_pk)
     except StripeUnavailable as exc:
         if self.request.is_eager or self.request.retries >= MAX_RETRIES:
             # Eager (tests, embedded mode): Stripe's own redelivery or the sweep tries again.
@@ -36,10 +42,6 @@ def process_stripe_event_task(self, event_pk: int) -> None:
 @shared_task(name="billing.sweep_stripe_events")
 def sweep_stripe_events(stuck_after_seconds: int = 900) -> int:
     """Re-enqueue events that no task finished: lost from the broker, or a worker died."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     cutoff = timezone.now() - timedelta(seconds=stuck_after_seconds)
     stuck = StripeEvent.objects.filter(
         status__in=[StripeEvent.Status.RECEIVED, StripeEvent.Status.PROCESSING], updated_at__lt=cutoff
@@ -47,7 +49,7 @@ def sweep_stripe_events(stuck_after_seconds: int = 900) -> int:
     count = 0
     for event in stuck:
         if event.status == StripeEvent.Status.PROCESSING:
-            services.retry_stripe_event(event=event)
+            stripe_events.retry_stripe_event(event=event, enqueue=process_stripe_event_task.delay)
         else:
             process_stripe_event_task.delay(event.pk)
         count += 1
@@ -59,9 +61,9 @@ def reconcile_purchases(older_than_seconds: int = 3600) -> int:
     """Bring purchases that are still pending an hour later up to date from Stripe (a webhook
     may never have come)."""
     done = 0
-    for session_id in services.stale_purchases_to_reconcile(older_than_seconds=older_than_seconds):
+    for session_id in checkout.stale_purchases_to_reconcile(older_than_seconds=older_than_seconds):
         try:
-            services.fulfil_checkout(session_id=session_id)
+            checkout.fulfil_checkout(session_id=session_id)
             done += 1
         except StripeUnavailable:
             logger.warning("could not reconcile %s now; next sweep will", session_id)

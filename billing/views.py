@@ -12,7 +12,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.decorators import verified_email_required
-from billing import services, stripe_client
+from billing import services, stripe_client, tasks
 from billing.exceptions import BillingError, InvalidWebhook, StripeFailure, UnknownPack
 from billing.models import CreditPack, Hold, LedgerEntry, Purchase
 
@@ -118,7 +118,7 @@ def stripe_webhook(request):
     except InvalidWebhook as exc:
         logger.warning("rejected a Stripe webhook: %s", exc)
         return HttpResponseBadRequest("Invalid Stripe signature or payload.")
-    row, created = services.receive_stripe_event(event=event)
+    row, created = services.receive_stripe_event(event=event, enqueue=tasks.process_stripe_event_task.delay)
     if not created:
         return HttpResponse(f"Duplicate of {row.event_id}; already {row.status}.", status=200)
     return HttpResponse("Received.", status=200)

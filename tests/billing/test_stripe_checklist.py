@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from billing import services
+from billing import services, tasks
 from billing.exceptions import WalletBlocked
 from billing.models import CreditPack, LedgerEntry, Purchase, StripeEvent, Wallet
 from tests.billing.conftest import WEBHOOK_URL, make_event, post_event, sign, start_purchase
@@ -145,7 +145,8 @@ def test_item07_failed_fulfilment_leaves_no_processed_marker_and_a_retry_succeed
     assert balance(alice) == 1000
     # and the admin's "retry processing" is there for events that exhausted their retries
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.retry_stripe_event(event=row, actor=staff) is False  # already processed
+        retried = services.retry_stripe_event(event=row, actor=staff, enqueue=tasks.process_stripe_event_task.delay)
+        assert retried is False  # already processed
 
 
 # --- ordering -------------------------------------------------------------------------------------

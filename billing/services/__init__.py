@@ -1,0 +1,92 @@
+"""The only code that changes a balance (see docs/contracts.md and docs/billing.md).
+
+Every public function here is keyword-only and opens its own `transaction.atomic(durable=True)`,
+locks rows in the order of `billing/locks.py` (purchase → wallet → hold), writes, and pushes the
+new balance to the user's browsers after commit. Calls to Stripe happen before or after those
+transactions, never inside one.
+
+One module per seam, imported one way (a module imports only those below it):
+
+    stripe_events   receive, process, retry and dispatch Stripe webhook events
+    checkout        credit packs, Checkout Sessions, fulfilment   refunds   refunds and disputes
+    holds           place, hold_in_transaction, settle, release
+    ledger          wallets, grant / clawback / adjust, lock_wallet, the one entry writer
+
+`billing.tasks` sits above them all. This package re-exports the public names, so callers write
+`from billing import services` and `services.place_hold(...)`.
+"""
+
+from billing.services.checkout import (
+    fail_checkout,
+    fulfil_checkout,
+    settings_summary,
+    stale_purchases_to_reconcile,
+    start_checkout,
+)
+from billing.services.holds import Settlement, hold_in_transaction, place_hold, release_hold, settle_hold
+from billing.services.ledger import (
+    CLAWBACK_KINDS,
+    GRANT_KINDS,
+    Kind,
+    adjust,
+    available_credits,
+    balance_payload,
+    clawback,
+    get_wallet,
+    grant,
+    lock_wallet,
+)
+from billing.services.refunds import (
+    DISPUTE_CLOSED_STATUSES,
+    DISPUTE_RETURNS_CREDITS,
+    REFUND_FAILED_STATUSES,
+    apply_charge_refunds,
+    apply_dispute,
+    apply_refund,
+)
+from billing.services.stripe_events import (
+    HANDLED_TYPES,
+    dispatch,
+    process_stripe_event,
+    receive_stripe_event,
+    retry_stripe_event,
+)
+
+__all__ = [
+    # ledger
+    "CLAWBACK_KINDS",
+    "GRANT_KINDS",
+    "Kind",
+    "adjust",
+    "available_credits",
+    "balance_payload",
+    "clawback",
+    "get_wallet",
+    "grant",
+    "lock_wallet",
+    # holds
+    "Settlement",
+    "hold_in_transaction",
+    "place_hold",
+    "release_hold",
+    "settle_hold",
+    # checkout
+    "fail_checkout",
+    "fulfil_checkout",
+    "settings_summary",
+    "stale_purchases_to_reconcile",
+    "start_checkout",
+    # refunds and disputes
+    "DISPUTE_CLOSED_STATUSES",
+    "DISPUTE_RETURNS_CREDITS",
+    "REFUND_FAILED_STATUSES",
+    "apply_charge_refunds",
+    "apply_dispute",
+    "apply_refund",
+    # Stripe events
+    "HANDLED_TYPES",
+    "dispatch",
+    "process_stripe_event",
+    "receive_stripe_event",
+    "retry_stripe_event",
+]

@@ -1,0 +1,220 @@
+"""Credit packs bought through Stripe Checkout: the checkout session, its fulfilment (credits
+granted exactly once, only for a paid session that matches its pack), and the purchases a lost
+webhook left behind.
+
+Stripe is called before or after the transactions here, never inside one.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from billing import locks, stripe_client
+from billing.exceptions import StripeFailure, StripeUnavailable, UnknownPack
+from billing.models import CreditPack, Purchase, Wallet
+from billing.services.ledger import Kind, get_wallet, post_entry
+
+logger = logging.getLogger(__name__)
+
+
+def start_checkout(*, user, pack_key: str, success_url: str, cancel_url: str) -> Purchase:
+    """Make a pending Purchase for an active pack, then its Stripe Checkout Session.
+
+    The browser names only the pack; price and credits come from the CreditPack row. The
+    success URL gets Stripe's `{CHECKOUT_SESSION_ID}` template appended. Raises `UnknownPack`,
+    `PaymentsNotConfigured` or `StripeFailure` (the purchase is then marked failed).
+    """
+    pack = CreditPack.objects.filter(key=str(pack_key), active=True).first()
+    if pack is None:
+        raise UnknownPack(str(pack_key))
+    stripe_client.ensure_configured()
+    with transaction.atomic(durable=True):
+        purchase = Purchase.objects.create(
+            user_id=user.pk, pack=pack, credits=pack.credits, amount_cents=pack.price_cents,
+            currency=pack.currency.lower(),
+        )
+    try:
+        customer_id = _stripe_customer_for(user)
+        metadata = {
+            "purchase_id": str(purchase.public_id),
+            "user_id": str(user.pk),
+            "pack": pack.key,
+            "credits": str(pack.credits),
+        }
+        if pack.stripe_price_id:
+            line_item: dict[str, Any] = {"price": pack.stripe_price_id, "quantity": 1}
+        else:
+            line_item = {
+                "price_data": {
+                    "currency": purchase.currency,
+                    "unit_amount": purchase.amount_cents,
+                    "product_data": {"name": f"{pack.name}: {pack.credits:,} credits"},
+                },
+                "quantity": 1,
+            }
+        joiner = "&" if "?" in success_url else "?"
+        session = stripe_client.create_checkout_session(
+            params={
+                "mode": "payment",
+                "line_items": [line_item],
+                "client_reference_id": str(user.pk),
+                "customer": customer_id,
+                "metadata": metadata,
+                "payment_intent_data": {"metadata": metadata},
+                "success_url": f"{success_url}{joiner}session_id={{CHECKOUT_SESSION_ID}}",
+                "cancel_url": cancel_url,
+            },
+            idempotency_key=f"checkout:{purchase.public_id}",
+        )
+    except StripeFailure as exc:
+        Purchase.objects.filter(pk=purchase.pk, status=Purchase.Status.PENDING).update(
+            status=Purchase.Status.FAILED, failure_reason=f"Could not start the checkout: {exc}"[:500]
+        )
+        raise
+    Purchase.objects.filter(pk=purchase.pk).update(checkout_session_id=session["id"], checkout_url=session["url"])
+    purchase.refresh_from_db()
+    return purchase
+
+
+def _stripe_customer_for(user) -> str:
+    wallet = get_wallet(user)
+    if wallet.stripe_customer_id:
+        return wallet.stripe_customer_id
+    # Stripe's idempotency (24 h) makes concurrent first purchases create one customer; the
+    # conditional update keeps whichever id was stored first.
+    customer_id = stripe_client.create_customer(
+        email=user.email, name=getattr(user, "name", "") or "", user_id=user.pk,
+        idempotency_key=f"customer:{user.pk}",
+    )
+    Wallet.objects.filter(pk=wallet.pk, stripe_customer_id="").update(stripe_customer_id=customer_id)
+    return Wallet.objects.values_list("stripe_customer_id", flat=True).get(pk=wallet.pk)
+
+
+def _session_problem(purchase: Purchase, session: dict) -> str:
+    """Why a retrieved Checkout Session does not match its purchase ("" when it does)."""
+    if session.get("mode") != "payment":
+        return f"mode is {session.get('mode')!r}, not 'payment'"
+    if str(session.get("client_reference_id")) != str(purchase.user_id):
+        return "client_reference_id is not the buyer"
+    if (session.get("metadata") or {}).get("purchase_id") not in (None, str(purchase.public_id)):
+        return "metadata names another purchase"
+    if (session.get("currency") or "").lower() != purchase.currency:
+        return f"currency {session.get('currency')!r} is not {purchase.currency!r}"
+    if session.get("amount_subtotal") != purchase.amount_cents:
+        return f"amount_subtotal {session.get('amount_subtotal')} is not {purchase.amount_cents}"
+    items = ((session.get("line_items") or {}).get("data")) or []
+    if len(items) != 1 or items[0].get("quantity") != 1:
+        return "the session does not hold exactly one pack"
+    price = items[0].get("price") or {}
+    pack = purchase.pack
+    if pack.stripe_price_id:
+        # Credits come from our pack table, looked up by the price Stripe charged.
+        if price.get("id") != pack.stripe_price_id:
+            return f"price {price.get('id')!r} is not the pack's price"
+    elif price.get("unit_amount") != purchase.amount_cents or (price.get("currency") or "").lower() != purchase.currency:
+        return "the line item's price is not the pack's price"
+    return ""
+
+
+def fulfil_checkout(*, session_id: str) -> Purchase | None:
+    """Bring a purchase up to date with its Checkout Session; grant its credits exactly once.
+
+    Called by the webhook task (completed, async_payment_succeeded, expired), by the success
+    page and by the reconciliation sweep, possibly concurrently. Retrieves the session with its
+    line items; grants only when `payment_status == "paid"` and the session matches the pack.
+    Returns the purchase, or None for a session we did not create.
+    """
+    purchase = Purchase.objects.select_related("pack").filter(checkout_session_id=session_id).first()
+    if purchase is None:
+        logger.info("ignoring unknown checkout session %s", session_id)
+        return None
+    if purchase.credited_at is not None or purchase.status == Purchase.Status.REJECTED:
+        return purchase
+    session = stripe_client.retrieve_checkout_session(session_id)
+    if problem := _session_problem(purchase, session):
+        logger.error("refusing checkout session %s for purchase %s: %s", session_id, purchase.pk, problem)
+        Purchase.objects.filter(pk=purchase.pk, credited_at__isnull=True).update(
+            status=Purchase.Status.REJECTED, failure_reason=problem[:500]
+        )
+        return Purchase.objects.get(pk=purchase.pk)
+    if session.get("payment_status") != "paid":
+        if session.get("status") == "expired":
+            new_status, from_statuses = Purchase.Status.EXPIRED, [Purchase.Status.PENDING, Purchase.Status.PROCESSING]
+        elif session.get("status") == "complete":
+            new_status, from_statuses = Purchase.Status.PROCESSING, [Purchase.Status.PENDING]
+        else:
+            return purchase
+        Purchase.objects.filter(pk=purchase.pk, status__in=from_statuses).update(status=new_status)
+        return Purchase.objects.get(pk=purchase.pk)
+    with transaction.atomic(durable=True):
+        locked = locks.purchase_for_update(purchase_id=purchase.pk)
+        if locked.credited_at is None:
+            wallet = locks.wallet_for_update(user_id=locked.user_id)
+            post_entry(
+                wallet, credits=locked.credits, kind=Kind.PURCHASE,
+                idempotency_key=f"purchase:{locked.public_id}", reference=f"purchase:{locked.public_id}",
+                memo=f"{purchase.pack.name} pack, {locked.amount_display}",
+            )
+            locked.status = Purchase.Status.PAID
+            locked.credited_at = timezone.now()
+            locked.failure_reason = ""
+            locked.payment_intent_id = session.get("payment_intent") or None
+            locked.save()
+    return locked
+
+
+def fail_checkout(*, session_id: str, reason: str) -> Purchase | None:
+    """A delayed payment failed (or was declined): the purchase is failed, nothing is granted."""
+    updated = Purchase.objects.filter(
+        checkout_session_id=session_id, status__in=[Purchase.Status.PENDING, Purchase.Status.PROCESSING]
+    ).update(status=Purchase.Status.FAILED, failure_reason=reason[:500])
+    if not updated:
+        return Purchase.objects.filter(checkout_session_id=session_id).first()
+    return Purchase.objects.get(checkout_session_id=session_id)
+
+
+def purchase_for_payment_intent(payment_intent_id: str | None) -> Purchase | None:
+    """The purchase paid by this PaymentIntent. Money events map to a wallet only this way (never
+    through data in the event that a customer could influence). When the purchase is not yet
+    fulfilled (its completion event is late), fulfil it first from Stripe's own records."""
+    if not payment_intent_id:
+        return None
+    purchase = Purchase.objects.filter(payment_intent_id=payment_intent_id).first()
+    if purchase is not None:
+        return purchase
+    try:
+        intent = stripe_client.retrieve_payment_intent(payment_intent_id)
+    except StripeUnavailable:
+        raise
+    except StripeFailure:
+        return None  # not a PaymentIntent Stripe knows for this key: not ours
+    public_id = (intent.get("metadata") or {}).get("purchase_id")
+    candidate = Purchase.objects.filter(public_id=public_id).first() if public_id else None
+    if candidate is None or not candidate.checkout_session_id:
+        return None
+    fulfil_checkout(session_id=candidate.checkout_session_id)
+    return Purchase.objects.filter(payment_intent_id=payment_intent_id).first()
+
+
+
+def stale_purchases_to_reconcile(*, older_than_seconds: int) -> list[str]:
+    """Session ids of purchases still pending or processing after a while (a lost webhook)."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    return list(
+        Purchase.objects.filter(
+            status__in=[Purchase.Status.PENDING, Purchase.Status.PROCESSING],
+            checkout_session_id__isnull=False,
+            created_at__lt=cutoff,
+        ).values_list("checkout_session_id", flat=True)[:200]
+    )
+
+
+def settings_summary() -> dict:
+    """Non-secret facts about the payment configuration, for pages and admin."""
+    return {"configured": bool(settings.STRIPE_SECRET_KEY), "livemode": stripe_client.livemode()}

@@ -1,0 +1,185 @@
+"""The ledger: wallets, grants, clawbacks, staff adjustments and the wallet lock.
+
+Every balance change in billing ends in `post_entry`: one append-only LedgerEntry, unique by its
+idempotency key, and the cached balance on the wallet row moved in the same transaction, under
+the wallet's lock. The other modules of this package call it; nothing outside the package does.
+"""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billing import locks
+from billing.exceptions import IdempotencyConflict, InsufficientCredits, InvalidAmount
+from billing.models import LedgerEntry, Wallet
+from realtime_saas import live
+
+Kind = LedgerEntry.Kind
+GRANT_KINDS = {Kind.PURCHASE, Kind.BONUS, Kind.REFUND_REVERSAL, Kind.DISPUTE_WON, Kind.ADJUSTMENT}
+CLAWBACK_KINDS = {Kind.REFUND, Kind.DISPUTE}
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def get_wallet(user) -> Wallet:
+    """The user's wallet, created empty on first use."""
+    wallet, _ = Wallet.objects.get_or_create(user_id=user.pk)
+    return wallet
+
+
+def available_credits(user) -> int:
+    """Balance − held, or 0 while the wallet is blocked (negative balance, open dispute)."""
+    wallet = Wallet.objects.filter(user_id=user.pk).first()
+    return wallet.available if wallet else 0
+
+
+def balance_payload(wallet: Wallet) -> dict:
+    return {"balance": wallet.balance, "held": wallet.held, "available": wallet.available}
+
+
+
+# --- for the modules of billing.services (callers hold the wallet lock) ------------------------
+
+
+def push_balance_on_commit(wallet: Wallet) -> None:
+    """Send the wallet's new figures to its user's browsers once the transaction commits."""
+    user_id, data = wallet.user_id, balance_payload(wallet)
+    transaction.on_commit(lambda: live.push_to_user(user_id, "balance", data))
+
+
+def post_entry(
+    wallet: Wallet,
+    *,
+    credits: int,
+    kind: str,
+    idempotency_key: str,
+    reference: str = "",
+    actor=None,
+    memo: str = "",
+) -> tuple[LedgerEntry, bool]:
+    """Append one entry and move the cached balance (the caller holds the wallet's lock). Returns
+    (entry, created); a replayed key returns the first entry and changes nothing."""
+    try:
+        with transaction.atomic():  # a savepoint: the unique key, not a prior read, decides
+            entry = LedgerEntry.objects.create(
+                wallet=wallet,
+                credits=credits,
+                kind=kind,
+                balance_after=wallet.balance + credits,
+                idempotency_key=idempotency_key,
+                reference=reference[:255],
+                actor=actor,
+                memo=memo,
+            )
+    except IntegrityError:
+        entry = LedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
+        if entry is None:
+            raise
+        if entry.wallet_id != wallet.pk or entry.credits != credits or entry.kind != kind:
+            raise IdempotencyConflict(f"Key {idempotency_key!r} was used for a different entry.") from None
+        return entry, False
+    wallet.balance += credits
+    wallet.save(update_fields=["balance", "updated_at"])
+    push_balance_on_commit(wallet)
+    return entry, True
+
+
+def require_positive(credits: int) -> int:
+    """The credits, if they are a positive integer; `InvalidAmount` otherwise."""
+    if isinstance(credits, bool) or not isinstance(credits, int) or credits <= 0:
+        raise InvalidAmount(f"Credits must be a positive integer, not {credits!r}.")
+    return credits
+
+
+def _replayed_entry(idempotency_key: str) -> LedgerEntry | None:
+    return LedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
+
+
+
+# --- ledger ------------------------------------------------------------------------------------
+
+
+def grant(
+    *,
+    user,
+    credits: int,
+    idempotency_key: str,
+    kind: str,
+    reference: str = "",
+    actor=None,
+    memo: str = "",
+) -> LedgerEntry:
+    """Add credits (a purchase, a bonus, a failed refund or won dispute given back)."""
+    require_positive(credits)
+    if kind not in GRANT_KINDS:
+        raise InvalidAmount(f"{kind!r} is not a kind of grant.")
+    with transaction.atomic(durable=True):
+        wallet = locks.wallet_for_update(user_id=user.pk)
+        entry, _ = post_entry(
+            wallet, credits=credits, kind=kind, idempotency_key=idempotency_key,
+            reference=reference, actor=actor, memo=memo,
+        )
+    return entry
+
+
+def clawback(
+    *,
+    user,
+    credits: int,
+    idempotency_key: str,
+    kind: str,
+    reference: str,
+    actor=None,
+    memo: str = "",
+) -> LedgerEntry:
+    """Take credits back after a refund or dispute. May take the balance below zero (which blocks
+    new holds); holds already placed stay valid."""
+    require_positive(credits)
+    if kind not in CLAWBACK_KINDS:
+        raise InvalidAmount(f"{kind!r} is not a kind of clawback.")
+    with transaction.atomic(durable=True):
+        wallet = locks.wallet_for_update(user_id=user.pk)
+        entry, _ = post_entry(
+            wallet, credits=-credits, kind=kind, idempotency_key=idempotency_key,
+            reference=reference, actor=actor, memo=memo,
+        )
+    return entry
+
+
+def adjust(*, user, credits: int, actor, reason: str, idempotency_key: str | None = None) -> LedgerEntry:
+    """A staff correction, signed. The reason is required and recorded with the staff member.
+    A removal may not take credits that are held or that the wallet does not have."""
+    if isinstance(credits, bool) or not isinstance(credits, int) or credits == 0:
+        raise InvalidAmount("An adjustment must be a non-zero whole number of credits.")
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidAmount("A reason is required for every adjustment.")
+    if actor is None or not getattr(actor, "is_staff", False):
+        raise InvalidAmount("Only staff may adjust credits.")
+    key = idempotency_key or f"adjust:{user.pk}:{timezone.now().timestamp()}:{actor.pk}"
+    with transaction.atomic(durable=True):
+        wallet = locks.wallet_for_update(user_id=user.pk)
+        if credits < 0 and _replayed_entry(key) is None:
+            spare = wallet.balance - wallet.held
+            if -credits > spare:
+                raise InsufficientCredits(available=max(0, spare), required=-credits)
+        entry, _ = post_entry(
+            wallet, credits=credits, kind=Kind.ADJUSTMENT, idempotency_key=key,
+            reference=f"staff:{actor.pk}", actor=actor, memo=reason,
+        )
+    return entry
+
+
+
+def lock_wallet(*, user) -> Wallet:
+    """The user's wallet, locked until the caller's transaction ends (creating it if needed).
+
+    For callers that write their own rows in the same transaction as a hold (a call and its hold
+    commit together): lock, decide from `wallet.available`, then `hold_in_transaction`.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("lock_wallet() must run inside transaction.atomic().")
+    return locks.wallet_for_update(user_id=user.pk)
+

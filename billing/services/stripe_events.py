@@ -1,0 +1,162 @@
+"""Stripe webhook events: receive (store, unique by event id), process (claim, dispatch to the
+handler of its type, record the outcome), retry.
+
+Handlers re-read Stripe's current state where order matters (checkout sessions are always
+retrieved), so events arriving twice or out of order reach the same end state.
+
+Processing runs in a Celery task (`billing.tasks.process_stripe_event_task`). The task module
+imports this one, never the reverse: the functions that enqueue take `enqueue`, the task's
+`.delay`, from their caller and call it with the event's primary key after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from billing import locks, stripe_client
+from billing.models import StripeEvent
+from billing.services import checkout, refunds
+
+logger = logging.getLogger(__name__)
+
+Enqueue = Callable[[int], object]
+"""Called with a StripeEvent's primary key after commit: `process_stripe_event_task.delay`."""
+
+ASYNC_FAILURE_REASON = "The bank payment failed; nothing was charged."
+
+
+# --- handlers, by event type -------------------------------------------------------------------
+
+
+def _checkout(obj: dict) -> str:
+    purchase = checkout.fulfil_checkout(session_id=obj["id"])
+    return f"purchase {purchase.public_id} {purchase.status}" if purchase else "not our checkout session"
+
+
+def _checkout_failed(obj: dict) -> str:
+    purchase = checkout.fail_checkout(session_id=obj["id"], reason=ASYNC_FAILURE_REASON)
+    return f"purchase {purchase.public_id} {purchase.status}" if purchase else "not our checkout session"
+
+
+def _charge_refunded(obj: dict) -> str:
+    rows = refunds.apply_charge_refunds(charge=obj)
+    return f"{len(rows)} refund(s) applied" if rows else "no purchase matched"
+
+
+def _refund(obj: dict) -> str:
+    row = refunds.apply_refund(refund=obj)
+    return f"refund {row.stripe_refund_id} {row.status}, {row.credits} credits" if row else "no purchase matched"
+
+
+def _dispute(obj: dict) -> str:
+    row = refunds.apply_dispute(dispute=obj)
+    return f"dispute {row.stripe_dispute_id} {row.status}" if row else "no purchase matched"
+
+
+HANDLERS: dict[str, Callable[[dict], str]] = {
+    "checkout.session.completed": _checkout,
+    "checkout.session.async_payment_succeeded": _checkout,
+    "checkout.session.expired": _checkout,
+    "checkout.session.async_payment_failed": _checkout_failed,
+    "charge.refunded": _charge_refunded,
+    "refund.created": _refund,
+    "refund.updated": _refund,
+    "refund.failed": _refund,
+    "charge.refund.updated": _refund,
+    "charge.dispute.created": _dispute,
+    "charge.dispute.updated": _dispute,
+    "charge.dispute.closed": _dispute,
+    "charge.dispute.funds_withdrawn": _dispute,
+    "charge.dispute.funds_reinstated": _dispute,
+}
+
+HANDLED_TYPES = sorted(HANDLERS)
+
+
+def dispatch(event: dict) -> tuple[str, str]:
+    """Run the handler for one event; returns (StripeEvent status, note)."""
+    handler = HANDLERS.get(event.get("type", ""))
+    if handler is None:
+        return "ignored", "event type not handled"
+    return "processed", handler(event["data"]["object"])
+
+
+# --- receive, process, retry -------------------------------------------------------------------
+
+
+def receive_stripe_event(*, event: dict, enqueue: Enqueue) -> tuple[StripeEvent, bool]:
+    """Store a verified webhook event (unique by its id) and enqueue its processing on commit.
+
+    Returns (row, created). A redelivered event that is not processed yet (or failed) is enqueued
+    again: processing claims the row, so two deliveries never process it twice.
+    """
+    obj = ((event.get("data") or {}).get("object")) or {}
+    with transaction.atomic(durable=True):
+        try:
+            with transaction.atomic():
+                row = StripeEvent.objects.create(
+                    event_id=event["id"], type=event.get("type", ""), livemode=bool(event.get("livemode")),
+                    object_id=str(obj.get("id", ""))[:255], payload=event,
+                )
+            created = True
+        except IntegrityError:
+            row = locks.event_for_update(event_pk=StripeEvent.objects.get(event_id=event["id"]).pk)
+            row.deliveries = F("deliveries") + 1
+            row.save(update_fields=["deliveries", "updated_at"])
+            row.refresh_from_db()
+            created = False
+        if row.status in (StripeEvent.Status.RECEIVED, StripeEvent.Status.FAILED):
+            pk = row.pk
+            transaction.on_commit(lambda: enqueue(pk))
+    return row, created
+
+
+def process_stripe_event(*, event_pk: int) -> StripeEvent | None:
+    """Process one stored event: claim it, run its handler, record the outcome.
+
+    Returns None when another worker holds it or it is already done. A handler's exception is
+    recorded on the row (status failed, last_error) and re-raised for the task to retry.
+    """
+    claimed = StripeEvent.objects.filter(
+        pk=event_pk, status__in=[StripeEvent.Status.RECEIVED, StripeEvent.Status.FAILED]
+    ).update(status=StripeEvent.Status.PROCESSING, attempts=F("attempts") + 1, updated_at=timezone.now())
+    if not claimed:
+        return None
+    row = StripeEvent.objects.get(pk=event_pk)
+    try:
+        if row.livemode != stripe_client.livemode():
+            status, note = StripeEvent.Status.IGNORED, "livemode does not match the configured key"
+        else:
+            status, note = dispatch(row.payload)
+    except Exception as exc:
+        StripeEvent.objects.filter(pk=event_pk).update(
+            status=StripeEvent.Status.FAILED,
+            last_error="".join(traceback.format_exception_only(exc)).strip()[:4000],
+            updated_at=timezone.now(),
+        )
+        raise
+    StripeEvent.objects.filter(pk=event_pk).update(
+        status=status, note=note[:500], last_error="", processed_at=timezone.now(), updated_at=timezone.now()
+    )
+    row.refresh_from_db()
+    return row
+
+
+def retry_stripe_event(*, event: StripeEvent, enqueue: Enqueue, actor=None) -> bool:
+    """Staff: process a failed (or stuck) event again. Returns whether it was enqueued."""
+    with transaction.atomic(durable=True):
+        updated = StripeEvent.objects.filter(
+            pk=event.pk, status__in=[StripeEvent.Status.FAILED, StripeEvent.Status.PROCESSING]
+        ).update(status=StripeEvent.Status.FAILED, note=f"retry requested by {actor}"[:500] if actor else "retry")
+        if updated:
+            pk = event.pk
+            transaction.on_commit(lambda: enqueue(pk))
+    if updated:
+        logger.info("stripe event %s re-enqueued by %s", event.event_id, actor)
+    return bool(updated)
