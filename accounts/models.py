@@ -41,6 +41,10 @@ class User(AbstractUser):
     is_suspended = models.BooleanField(default=False, db_index=True)
     suspended_reason = models.CharField(max_length=500, blank=True)
     suspended_at = models.DateTimeField(null=True, blank=True)
+    # Key mode (a client secret handed to the browser) is withdrawn automatically when a key-mode
+    # window's reconciliation finds usage we did not meter; staff can restore it.
+    key_mode_withdrawn_at = models.DateTimeField(null=True, blank=True)
+    key_mode_withdrawn_reason = models.CharField(max_length=500, blank=True)
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: list[str] = []

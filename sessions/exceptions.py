@@ -31,6 +31,10 @@ class AccountSuspended(CallError):
     status, code = 403, "account_suspended"
 
 
+class KeyModeWithdrawn(CallError):
+    status, code = 403, "key_mode_withdrawn"
+
+
 class InsufficientCredits(CallError):
     status, code = 402, "insufficient_credits"
 

@@ -19,6 +19,31 @@ from django.db.models import Q
 
 MAX_CALL_SECONDS = 3600  # OpenAI's own cap on a Realtime session (reference §5.2)
 VOICES = ["alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"]
+TURN_DETECTION_TYPES = ("server_vad", "semantic_vad")
+
+
+def default_turn_detection() -> dict:
+    """OpenAI's documented server_vad defaults (reference §1.1.1), spelled out so the policy the
+    supervisor enforces is explicit: every key here is compared with what the session reports."""
+    return {
+        "type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 500,
+        "idle_timeout_ms": None, "create_response": True, "interrupt_response": True,
+    }
+
+
+def validate_turn_detection(value) -> None:
+    """A server_vad or semantic_vad object (reference §1.1.1); null would leave the user unheard."""
+    if not isinstance(value, dict):
+        raise ValidationError("Turn detection must be a JSON object.")
+    if value.get("type") not in TURN_DETECTION_TYPES:
+        raise ValidationError(f"Turn detection needs a type: one of {', '.join(TURN_DETECTION_TYPES)}.")
+    allowed = {"type", "create_response", "interrupt_response"} | (
+        {"threshold", "prefix_padding_ms", "silence_duration_ms", "idle_timeout_ms"}
+        if value["type"] == "server_vad" else {"eagerness"}
+    )
+    unknown = set(value) - allowed
+    if unknown:
+        raise ValidationError(f"Unknown turn detection keys for {value['type']}: {sorted(unknown)}.")
 
 
 def validate_tools(value) -> None:
@@ -93,6 +118,21 @@ class Assistant(models.Model):
         blank=True,
         help_text="Worst-case OpenAI cost of one minute, for the hold. Empty: estimated from the price table.",
     )
+    greeting = models.BooleanField(
+        default=True,
+        help_text="The assistant speaks first. The supervisor asks for the greeting once it watches the call.",
+    )
+    greeting_instructions = models.TextField(
+        blank=True,
+        help_text="Instructions for the greeting only (e.g. 'Greet the caller and ask how you can help'). "
+        "Empty: the assistant's own instructions.",
+    )
+    turn_detection = models.JSONField(
+        default=default_turn_detection,
+        validators=[validate_turn_detection],
+        help_text="Voice activity detection (OpenAI's server_vad or semantic_vad object). Calls start with it "
+        "off; the supervisor turns it on once it watches the call, and reverts any change from the browser.",
+    )
     wrap_up_message = models.TextField(
         blank=True,
         help_text="Told to the model (a system message over the sideband) when the call is about to be cut "
@@ -129,19 +169,29 @@ class Assistant(models.Model):
         if self.model and not ModelPrice.objects.filter(model=self.model).exists():
             raise ValidationError({"model": f"No price for {self.model!r}: add it to the price table first."})
 
-    def session_config(self) -> dict:
-        """The `session` object sent to OpenAI (reference §1.1), from this policy alone."""
-        config: dict = {
+    def policy(self) -> dict:
+        """The session this assistant allows, field by field (reference §1.1): what the supervisor
+        sets over the sideband and compares every `session.updated` with (sessions/policy.py).
+
+        Instructions and tools are always sent, empty or not: left out, OpenAI's defaults would
+        apply and a browser's change could not be told from them.
+        """
+        return {
             "type": "realtime",
             "model": self.model,
+            "instructions": self.instructions,
+            "tools": list(self.tools or []),
             "output_modalities": ["audio"],
-            "audio": {"output": {"voice": self.voice}},
             "max_output_tokens": self.max_output_tokens,
+            "audio": {"input": {"turn_detection": dict(self.turn_detection)}, "output": {"voice": self.voice}},
         }
-        if self.instructions:
-            config["instructions"] = self.instructions
-        if self.tools:
-            config["tools"] = self.tools
+
+    def session_config(self) -> dict:
+        """The `session` a call is created (or a key minted) with: the policy with turn detection
+        off. Nothing can happen on the call before the supervisor watches it: it turns the
+        assistant's turn detection on and asks for the greeting over the sideband (DESIGN.md)."""
+        config = self.policy()
+        config["audio"]["input"]["turn_detection"] = None
         return config
 
 
@@ -278,11 +328,14 @@ class Cause(models.TextChoices):
     # The supervisor fails closed: a call whose sideband never attached is hung up (not an OpenAI
     # error as such, and it must read differently on a receipt and in reconciliation).
     NOT_WATCHED = "not_watched", "hung up: the sideband never attached"
+    # The browser changed the assistant's session (or spoke before the supervisor watched) again.
+    POLICY_VIOLATION = "policy_violation", "the assistant's settings were changed from the browser"
 
 
 # Causes that end a call as `killed` rather than `ended`.
 KILL_CAUSES = (
     Cause.STAFF_HANGUP, Cause.CREDITS_EXHAUSTED, Cause.TIME_LIMIT, Cause.USER_SUSPENDED, Cause.NOT_WATCHED,
+    Cause.POLICY_VIOLATION,
 )
 
 
@@ -301,7 +354,7 @@ class RealtimeCall(models.Model):
     # Snapshots of the policy at start, so later edits don't reprice a past call.
     model = models.CharField(max_length=64)
     markup_percent = models.PositiveIntegerField()
-    allowed_seconds = models.PositiveIntegerField(help_text="Length the hold pays for (≤ the assistant's maximum).")
+    allowed_seconds = models.PositiveIntegerField(help_text="The call's time limit: the assistant's maximum length.")
 
     openai_call_id = models.CharField(max_length=100, null=True, blank=True, unique=True)
     secret_fingerprint = models.CharField(max_length=80, blank=True, help_text="sha256 of a key-mode secret.")
@@ -319,6 +372,14 @@ class RealtimeCall(models.Model):
     credits_held = models.PositiveIntegerField(default=0)
     credits_charged = models.PositiveIntegerField(null=True, blank=True)
     credits_used = models.PositiveIntegerField(default=0, help_text="Metered so far (supervisor).")
+    partial_hold = models.BooleanField(
+        default=False,
+        help_text="The hold covers less than the assistant's maximum length at its worst-case rate: the "
+        "supervisor ends the call when the credits left cannot pay for one more worst-case response.",
+    )
+    key_reconciled_at = models.DateTimeField(
+        null=True, blank=True, help_text="Key mode: when OpenAI's usage for this call's window was reconciled."
+    )
 
     text_in_tokens = models.PositiveBigIntegerField(default=0)
     text_cached_tokens = models.PositiveBigIntegerField(default=0)
@@ -382,6 +443,7 @@ class CallEvent(models.Model):
         SIDEBAND_ATTACHED = "sideband_attached", "supervisor attached"
         SIDEBAND_LOST = "sideband_lost", "supervisor lost the sideband"
         WARNING = "warning", "warning"
+        POLICY_DEVIATION = "policy_deviation", "the browser changed the session; reverted"
 
     call = models.ForeignKey(RealtimeCall, on_delete=models.CASCADE, related_name="events")
     at = models.DateTimeField()

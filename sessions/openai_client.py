@@ -283,13 +283,12 @@ async def connect_sideband(aclient: openai.AsyncOpenAI, call_id: str, *, timeout
 
 
 async def ahangup(aclient: openai.AsyncOpenAI, call_id: str) -> None:
-    """Async `POST /v1/realtime/calls/{id}/hangup`; raises CallNotFound if the call is gone."""
-    for attempt in range(HANGUP_RETRIES + 1):
-        try:
-            await aclient.realtime.calls.hangup(call_id)
-            return
-        except openai.OpenAIError as exc:
-            _hangup_failed(exc, call_id, attempt)
+    """Async `POST /v1/realtime/calls/{id}/hangup`, one attempt: the supervisor retries it with its
+    own backoff until OpenAI confirms. Raises CallNotFound if the call is gone."""
+    try:
+        await aclient.realtime.calls.hangup(call_id)
+    except openai.OpenAIError as exc:
+        _hangup_failed(exc, call_id, HANGUP_RETRIES)
 
 
 # --- Admin API: Usage and Costs (reconciliation, sessions/reconciliation) ------------------------

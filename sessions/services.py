@@ -54,20 +54,35 @@ START_RATE_WINDOW = timedelta(minutes=1)
 @dataclass(frozen=True)
 class HoldPlan:
     credits: int  # what we hold
-    seconds: int  # how long that pays for
-    full_credits: int  # what the assistant's maximum length would need
+    seconds: int  # the call's time limit: the assistant's maximum length, whatever the hold
+    full_credits: int  # what the assistant's maximum length would need at the worst-case rate
+
+    @property
+    def partial(self) -> bool:
+        """The hold pays for less than the maximum length at the worst-case rate: the supervisor
+        ends the call by its metered credits (one worst-case response before the hold)."""
+        return self.credits < self.full_credits
+
+
+def worst_case_microusd_per_minute(assistant: Assistant) -> int:
+    """The hold rate: the assistant's own figure, else the price table's worst case."""
+    if assistant.hold_microusd_per_minute is not None:
+        return assistant.hold_microusd_per_minute
+    price = ModelPrice.objects.filter(model=assistant.model).first()
+    if price is None:
+        raise errors.InvalidAssistant(f"The assistant {assistant.name!r} has no price; staff must add one.")
+    return price.cost_microusd(WORST_CASE_TOKENS_PER_MINUTE)
 
 
 def plan_hold(*, assistant: Assistant, available: int) -> HoldPlan:
     """Size a call's hold: the assistant's maximum length at its worst-case rate, capped by what
-    the user can afford (the call is then allowed proportionally less time), refused below the
-    assistant's minimum."""
-    per_minute = assistant.hold_microusd_per_minute
-    if per_minute is None:
-        price = ModelPrice.objects.filter(model=assistant.model).first()
-        if price is None:
-            raise errors.InvalidAssistant(f"The assistant {assistant.name!r} has no price; staff must add one.")
-        per_minute = price.cost_microusd(WORST_CASE_TOKENS_PER_MINUTE)
+    the user can afford, refused below the assistant's minimum.
+
+    A capped (partial) hold does not shorten the call: its time limit stays the assistant's
+    maximum length, and the supervisor ends it when the metered credits plus one worst-case
+    response reach the hold (cause `credits_exhausted`), not at a worst-case clock.
+    """
+    per_minute = worst_case_microusd_per_minute(assistant)
     full_cost = -(-per_minute * assistant.max_call_seconds // 60)
     full_credits = max(credits_for_cost(full_cost, markup_percent=assistant.markup_percent), 1)
     required = max(assistant.min_credits, 1)
@@ -76,11 +91,8 @@ def plan_hold(*, assistant: Assistant, available: int) -> HoldPlan:
             f"Starting a call with {assistant.name} needs at least {required:,} credits; "
             f"you have {max(available, 0):,} available.",
         )
-    credits = min(full_credits, available)
-    seconds = assistant.max_call_seconds
-    if credits < full_credits:
-        seconds = max(1, math.floor(assistant.max_call_seconds * credits / full_credits))
-    return HoldPlan(credits=credits, seconds=seconds, full_credits=full_credits)
+    return HoldPlan(credits=min(full_credits, available), seconds=assistant.max_call_seconds,
+                    full_credits=full_credits)
 
 
 def validate_offer(sdp: str) -> None:
@@ -112,6 +124,21 @@ def _check_user(user) -> None:
         raise errors.AccountSuspended("This account is suspended: it cannot start calls.")
     if not is_email_verified(user):
         raise errors.EmailUnverified("Confirm your email address before starting a call.")
+
+
+def _check_outstanding_secret(*, user, now: datetime) -> None:
+    """Key mode: one client secret a user has not reported a call for, at a time. A secret can
+    start any number of calls until it expires; only a reported one is watched."""
+    outstanding = RealtimeCall.objects.filter(
+        user=user, mode=CallMode.KEY, state=CallState.ACTIVE, openai_call_id__isnull=True,
+        secret_expires_at__gt=now,
+    ).values_list("secret_expires_at", flat=True).first()
+    if outstanding is not None:
+        raise errors.CallConflict(
+            "You already hold a client secret whose call is not reported yet: report its call id, "
+            "or wait until it expires.",
+            code="secret_outstanding", retry_after=max(1, math.ceil((outstanding - now).total_seconds())),
+        )
 
 
 def _check_limits(*, user, assistant: Assistant, now: datetime) -> None:
@@ -272,17 +299,22 @@ def _open_call(*, user, assistant: Assistant, mode: str) -> tuple[RealtimeCall, 
         if reason := wallet.blocked_reason:
             raise errors.WalletBlocked(f"Your wallet cannot start calls: {reason}")
         _check_limits(user=user, assistant=assistant, now=now)
+        if mode == CallMode.KEY:
+            _check_outstanding_secret(user=user, now=now)
         plan = plan_hold(assistant=assistant, available=wallet.available)
         hold = billing.hold_in_transaction(
             wallet=wallet, credits=plan.credits, idempotency_key=f"realtime-call:{call.public_id}:hold",
-            reference=f"realtime-call:{call.public_id}", memo=f"{assistant.name}, up to {plan.seconds} s",
+            reference=f"realtime-call:{call.public_id}", memo=f"{assistant.name}, up to {plan.seconds} s"
+            + (" or until these credits run out" if plan.partial else ""),
         )
         call.hold_id, call.credits_held, call.allowed_seconds = hold.pk, plan.credits, plan.seconds
+        call.partial_hold = plan.partial
         call.expected_end_at = now + timedelta(seconds=plan.seconds + settings.OPENAI_TIMEOUT_SECONDS)
         call.save(force_insert=True)
         CallEvent.objects.create(
             call=call, at=now, kind=CallEvent.Kind.STATE, to_state=CallState.PENDING, cause=Cause.STARTED,
-            actor=user, detail=f"{mode} mode; holding {plan.credits:,} credits for {plan.seconds} s",
+            actor=user, detail=f"{mode} mode; holding {plan.credits:,} credits, up to {plan.seconds} s"
+            + (f" (partial: {plan.full_credits:,} would cover the worst case)" if plan.partial else ""),
         )
     # No push here: the caller is still waiting for this request, and the next transition
     # (active or failed) pushes the call anyway.
@@ -366,6 +398,11 @@ def mint_client_secret(*, user, assistant_id) -> tuple[RealtimeCall, openai_clie
     hold then.
     """
     assistant = _active_assistant(assistant_id, mode=CallMode.KEY)
+    if getattr(user, "key_mode_withdrawn_at", None) is not None:
+        raise errors.KeyModeWithdrawn(
+            "Key mode was withdrawn from this account after a client secret was used beyond the call "
+            "it reported. Use proxy mode, or ask support to restore it."
+        )
     call, plan = _open_call(user=user, assistant=assistant, mode=CallMode.KEY)
     try:
         minted = openai_client.mint_client_secret(

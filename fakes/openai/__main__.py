@@ -53,8 +53,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--sideband-requires-connection",
-        action="store_true",
-        help="also answer 404 until the call's WebRTC connection is up",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        # Reference §3 "Timing": attaching right after POST /calls fails with 404 "No session found
+        # for the provided call_id" until the browser completes ICE/DTLS (several projects observed it).
+        help="answer 404 until the call's WebRTC connection is up, as OpenAI does (default: on)",
     )
     p.add_argument(
         "--sideband-hello",

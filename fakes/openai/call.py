@@ -655,6 +655,18 @@ class Call:
             "output_token_details": {"text_tokens": out_text, "audio_tokens": out_audio},
         }
 
+    def send_scripted_response(self, response: dict) -> dict:
+        """A scripted response (control API, scripts): announced by `response.created` as every
+        response is (reference §5: `response.created` with status in_progress and usage null, then
+        `response.done`), with nothing in between."""
+        self.emit(
+            {
+                "type": "response.created",
+                "response": {**response, "status": "in_progress", "status_details": None, "output": [], "usage": None},
+            }
+        )
+        return self.send_response_done(response, scripted=True)
+
     def send_response_done(self, response: dict, *, scripted: bool) -> dict:
         usage = response.get("usage") or {}
         self.fake.store.record(
@@ -714,7 +726,7 @@ class Call:
                 "output": [],
                 "conversation_id": self.conversation_id,
                 "output_modalities": self.session["output_modalities"],
-                "max_output_tokens": "inf",
+                "max_output_tokens": self.session.get("max_output_tokens", "inf"),
                 "audio": {
                     "output": {
                         "format": self.session["audio"]["output"]["format"],
@@ -725,7 +737,7 @@ class Call:
                 # Lets a benchmark measure delivery delay against the schedule, not the send.
                 "metadata": {"fake_scripted_seq": str(seq), "fake_scheduled_at": f"{scheduled:.6f}"},
             }
-            self.send_response_done(response, scripted=True)
+            self.send_scripted_response(response)
             seq += 1
             script["sent"] = seq
 

@@ -37,7 +37,7 @@ class FakeConfig:
     media: bool = True
     usage_db: str = ":memory:"
     sideband_404_delay: float = 0.0
-    sideband_requires_connection: bool = False
+    sideband_requires_connection: bool = True  # reference §3 "Timing"
     sideband_hello: str = "none"  # "none" | "session.created" | "session.updated"
     session_cap_seconds: float = 3600.0
     connect_timeout_seconds: float = 30.0

@@ -594,11 +594,11 @@ async def ctl_response_done(request: web.Request) -> web.Response:
         "output": [],
         "conversation_id": call.conversation_id,
         "output_modalities": call.session["output_modalities"],
-        "max_output_tokens": "inf",
+        "max_output_tokens": call.session.get("max_output_tokens", "inf"),
         "usage": body.get("usage") or {},
         "metadata": None,
     }
-    event = call.send_response_done(response, scripted=True)
+    event = call.send_scripted_response(response)
     return web.json_response({"ok": True, "event_id": event["event_id"]})
 
 

@@ -57,6 +57,10 @@ class CallSerializer(serializers.ModelSerializer):
     seconds_left = serializers.SerializerMethodField(help_text="Until the expected end; null once over.")
     duration_seconds = serializers.SerializerMethodField(help_text="From start to hangup (or now); null if it never started.")
     tokens = serializers.SerializerMethodField()
+    watched = serializers.SerializerMethodField(
+        help_text="The supervisor watches the call: it turned the assistant's turn detection on and asked "
+        "for the greeting. Until then the assistant does not listen."
+    )
     events = CallEventSerializer(many=True, read_only=True)
 
     class Meta:
@@ -64,7 +68,7 @@ class CallSerializer(serializers.ModelSerializer):
         fields = [
             "id", "assistant", "mode", "state", "created_at", "started_at", "ended_at", "expected_end_at",
             "seconds_left", "duration_seconds", "credits_held", "credits_used", "credits_charged", "cost_microusd",
-            "tokens",
+            "tokens", "watched", "partial_hold",
             "end_reason", "events",
         ]
         read_only_fields = fields
@@ -86,6 +90,10 @@ class CallSerializer(serializers.ModelSerializer):
     @extend_schema_field(TokensSerializer)
     def get_tokens(self, call: RealtimeCall) -> dict[str, int]:
         return call.tokens.as_dict()
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_watched(self, call: RealtimeCall) -> bool:
+        return call.metered_at is not None
 
 
 class ClientSecretRequestSerializer(serializers.Serializer):
@@ -145,5 +153,7 @@ def call_figures(call: RealtimeCall) -> dict:
         "credits_charged": call.credits_charged,
         "cost_microusd": call.cost_microusd,
         "tokens": call.tokens.as_dict(),
+        "watched": serializer.get_watched(None, call),
+        "partial_hold": call.partial_hold,
         "end_reason": call.end_reason,
     }

@@ -148,6 +148,11 @@ class FlagKind(models.TextChoices):
     CALL_OVERRUN = "call_overrun", "call overrun"
     UNMONITORED_CALL = "unmonitored_call", "unmonitored call"
     COST_DRIFT = "cost_drift", "cost drift"
+    # Raised at once by the supervisor when it ends a call for a policy violation (a modified client).
+    POLICY_VIOLATION = "policy_violation", "policy violation on a call"
+    # Key mode: OpenAI reports more in a key-mode window than we metered (the secret started
+    # calls that were never reported, or ran past its window).
+    KEY_MODE_ABUSE = "key_mode_abuse", "client secret used beyond its reported call"
 
 
 class Severity(models.TextChoices):

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from realtime_saas.live import apush, staff_group, user_group
 from sessions import openai_client
+from sessions import policy as policy_rules
 from sessions.models import (
     FINAL_STATES,
     CallMode,
@@ -42,10 +43,18 @@ from sessions.supervisor.conf import SupervisorConf
 logger = logging.getLogger(__name__)
 
 FAIL_CLOSED_DETAIL = "Not watched: the sideband did not attach within {grace:g} s, so the call was hung up."
+LOST_DETAIL = "Not watched: the sideband was lost and could not be re-attached, so the call was hung up."
+PRE_ATTACH_DETAIL = ("The conversation had items before the supervisor attached (the browser started a response "
+                     "before it was watched), so the call was ended and flagged for staff.")
 
 
 class CallWatcher:
-    """Watches one call: attach (with backoff), meter, enforce, settle. Lives in one task."""
+    """Watches one call: attach (with backoff), configure, police, meter, enforce, settle. One task.
+
+    Fail closed: whatever makes it stop watching a live call, it ends with a hangup request that
+    OpenAI confirmed (or answered "no such call"), unless OpenAI itself closed the sideband cleanly
+    (the call ended). Only then is the call settled. docs/supervisor.md lists every path.
+    """
 
     def __init__(self, supervisor: Supervisor, snap: store.CallSnapshot) -> None:
         self.sup = supervisor
@@ -60,20 +69,33 @@ class CallWatcher:
         self.ending_seen = snap.state == CallState.ENDING  # someone else hung it up
         self.hangup_task: asyncio.Task | None = None
         self.closing_deadline: float | None = None
+        self.closed_by_openai = False  # the sideband closed cleanly: the call ended (proof)
+        self.gone_if_not_found = False  # our hangup is a precaution: "no such call" means it ended by itself
         self.warning: str | None = None
         self.session_expired = False
         self.task: asyncio.Task | None = None
         self.claimed_mono = time.monotonic()
         self.last_push = 0.0
         self.base_payload: dict | None = None
+        # Policy (issue 11): what the call may do, and what the supervisor saw it do.
+        self.first_watch = not snap.was_attached  # this watcher is the first to see the call
+        self.attached_once = snap.was_attached
+        self.turned_on = False  # the supervisor's turn detection took effect
+        self.known_items: set[str] = set()
+        self.responses_created: set[str] = set()
+        self.deviations = 0
+        self.last_input = TokenCounts()
+        self._event_seq = 0
+        self._our_events: dict[str, str] = {}  # event_id -> what it was, to read OpenAI's errors about it
 
     # --- decisions -------------------------------------------------------------------------
 
-    def enforce(self, cause: str, detail: str = "") -> None:
+    def enforce(self, cause: str, detail: str = "", *, gone_if_not_found: bool = False) -> None:
         """Hang up now (once), recording why."""
         if self.enforcing is not None:
             return
         self.enforcing = cause
+        self.gone_if_not_found = gone_if_not_found
         self.sup.stats["enforced:" + cause] += 1
         self.hangup_task = asyncio.get_running_loop().create_task(self._hangup(cause, detail))
 
@@ -115,6 +137,8 @@ class CallWatcher:
         except asyncio.CancelledError:
             raise
         except Exception:
+            # The lease goes back (expired now): this or another supervisor claims the call again
+            # at its next poll, so it is not left unwatched.
             logger.exception("supervisor: watcher of call %s failed; releasing it", self.snap.public_id)
             await self.sup.db(store.release, owner=self.sup.owner, pks=[self.snap.pk])
         finally:
@@ -125,12 +149,16 @@ class CallWatcher:
             self.sup.watchers.pop(self.snap.pk, None)
 
     def _grace_deadline(self) -> float:
-        """Monotonic deadline for the first attach (fail closed after it)."""
+        """Monotonic deadline for the first attach of this watcher (fail closed after it).
+
+        A new proxy call has the grace from its start. A call another supervisor watched before
+        (a takeover) gets a fresh grace from our claim: its age says nothing about our attach.
+        """
         grace = self.conf.attach_grace_seconds
-        if self.snap.mode == CallMode.PROXY and self.snap.started_at is not None:
+        if self.snap.mode == CallMode.PROXY and self.snap.started_at is not None and not self.snap.was_attached:
             age = (timezone.now() - self.snap.started_at).total_seconds()
             return time.monotonic() + max(grace - age, 0.0)
-        return self.claimed_mono + grace  # key mode: from when we learnt its call id
+        return self.claimed_mono + grace  # key mode: from when we learnt its call id; takeovers
 
     async def _run(self) -> None:
         attached_ever = self.snap.was_attached
@@ -141,9 +169,13 @@ class CallWatcher:
                 break
             self.sideband = sideband
             first = not attached_ever
-            attached_ever = True
+            attached_ever = self.attached_once = True
             self.sup.stats["attached"] += 1
-            await self.sup.db(store.mark_attached, pk=self.snap.pk, first=first)
+            # The policy first, then the database: the call waits for our turn detection.
+            configured = await self._configure(sideband, greet=first and self.snap.greeting)
+            await self.sup.db(store.mark_attached, pk=self.snap.pk, first=first, detail=configured)
+            self.push(force=True)
+            self._judge()
             try:
                 clean = await self._read(sideband)
             finally:
@@ -152,13 +184,20 @@ class CallWatcher:
             if clean:
                 break
             self.sup.stats["dropped"] += 1
+            self.first_watch = False  # what happens while we re-attach is not the browser's doing
             await self.sup.db(store.record_event, pk=self.snap.pk, kind=store.EVENT_SIDEBAND_LOST,
                               detail="Sideband dropped; re-attaching.")
             deadline = time.monotonic() + self.conf.attach_grace_seconds
-        if not attached_ever and self.enforcing is None and not self.ending_seen:
-            detail = FAIL_CLOSED_DETAIL.format(grace=self.conf.attach_grace_seconds)
+        if self.hangup_task is None and not self.closed_by_openai:
+            # We stop watching without proof that the call ended: hang it up (fail closed).
             self.sup.stats["fail_closed"] += 1
-            self.enforce(Cause.NOT_WATCHED, detail)
+            if self.ending_seen:  # the user's or staff's hangup, asked again until OpenAI confirms
+                self.enforcing = ""
+                self.hangup_task = asyncio.get_running_loop().create_task(self._hangup(None, ""))
+            elif not attached_ever:
+                self.enforce(Cause.NOT_WATCHED, FAIL_CLOSED_DETAIL.format(grace=self.conf.attach_grace_seconds))
+            else:
+                self.enforce(Cause.NOT_WATCHED, LOST_DETAIL, gone_if_not_found=True)
         if self.hangup_task is not None:
             await self.hangup_task
         await self._settle(attached_ever)
@@ -186,6 +225,30 @@ class CallWatcher:
             await asyncio.sleep(min(delay, remaining))
             delay = min(delay * 2, self.conf.attach_backoff_max)
 
+    def _event_id(self, what: str) -> str:
+        self._event_seq += 1
+        event_id = f"event_rs{self.snap.pk}x{self._event_seq}"
+        self._our_events[event_id] = what
+        return event_id
+
+    async def _configure(self, sideband: openai_client.Sideband, *, greet: bool) -> str:
+        """Put the assistant's policy on the session (its turn detection on: the call was created
+        with it off) and, on the first attach, ask for the greeting. Returns a timeline note."""
+        policy = self.snap.policy
+        if not policy:
+            return ""
+        try:
+            await sideband.send(policy_rules.restore_event(policy, event_id=self._event_id("configure")))
+            if greet:
+                await sideband.send(policy_rules.greeting_event(
+                    instructions=self.snap.greeting_instructions, event_id=self._event_id("greeting")))
+        except Exception:
+            logger.info("supervisor: configuring %s failed", self.snap.public_id, exc_info=True)
+            return ""
+        if greet:
+            return "Supervisor attached: turn detection on, greeting requested."
+        return "Supervisor attached: the assistant's session settings re-applied."
+
     async def _read(self, sideband: openai_client.Sideband) -> bool:
         """Read events until the socket closes. True when the call ended (clean close, or our
         hangup's grace ran out); False when the sideband dropped and should be re-attached."""
@@ -197,15 +260,38 @@ class CallWatcher:
             except TimeoutError:
                 continue
             except openai_client.SidebandClosed as closed:
+                if closed.clean and self.enforcing is None:
+                    self.closed_by_openai = True
                 return closed.clean or self.enforcing is not None
             await self._handle(event)
 
     async def _handle(self, event: dict) -> None:
         kind = event.get("type")
+        if self.first_watch:
+            self._check_history(event)
         if kind == "response.done":
             response = event.get("response") or {}
-            await self._meter(response.get("id") or event.get("event_id") or "", response.get("usage") or {},
-                              UsageRecord.Kind.RESPONSE)
+            response_id = response.get("id") or ""
+            if (self.first_watch and response_id and response_id not in self.responses_created
+                    and response_id not in self.seen):
+                # Started before we watched (we saw no response.created): it is metered below; its
+                # settings are judged here, as it can no longer be cancelled.
+                self._deviation(f"A response ran that started before the supervisor watched"
+                                f"{self._excess_note(response)}.")
+            usage = response.get("usage") or {}
+            self.last_input = TokenCounts.from_usage(usage)
+            await self._meter(response_id or event.get("event_id") or "", usage, UsageRecord.Kind.RESPONSE)
+        elif kind == "response.created":
+            response = event.get("response") or {}
+            response_id = response.get("id") or ""
+            self.responses_created.add(response_id)
+            excess = policy_rules.response_excesses(self.snap.policy, response) if self.snap.policy else []
+            if excess and self.sideband is not None:
+                await self._send({"type": "response.cancel", "response_id": response_id}, "cancel")
+                self._deviation(f"A response asked for more than the assistant allows "
+                                f"({policy_rules.describe(excess)}); it was cancelled.")
+        elif kind == "session.updated" and self.snap.policy:
+            await self._police_session(event.get("session") or {})
         elif kind == "conversation.item.input_audio_transcription.completed":
             usage = event.get("usage") or {}
             if usage.get("type", "tokens") == "tokens":
@@ -216,8 +302,77 @@ class CallWatcher:
                 )
                 key = f"{event.get('item_id')}:{event.get('content_index', 0)}:transcription"
                 await self._meter(key, None, UsageRecord.Kind.TRANSCRIPTION, tokens=tokens)
-        elif kind == "error" and (event.get("error") or {}).get("code") == "session_expired":
-            self.session_expired = True
+        elif kind == "error":
+            error = event.get("error") or {}
+            if error.get("code") == "session_expired":
+                self.session_expired = True
+            what = self._our_events.get(error.get("event_id") or "")
+            if what == "configure":
+                # OpenAI refused to put the policy back (e.g. the voice, once audio was played).
+                self._deviation(f"The assistant's settings could not be restored: {error.get('message', '')}",
+                                fatal=True)
+
+    def _excess_note(self, response: dict) -> str:
+        excess = policy_rules.response_excesses(self.snap.policy, response) if self.snap.policy else []
+        return f", asking for more than the assistant allows ({policy_rules.describe(excess)})" if excess else ""
+
+    def _check_history(self, event: dict) -> None:
+        """On a call nobody watched before us, every item must be one we saw added: an item that
+        refers to an unknown previous item means the conversation had items before we attached,
+        i.e. the browser had a response (or input) we could not meter. End the call, flag it."""
+        etype = event.get("type")
+        item = event.get("item") if isinstance(event.get("item"), dict) else {}
+        item_id = item.get("id") or event.get("item_id")
+        previous = event.get("previous_item_id")
+        chained = etype in ("conversation.item.added", "conversation.item.done", "conversation.item.created",
+                            "input_audio_buffer.committed")
+        if chained and previous and previous not in self.known_items and self.enforcing is None:
+            self.sup.stats["pre_attach"] += 1
+            self._deviation(PRE_ATTACH_DETAIL, fatal=True,
+                            evidence={"unknown_previous_item_id": previous, "event": etype})
+        if item_id and (chained or etype in ("response.output_item.added", "response.output_item.done")):
+            self.known_items.add(item_id)
+
+    async def _police_session(self, session: dict) -> None:
+        policy = self.snap.policy
+        td_policy = (policy.get("audio") or {}).get("input", {}).get("turn_detection") or {}
+        td = ((session.get("audio") or {}).get("input") or {}).get("turn_detection")
+        deviations = policy_rules.session_deviations(policy, session, turned_on=self.turned_on)
+        if not deviations and isinstance(td, dict) and td and all(td.get(k) == v for k, v in td_policy.items()):
+            self.turned_on = True
+        if not deviations:
+            return
+        await self._send(policy_rules.restore_event(policy, event_id=self._event_id("configure")), None)
+        self._deviation(f"The browser changed the assistant's {policy_rules.describe(deviations)}; "
+                        "the assistant's settings were put back.")
+
+    def _deviation(self, detail: str, *, fatal: bool = False, evidence: dict | None = None) -> None:
+        """Record a deviation from the policy; a repeat in the same call (or a fatal one) hangs up
+        with cause `policy_violation` and raises a high-severity flag for staff."""
+        self.deviations += 1
+        self.sup.stats["policy_deviations"] += 1
+        logger.info("supervisor: call %s deviates from its policy: %s", self.snap.public_id, detail)
+        self.sup.spawn(self.sup.db(store.record_event, pk=self.snap.pk, kind=store.EVENT_POLICY_DEVIATION,
+                                   detail=detail))
+        if self.enforcing is not None or not (fatal or self.deviations >= 2):
+            return
+        why = detail if fatal else f"The assistant's settings were changed from the browser again: {detail}"
+        self.enforce(Cause.POLICY_VIOLATION, why)
+        self.sup.spawn(self.sup.db(
+            store.flag_policy_violation, pk=self.snap.pk,
+            summary=f"Call {self.snap.public_id} ended for a policy violation: {why}",
+            evidence={"deviations": self.deviations, **(evidence or {})},
+        ))
+
+    async def _send(self, event: dict, what: str | None) -> None:
+        if self.sideband is None:
+            return
+        if what is not None:
+            event = {**event, "event_id": self._event_id(what)}
+        try:
+            await self.sideband.send(event)
+        except Exception:
+            logger.info("supervisor: sending %s to %s failed", event.get("type"), self.snap.public_id, exc_info=True)
 
     async def _meter(self, response_id: str, usage: dict | None, kind: str, tokens: TokenCounts | None = None) -> None:
         if not response_id or response_id in self.seen:
@@ -235,7 +390,7 @@ class CallWatcher:
         self.cost_microusd += cost
         self.tokens = TokenCounts(**{n: getattr(self.tokens, n) + getattr(tokens, n) for n in TokenCounts.CLASSES})
         self.credits_used = credits_for_cost(self.cost_microusd, markup_percent=self.snap.markup_percent)
-        self._judge(self.credits_used)
+        self._judge()
         self.sup.writer.add(store.UsageRow(pk=self.snap.pk, response_id=response_id, kind=kind, tokens=tokens,
                                            cost_microusd=cost, at=timezone.now()))
         self.push()
@@ -244,33 +399,65 @@ class CallWatcher:
         """The database's totals after a batch (they include what an earlier supervisor metered)."""
         if credits_used > self.credits_used:
             self.credits_used, self.cost_microusd = credits_used, cost_microusd
-            self._judge(credits_used)
+            self._judge()
 
-    def _judge(self, credits_used: int) -> None:
+    def next_response_worst_microusd(self) -> int:
+        """What one more response could cost at most: the assistant's output token limit at the
+        dearer output price, plus the conversation so far (the last response's input) re-read
+        uncached. A response's input is the whole conversation (reference §5.1)."""
+        price = self.snap.price
+        if price is None:
+            return 0
+        max_out = self.snap.policy.get("max_output_tokens") if self.snap.policy else None
+        out_tokens = int(max_out) if isinstance(max_out, int) else 4096
+        out_price = max(price.text_out_microusd_per_mtok, price.audio_out_microusd_per_mtok)
+        last = self.last_input
+        total = (out_tokens * out_price
+                 + (last.text_in + last.text_cached) * price.text_in_microusd_per_mtok
+                 + (last.audio_in + last.audio_cached) * price.audio_in_microusd_per_mtok)
+        return -(-total // 1_000_000)
+
+    def _judge(self) -> None:
+        """Credits: a full hold ends the call when the metered credits reach it (the last response
+        may overshoot: it is charged). A partial hold ends it one worst-case response earlier, so
+        the credits it holds pay for everything the call can still do (issue 11)."""
         held = self.snap.credits_held
-        if credits_used >= held:
+        committed = self.credits_used
+        if self.snap.partial_hold:
+            committed = credits_for_cost(self.cost_microusd + self.next_response_worst_microusd(),
+                                         markup_percent=self.snap.markup_percent)
+        if committed >= held:
             self.enforce(Cause.CREDITS_EXHAUSTED)
-        elif held - credits_used <= held * self.conf.warn_fraction:
+        elif held - committed <= held * self.conf.warn_fraction:
             self.warn("credits")
 
     async def _hangup(self, cause: str | None, detail: str) -> None:
-        """REST hangup (first), then the database. Retries while OpenAI is unreachable."""
-        error = None
-        for attempt in range(5):
+        """REST hangup, retried with backoff until OpenAI confirms it (200, or 404: the call is
+        gone), then the database. A call is never settled while nobody knows it ended."""
+        delay = 0.2
+        failed_once = False
+        while True:
             try:
                 await openai_client.ahangup(self.sup.client, self.snap.openai_call_id)
-                error = None
                 break
             except openai_client.CallNotFound:
-                error = None
+                if self.gone_if_not_found:
+                    # It had ended by itself while we could not watch: settle it as closed.
+                    self.enforcing = ""
+                    cause = None
                 break
             except openai_client.UpstreamError as exc:
-                error = exc.message
-                await asyncio.sleep(0.2 * (attempt + 1))
+                self.sup.stats["hangup_retries"] += 1
+                if not failed_once and cause is not None:
+                    failed_once = True
+                    await self.sup.db(store.begin_ending, pk=self.snap.pk, cause=cause, detail=detail,
+                                      hangup_error=exc.message)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
         self.sup.stats["hangups"] += 1
         self.closing_deadline = time.monotonic() + self.conf.ending_timeout_seconds
         if cause is not None:
-            await self.sup.db(store.begin_ending, pk=self.snap.pk, cause=cause, detail=detail, hangup_error=error)
+            await self.sup.db(store.begin_ending, pk=self.snap.pk, cause=cause, detail=detail, hangup_error=None)
 
     async def _settle(self, attached_ever: bool) -> None:
         await self.sup.writer.drain()  # every metered response of this call is in the database
@@ -279,7 +466,7 @@ class CallWatcher:
         if self.session_expired and not self.enforcing:
             detail = "OpenAI ended the call at its maximum session length."
         elif cause == Cause.NOT_WATCHED:
-            detail = FAIL_CLOSED_DETAIL.format(grace=self.conf.attach_grace_seconds)
+            detail = LOST_DETAIL if attached_ever else FAIL_CLOSED_DETAIL.format(grace=self.conf.attach_grace_seconds)
         # A proxy call is charged what was metered (nothing, if it never attached: reconciliation
         # sees what OpenAI billed). A key-mode call we could never watch pays its full hold.
         metered = attached_ever or self.snap.mode == CallMode.PROXY
@@ -320,6 +507,7 @@ class CallWatcher:
             "tokens": self.tokens.as_dict(),
             "cost_microusd": self.cost_microusd,
             "live": True,
+            "watched": self.attached_once,
             "credits_used": self.credits_used,
             "seconds_left": max(int(left), 0),
             "warning": self.warning,

@@ -29,6 +29,8 @@ from sessions.models import (
     TokenCounts,
     UsageRecord,
 )
+from sessions.reconciliation.models import Flag, FlagKind, Severity
+from sessions.reconciliation.reconcile import notify_staff
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ WATCHED_STATES = (CallState.ACTIVE, CallState.ENDING)
 EVENT_SIDEBAND_ATTACHED = CallEvent.Kind.SIDEBAND_ATTACHED
 EVENT_SIDEBAND_LOST = CallEvent.Kind.SIDEBAND_LOST
 EVENT_WARNING = CallEvent.Kind.WARNING
+EVENT_POLICY_DEVIATION = CallEvent.Kind.POLICY_DEVIATION
 
 
 @dataclass
@@ -61,6 +64,11 @@ class CallSnapshot:
     created_at: datetime
     was_attached: bool  # a supervisor attached before: a 404 now means the call is gone
     wrap_up_message: str = ""  # the assistant's, else SUPERVISOR_WRAP_UP_MESSAGE (see CallWatcher)
+    # The assistant's session policy (Assistant.policy(), as it is now: enforced live) and greeting.
+    policy: dict = field(default_factory=dict, repr=False)
+    greeting: bool = False
+    greeting_instructions: str = ""
+    partial_hold: bool = False  # end by credits: metered + one worst-case response reach the hold
     price: ModelPrice | None = field(default=None, repr=False)
     payload: dict | None = field(default=None, repr=False)  # as GET /api/calls/<id> showed it at claim
 
@@ -77,7 +85,8 @@ def _snapshot(call: RealtimeCall, prices: dict[str, ModelPrice]) -> CallSnapshot
         tokens=call.tokens, expected_end_at=call.expected_end_at, started_at=call.started_at,
         created_at=call.created_at, was_attached=call.metered_at is not None,
         wrap_up_message=call.assistant.wrap_up_message, price=prices.get(call.model),
-        payload=_payload(call),
+        payload=_payload(call), policy=call.assistant.policy(), greeting=call.assistant.greeting,
+        greeting_instructions=call.assistant.greeting_instructions, partial_hold=call.partial_hold,
     )
 
 
@@ -147,28 +156,51 @@ def check(*, owner: str, renew_seconds: float | None) -> dict[int, CallStatus]:
 
 
 def release(*, owner: str, pks: list[int] | None = None) -> int:
-    """Give leases back (shutdown, or a call we stopped watching)."""
+    """Give leases back (shutdown, or a call we stopped watching): expired now, so any supervisor
+    claims them at its next poll, and the sweep knows since when nobody watches them."""
     qs = RealtimeCall.objects.filter(lease_owner=owner)
     if pks is not None:
         qs = qs.filter(pk__in=pks)
-    return qs.update(lease_owner="", lease_expires_at=None)
+    return qs.update(lease_owner="", lease_expires_at=timezone.now())
 
 
 def free_dead_leases() -> int:
-    """Clear leases whose holder stopped renewing them (tidiness: an expired lease is claimable)."""
-    return RealtimeCall.objects.filter(lease_expires_at__lt=timezone.now()).update(
-        lease_owner="", lease_expires_at=None
+    """Clear the owner of leases nobody renewed (tidiness: an expired lease is claimable). The
+    expiry stays: it says since when the call is unwatched (sessions.services.sweep_calls)."""
+    return RealtimeCall.objects.filter(lease_expires_at__lt=timezone.now()).exclude(lease_owner="").update(
+        lease_owner=""
     )
 
 
-def mark_attached(*, pk: int, first: bool) -> None:
+def mark_attached(*, pk: int, first: bool, detail: str = "") -> None:
     now = timezone.now()
     with transaction.atomic(durable=True):
         newly = RealtimeCall.objects.filter(pk=pk, metered_at__isnull=True).update(metered_at=now)
         CallEvent.objects.create(
             call_id=pk, at=now, kind=EVENT_SIDEBAND_ATTACHED,
-            detail="Supervisor attached to the sideband." if (newly or first) else "Sideband re-attached.",
+            detail=detail or ("Supervisor attached to the sideband." if (newly or first) else "Sideband re-attached."),
         )
+
+
+def flag_policy_violation(*, pk: int, summary: str, evidence: dict) -> None:
+    """A high-severity flag for staff: usage on a call before the supervisor watched it (a
+    modified client). One per call (its natural key); a repeat updates it."""
+    call = RealtimeCall.objects.get(pk=pk)
+    now = timezone.now()
+    flag, _ = Flag.objects.update_or_create(
+        natural_key=f"policy_violation:{call.public_id}",
+        defaults={
+            "kind": FlagKind.POLICY_VIOLATION, "severity": Severity.HIGH, "window_start": call.created_at,
+            "window_end": now, "model": call.model, "attribution": "call", "call": call, "user_id": call.user_id,
+            "summary": summary[:500], "evidence": evidence, "last_seen_at": now,
+        },
+        create_defaults={
+            "kind": FlagKind.POLICY_VIOLATION, "severity": Severity.HIGH, "window_start": call.created_at,
+            "window_end": now, "model": call.model, "attribution": "call", "call": call, "user_id": call.user_id,
+            "summary": summary[:500], "evidence": evidence, "first_seen_at": now, "last_seen_at": now,
+        },
+    )
+    notify_staff([flag.pk])
 
 
 def record_event(*, pk: int, kind: str, detail: str = "", cause: str = "") -> None:

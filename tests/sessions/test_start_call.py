@@ -42,6 +42,9 @@ def test_it_starts_a_call_and_returns_the_sdp_answer(alice_client, funded_alice,
     assert upstream["session"]["model"] == "gpt-realtime"
     assert upstream["session"]["instructions"] == "You are a test assistant."
     assert upstream["session"]["audio"]["output"]["voice"] == "marin"
+    # Nothing happens before the supervisor watches: no voice activity detection, so no response.
+    assert upstream["session"]["audio"]["input"]["turn_detection"] is None
+    assert upstream["responses"] == 0
 
 
 def test_the_browser_cannot_change_the_session(alice_client, funded_alice, assistant, offer_sdp, openai_settings):
@@ -55,7 +58,11 @@ def test_the_browser_cannot_change_the_session(alice_client, funded_alice, assis
         "gpt-realtime", "You are a test assistant.", "marin")
 
 
-def test_the_hold_is_capped_by_what_the_user_can_afford(alice_client, alice, assistant, offer_sdp, openai_settings):
+def test_a_partial_hold_keeps_the_assistants_maximum_length_as_its_only_clock(
+    alice_client, alice, assistant, offer_sdp, openai_settings
+):
+    """Issue 11: a hold capped by what the user can afford no longer shortens the call to a
+    worst-case clock (100 of 423 credits used to mean 141 s); the supervisor ends it by credits."""
     from tests.sessions.helpers import fund
 
     fund(alice, 100)
@@ -63,8 +70,19 @@ def test_the_hold_is_capped_by_what_the_user_can_afford(alice_client, alice, ass
     assert response.status_code == 201
     call = RealtimeCall.objects.get()
     assert call.credits_held == 100
-    assert call.allowed_seconds == 600 * 100 // 423
+    assert call.partial_hold is True
+    assert call.allowed_seconds == 600
+    assert (call.expected_end_at - call.started_at).total_seconds() == 600
     assert wallet_of(alice).held == 100
+
+
+def test_a_full_hold_is_not_partial(alice_client, alice, assistant, offer_sdp, openai_settings):
+    from tests.sessions.helpers import fund
+
+    fund(alice, 1_000)
+    assert start(alice_client, assistant, offer_sdp).status_code == 201
+    call = RealtimeCall.objects.get()
+    assert (call.credits_held, call.partial_hold, call.allowed_seconds) == (423, False, 600)
 
 
 def test_too_few_credits_is_402_and_nothing_is_written(alice_client, alice, assistant, offer_sdp, openai_settings):

@@ -35,7 +35,17 @@ def make_assistant(**fields) -> Assistant:
         "text_out_microusd_per_mtok": PRICE_MICROUSD_PER_MTOK, "audio_in_microusd_per_mtok": 1,
         "audio_cached_microusd_per_mtok": 1, "audio_out_microusd_per_mtok": 1,
     })
-    return Assistant.objects.create(**{"name": "Supervised", "model": MODEL, "markup_percent": 0, **fields})
+    # No greeting by default: its usage would blur the exact figures these tests assert
+    # (tests/supervisor/test_policy.py covers it).
+    return Assistant.objects.create(
+        **{"name": "Supervised", "model": MODEL, "markup_percent": 0, "greeting": False, **fields}
+    )
+
+
+def upstream_call(fake, assistant: Assistant, **options) -> str:
+    """A headless call at fakes/openai created as sessions.services creates one: with the
+    assistant's session config (turn detection off until the supervisor turns it on)."""
+    return fake.create_call(session=assistant.session_config(), **options)["id"]
 
 
 def watched_call(*, user, assistant: Assistant, openai_call_id: str, hold: int, balance: int | None = None,

@@ -3,14 +3,15 @@
 from django.urls import reverse
 
 from sessions.models import CallEvent, CallState, Cause
-from tests.supervisor.helpers import make_assistant, watched_call
+from tests.supervisor.helpers import make_assistant, upstream_call, watched_call
 
 
 def test_staff_see_calls_in_flight_and_can_hang_one_up(staff_client, alice, settings, fake_openai, db):
     settings.OPENAI_API_KEY = fake_openai.project_key
     settings.OPENAI_BASE_URL = fake_openai.base_url
-    rtc = fake_openai.create_call(session={"type": "realtime"})["id"]
-    call = watched_call(user=alice, assistant=make_assistant(), openai_call_id=rtc, hold=9)
+    assistant = make_assistant()
+    rtc = upstream_call(fake_openai, assistant)
+    call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=9)
 
     page = staff_client.get(reverse("live_calls"))
     assert page.status_code == 200

@@ -10,7 +10,7 @@ import pytest
 
 from sessions.models import CallState, Cause, RealtimeCall
 from tests.live import ROOT, subprocess_env
-from tests.supervisor.helpers import usage_for, wait_for, watched_call
+from tests.supervisor.helpers import upstream_call, usage_for, wait_for, watched_call
 
 LEASE = 3.0
 
@@ -21,7 +21,7 @@ def test_kill_9_of_the_holder_hands_the_call_to_the_other_supervisor(
     transactional_db, openai_settings, assistant, alice, tmp_path
 ):
     fake = openai_settings
-    rtc = fake.create_call(session={"type": "realtime"})["id"]
+    rtc = upstream_call(fake, assistant)
     call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=3)
     env = subprocess_env(OPENAI_API_KEY=fake.project_key, OPENAI_BASE_URL=fake.base_url)
     procs = {}

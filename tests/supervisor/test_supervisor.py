@@ -9,9 +9,7 @@ from sessions import services
 from sessions.models import CallEvent, CallState, Cause, RealtimeCall, UsageRecord
 from sessions.supervisor import store
 from tests.factories import StaffFactory
-from tests.supervisor.helpers import usage_for, wait_for, watched_call
-
-SESSION = {"type": "realtime", "model": "gpt-realtime"}
+from tests.supervisor.helpers import upstream_call, usage_for, wait_for, watched_call
 
 
 def _attached(fake, call_id):
@@ -32,7 +30,7 @@ def _usage_charges(call) -> int:
 
 def test_it_hangs_up_when_credits_run_out_and_charges_the_metered_usage(supervisor, openai_settings, assistant, alice):
     fake = openai_settings
-    rtc = fake.create_call(session=SESSION)["id"]
+    rtc = upstream_call(fake, assistant)
     call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=5)
     supervisor()
     wait_for(_attached(fake, rtc), what="sideband attached")
@@ -53,7 +51,7 @@ def test_it_hangs_up_when_credits_run_out_and_charges_the_metered_usage(supervis
 
 def test_overshoot_of_the_last_response_is_charged_within_one_response(supervisor, openai_settings, assistant, alice):
     fake = openai_settings
-    rtc = fake.create_call(session=SESSION)["id"]
+    rtc = upstream_call(fake, assistant)
     call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=5, balance=20)
     supervisor()
     wait_for(_attached(fake, rtc), what="sideband attached")
@@ -71,7 +69,7 @@ def test_overshoot_of_the_last_response_is_charged_within_one_response(superviso
 
 def test_it_hangs_up_at_the_expected_end_after_a_warning(supervisor, openai_settings, assistant, alice):
     fake = openai_settings
-    rtc = fake.create_call(session=SESSION)["id"]
+    rtc = upstream_call(fake, assistant)
     call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=50, seconds=2)
     supervisor(warn_seconds=1.0)
 
@@ -85,7 +83,7 @@ def test_it_hangs_up_at_the_expected_end_after_a_warning(supervisor, openai_sett
 
 def test_staff_hangup_is_enforced_even_if_the_request_to_openai_failed(supervisor, openai_settings, assistant, alice):
     fake = openai_settings
-    rtc = fake.create_call(session=SESSION)["id"]
+    rtc = upstream_call(fake, assistant)
     call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=50)
     supervisor()
     wait_for(_attached(fake, rtc), what="sideband attached")
@@ -104,7 +102,7 @@ def test_staff_hangup_is_enforced_even_if_the_request_to_openai_failed(superviso
 
 def test_suspending_the_user_hangs_up_their_call(supervisor, openai_settings, assistant, alice):
     fake = openai_settings
-    rtc = fake.create_call(session=SESSION)["id"]
+    rtc = upstream_call(fake, assistant)
     call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=50)
     supervisor()
     wait_for(_attached(fake, rtc), what="sideband attached")
@@ -153,7 +151,7 @@ def test_credits_are_rounded_once_from_the_running_cost(transactional_db, assist
 
 def test_a_dropped_sideband_is_reattached_and_metering_goes_on(supervisor, openai_settings, assistant, alice):
     fake = openai_settings
-    rtc = fake.create_call(session=SESSION)["id"]
+    rtc = upstream_call(fake, assistant)
     call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=50)
     supervisor()
     wait_for(_attached(fake, rtc), what="sideband attached")
@@ -174,7 +172,7 @@ def test_settlement_is_exactly_once_when_our_hangup_races_the_calls_own_end(
     supervisor, openai_settings, assistant, alice
 ):
     fake = openai_settings
-    rtc = fake.create_call(session=SESSION)["id"]
+    rtc = upstream_call(fake, assistant)
     call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=2, balance=10)
     supervisor()
     wait_for(_attached(fake, rtc), what="sideband attached")
@@ -203,7 +201,7 @@ def test_a_call_whose_sideband_never_attaches_is_hung_up_after_the_grace(
     supervisor, openai_settings, assistant, alice
 ):
     fake = openai_settings
-    rtc = fake.create_call(session=SESSION, sideband_404_delay=600)["id"]
+    rtc = upstream_call(fake, assistant, sideband_404_delay=600)
     call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=50)
     supervisor(attach_grace_seconds=1.5)
 
@@ -220,7 +218,7 @@ def test_a_call_that_ended_while_nobody_watched_is_settled_with_what_was_metered
     supervisor, openai_settings, assistant, alice
 ):
     fake = openai_settings
-    rtc = fake.create_call(session=SESSION)["id"]
+    rtc = upstream_call(fake, assistant)
     call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=50)
     RealtimeCall.objects.filter(pk=call.pk).update(credits_used=4, metered_at=call.started_at)  # metered before
     fake.end_call(rtc)
@@ -231,7 +229,7 @@ def test_a_call_that_ended_while_nobody_watched_is_settled_with_what_was_metered
 
 def test_a_second_supervisor_takes_over_a_call_whose_lease_expired(supervisor, openai_settings, assistant, alice):
     fake = openai_settings
-    rtc = fake.create_call(session=SESSION)["id"]
+    rtc = upstream_call(fake, assistant)
     call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=3)
     first = supervisor(owner="first")
     wait_for(_attached(fake, rtc), what="first supervisor attached")
@@ -259,7 +257,7 @@ def test_a_new_call_is_picked_up_within_a_second(supervisor, openai_settings, as
     fake = openai_settings
     supervisor(owner="quick")
     time.sleep(0.5)  # running, idle
-    rtc = fake.create_call(session=SESSION)["id"]
+    rtc = upstream_call(fake, assistant)
     call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=50)
     created = time.monotonic()
     wait_for(lambda: RealtimeCall.objects.get(pk=call.pk).lease_owner == "quick", timeout=3, interval=0.02,
@@ -290,7 +288,7 @@ def test_a_key_mode_call_that_cannot_be_watched_is_hung_up_and_pays_its_full_hol
     supervisor, openai_settings, assistant, alice
 ):
     fake = openai_settings
-    rtc = fake.create_call(session=SESSION, sideband_404_delay=600)["id"]
+    rtc = upstream_call(fake, assistant, sideband_404_delay=600)
     call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=7, mode="key")
     supervisor(attach_grace_seconds=1.0)
 

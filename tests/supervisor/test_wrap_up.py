@@ -7,9 +7,7 @@ import pytest
 from websockets.sync.client import connect
 
 from sessions.models import CallEvent, CallState, Cause
-from tests.supervisor.helpers import make_assistant, usage_for, wait_for, watched_call
-
-SESSION = {"type": "realtime", "model": "gpt-realtime"}
+from tests.supervisor.helpers import make_assistant, upstream_call, usage_for, wait_for, watched_call
 
 
 class Observer:
@@ -84,7 +82,7 @@ def test_the_assistants_wrap_up_message_is_sent_to_the_model_at_the_warning(
     settings.SUPERVISOR_WRAP_UP_MESSAGE = "Generic wrap-up."
     fake = openai_settings
     assistant = make_assistant(wrap_up_message="Tell the caller the call ends soon and say goodbye.")
-    rtc = fake.create_call(session=SESSION)["id"]
+    rtc = upstream_call(fake, assistant)
     call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=10)
 
     observer = _warn_then_exhaust(fake, supervisor, call, rtc, observe)
@@ -105,7 +103,7 @@ def test_an_assistant_without_one_falls_back_to_the_setting(supervisor, openai_s
     settings.SUPERVISOR_WRAP_UP_MESSAGE = "Please wrap up now."
     fake = openai_settings
     assistant = make_assistant()
-    rtc = fake.create_call(session=SESSION)["id"]
+    rtc = upstream_call(fake, assistant)
     call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=10)
 
     observer = _warn_then_exhaust(fake, supervisor, call, rtc, observe)
@@ -117,7 +115,7 @@ def test_no_message_is_sent_when_neither_is_set(supervisor, openai_settings, ali
     settings.SUPERVISOR_WRAP_UP_MESSAGE = ""
     fake = openai_settings
     assistant = make_assistant()
-    rtc = fake.create_call(session=SESSION)["id"]
+    rtc = upstream_call(fake, assistant)
     call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=10)
     observer = observe(rtc)
     supervisor()

@@ -221,6 +221,7 @@ async def test_several_sidebands_see_the_same_events_and_hangup_closes_them(acli
     ):
         event_id = fake_openai.response_done(call_id, USAGE)
         for conn in (one, two):
+            assert (await conn.recv()).type == "response.created"  # every response is announced
             event = await conn.recv()
             assert event.type == "response.done" and event.event_id == event_id
             assert event.response.usage.total_tokens == 253
@@ -252,6 +253,7 @@ async def test_dropped_sideband_can_reattach(aclient, fake_openai):
             await asyncio.wait_for(conn.recv(), 2)
     async with aclient.realtime.connect(call_id=call_id) as conn:
         fake_openai.response_done(call_id, USAGE)
+        assert (await asyncio.wait_for(conn.recv(), 2)).type == "response.created"
         assert (await asyncio.wait_for(conn.recv(), 2)).type == "response.done"
 
 

@@ -23,8 +23,9 @@ async def test_spoken_turn_gets_a_spoken_answer_seen_on_both_links(client, aclie
     caller = Caller(ScriptedMic([(0.3, False), (1.2, True)]))
     try:
         call_id = await connect(caller, client)
+        # The sideband answers 404 until the caller is connected (reference §3 "Timing").
+        await caller.wait_for("session.created", timeout=5)
         async with aclient.realtime.connect(call_id=call_id) as sideband:
-            await caller.wait_for("session.created", timeout=5)
             stopped = await caller.wait_for("input_audio_buffer.speech_stopped")
             started = await caller.wait_for("input_audio_buffer.speech_started")
             assert 1000 <= stopped["audio_end_ms"] - started["audio_start_ms"] <= 1400
