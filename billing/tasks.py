@@ -16,25 +16,33 @@ from billing.services import checkout, stripe_events
 
 logger = logging.getLogger(__name__)
 
+# One retry policy (STYLE.md rule 18): Celery's own, for named transient errors only. Retry n
+# (0…5) waits a delay drawn uniformly from [0, min(15 s · 2^n, 30 min)] (full jitter), so at most
+# 15 s … 8 min. Eager Celery (tests) never waits: with CELERY_TASK_EAGER_PROPAGATES the retry
+# surfaces as celery.exceptions.Retry from apply()/delay() (tests/billing/test_tasks.py).
+TRANSIENT_ERRORS = (StripeUnavailable,)
 MAX_RETRIES = 6
+RETRY_BACKOFF_SECONDS = 15
+RETRY_BACKOFF_MAX_SECONDS = 1800
 
 
-def backoff_seconds(retries: int) -> int:
-    return min(15 * 2**retries, 1800)
-
-
-@shared_task(bind=True, name="billing.process_stripe_event", max_retries=MAX_RETRIES, acks_late=True)
-def process_stripe_event_task(self, event_pk: int) -> None:
-    """Process one stored Stripe event. Transient Stripe failures are retried with backoff; any
-    other failure stays on the event (status failed, last_error) for staff to retry from admin."""
+@shared_task(
+    name="billing.process_stripe_event",
+    acks_late=True,
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=RETRY_BACKOFF_SECONDS,
+    retry_backoff_max=RETRY_BACKOFF_MAX_SECONDS,
+    retry_jitter=True,
+    max_retries=MAX_RETRIES,
+)
+def process_stripe_event_task(event_pk: int) -> None:
+    """Process one stored Stripe event. Transient Stripe failures are retried (the policy above);
+    when they run out, or on any other failure, the event stays failed (status, last_error) for
+    Stripe's redelivery, the sweep or staff (admin) to process again."""
     try:
         stripe_events.process_stripe_event(event_pk=event_pk)
-    except StripeUnavailable as exc:
-        if self.request.is_eager or self.request.retries >= MAX_RETRIES:
-            # Eager (tests, embedded mode): Stripe's own redelivery or the sweep tries again.
-            logger.warning("stripe event %s failed transiently: %s", event_pk, exc)
-            return
-        raise self.retry(exc=exc, countdown=backoff_seconds(self.request.retries)) from exc
+    except TRANSIENT_ERRORS:
+        raise  # to autoretry_for
     except Exception:
         logger.exception("stripe event %s failed; kept for a retry from the admin", event_pk)
 
