@@ -686,6 +686,7 @@ class Call:
             {
                 "event_id": event["event_id"],
                 "response_id": response["id"],
+                "status": response.get("status"),
                 "sent_at": sent_at,
                 "scripted": scripted,
                 "usage": usage,

@@ -49,7 +49,8 @@ def upstream_call(fake, assistant: Assistant, **options) -> str:
 
 
 def watched_call(*, user, assistant: Assistant, openai_call_id: str, hold: int, balance: int | None = None,
-                 seconds: int = 600, mode: str = CallMode.PROXY, started_ago: float = 0.0) -> RealtimeCall:
+                 seconds: int = 600, mode: str = CallMode.PROXY, started_ago: float = 0.0,
+                 partial_hold: bool = False) -> RealtimeCall:
     """An active call with a real hold, as sessions.services leaves it once OpenAI answered."""
     now = timezone.now()
     call = RealtimeCall.objects.create(
@@ -57,6 +58,7 @@ def watched_call(*, user, assistant: Assistant, openai_call_id: str, hold: int, 
         markup_percent=assistant.markup_percent, allowed_seconds=seconds, openai_call_id=openai_call_id,
         created_at=now - timedelta(seconds=started_ago), started_at=now - timedelta(seconds=started_ago),
         expected_end_at=now - timedelta(seconds=started_ago) + timedelta(seconds=seconds), credits_held=hold,
+        partial_hold=partial_hold,
     )
     billing.grant(user=user, credits=balance if balance is not None else hold, kind="bonus",
                   idempotency_key=f"test-grant:{call.public_id}", reference="test")
@@ -139,3 +141,25 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, what: str
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(interval)
+
+
+def credits_from_fake_usage(fake, openai_call_id: str, *, model: str, markup_percent: int) -> int:
+    """What a call should cost, from fakes/openai's own usage records (the Usage API's rows, one
+    per response it served), priced independently of the supervisor's code: each response's cost
+    rounded up to a micro-dollar, then credits once for the call (docs/supervisor.md, "Meter")."""
+    from django.conf import settings
+
+    price = ModelPrice.objects.get(model=model)
+    classes = {
+        "input_text_tokens": price.text_in_microusd_per_mtok,
+        "input_cached_text_tokens": price.text_cached_microusd_per_mtok,
+        "output_text_tokens": price.text_out_microusd_per_mtok,
+        "input_audio_tokens": price.audio_in_microusd_per_mtok,
+        "input_cached_audio_tokens": price.audio_cached_microusd_per_mtok,
+        "output_audio_tokens": price.audio_out_microusd_per_mtok,
+    }
+    cost_microusd = 0
+    for record in fake.usage_records(call_id=openai_call_id):
+        per_mtok = sum(record[name] * unit for name, unit in classes.items())
+        cost_microusd += -(-per_mtok // 1_000_000)
+    return -(-cost_microusd * (100 + markup_percent) * settings.REALTIME_CREDITS_PER_USD // (100 * 1_000_000))
