@@ -12,22 +12,48 @@ class SuspendForm(forms.Form):
     reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 3}))
 
 
+class KeyModeFilter(admin.SimpleListFilter):
+    title = "key mode"
+    parameter_name = "key_mode"
+
+    def lookups(self, request, model_admin):
+        return [("withdrawn", "Withdrawn"), ("allowed", "Allowed")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "withdrawn":
+            return queryset.filter(key_mode_withdrawn_at__isnull=False)
+        if self.value() == "allowed":
+            return queryset.filter(key_mode_withdrawn_at__isnull=True)
+        return queryset
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     ordering = ["email"]
-    list_display = ["email", "name", "is_active", "is_suspended", "is_staff", "date_joined", "last_login"]
-    list_filter = ["is_suspended", "is_active", "is_staff", "is_superuser", "date_joined"]
+    list_display = ["email", "name", "is_active", "is_suspended", "key_mode", "is_staff", "date_joined", "last_login"]
+    list_filter = ["is_suspended", KeyModeFilter, "is_active", "is_staff", "is_superuser", "date_joined"]
     search_fields = ["email", "name"]
-    readonly_fields = ["suspended_at", "last_login", "date_joined"]
+    # Key mode changes only through the services (withdrawn by reconciliation, restored by the action).
+    readonly_fields = ["suspended_at", "key_mode_withdrawn_at", "key_mode_withdrawn_reason", "last_login", "date_joined"]
     fieldsets = (
         (None, {"fields": ("email", "password")}),
         ("Profile", {"fields": ("name",)}),
         ("Suspension", {"fields": ("is_suspended", "suspended_reason", "suspended_at")}),
+        ("Key mode", {
+            "fields": ("key_mode_withdrawn_at", "key_mode_withdrawn_reason"),
+            "description": "Client secrets (key mode) are withdrawn automatically when reconciliation finds a "
+            "secret used beyond the call it reported; the action “Restore key mode” gives them back. "
+            "Who did what and when: the History link above.",
+        }),
         ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
-    actions = ["suspend_users", "unsuspend_users"]
+    actions = ["suspend_users", "unsuspend_users", "restore_key_mode"]
+
+    @admin.display(description="key mode", boolean=True, ordering="key_mode_withdrawn_at")
+    def key_mode(self, obj) -> bool:
+        return obj.key_mode_withdrawn_at is None
 
     def save_model(self, request, obj, form, change):
         # Editing the checkbox goes through the services so the timestamp and log are right.
@@ -73,3 +99,16 @@ class UserAdmin(DjangoUserAdmin):
         for user in queryset:
             services.unsuspend_user(user=user, actor=request.user)
         self.message_user(request, f"Lifted suspension of {queryset.count()} user(s).", messages.SUCCESS)
+
+    @admin.action(description="Restore key mode")
+    def restore_key_mode(self, request, queryset):
+        withdrawn = [user for user in queryset if user.key_mode_withdrawn_at is not None]
+        for user in withdrawn:
+            services.restore_key_mode(user=user, actor=request.user)
+        if withdrawn:
+            self.message_user(
+                request, f"Restored key mode for {len(withdrawn)} user(s): {', '.join(u.email for u in withdrawn)}.",
+                messages.SUCCESS,
+            )
+        else:
+            self.message_user(request, "None of the selected users had key mode withdrawn.", messages.INFO)
