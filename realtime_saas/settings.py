@@ -367,6 +367,16 @@ if (
     raise ImproperlyConfigured("RECONCILIATION_* tolerances and overlap must be ≥ 0 and the chunk size ≥ 100.")
 # Import + reconcile every 15 min; the PeriodicTask row (editable in the admin) is created by a
 # data migration, so it is not listed in CELERY_BEAT_SCHEDULE (which would reset edits at start).
+# Key mode (issue 11): each key-mode window is reconciled this long after it ended (OpenAI's usage
+# buckets arrive late), by a task run every minute; keep it ≤ 180 s for "within 5 minutes".
+RECONCILIATION_KEY_WINDOW_DELAY_SECONDS = env.int("RECONCILIATION_KEY_WINDOW_DELAY_SECONDS", default=120)
+if RECONCILIATION_KEY_WINDOW_DELAY_SECONDS < 0:
+    raise ImproperlyConfigured("RECONCILIATION_KEY_WINDOW_DELAY_SECONDS must be ≥ 0.")
+CELERY_BEAT_SCHEDULE["realtime-reconcile-key-windows"] = {
+    "task": "sessions.reconciliation.reconcile_key_windows",
+    "schedule": 60.0,
+    "options": {"expires": 55},  # a run the workers could not start within its minute is skipped
+}
 # --- end of reconciliation ---------------------------------------------------------------------
 
 # --- Call supervisor (issue 6: sessions/supervisor, `manage.py supervise_calls`) ---------------

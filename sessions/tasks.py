@@ -14,5 +14,9 @@ def sweep_calls() -> int:
     """Every minute (CELERY_BEAT_SCHEDULE): settle open calls nobody meters once their window
     closes, at their full hold, so no credits stay held forever."""
     return services.sweep_calls()
-from sessions.reconciliation.tasks import import_and_reconcile, reconcile_window  # noqa: E402,F401
+from sessions.reconciliation.tasks import (  # noqa: E402,F401
+    import_and_reconcile,
+    reconcile_key_windows,
+    reconcile_window,
+)
 from sessions.supervisor.tasks import free_dead_leases  # noqa: E402,F401

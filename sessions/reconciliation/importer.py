@@ -27,8 +27,11 @@ logger = logging.getLogger(__name__)
 
 USAGE = "usage"
 COSTS = "costs"
+# Key-mode windows (keymode.py) pull their own minutes: their own watermark row, so the periodic
+# import's watermark never jumps over minutes it has not read.
+KEY_WINDOWS = "usage:key-windows"
 MAX_PAGES = 10_000  # a runaway cursor must not loop forever
-PAGE_LIMITS = {"usage": 1440, "costs": 180}  # buckets per page: the APIs' maxima
+PAGE_LIMITS = {USAGE: 1440, COSTS: 180, KEY_WINDOWS: 1440}  # buckets per page: the APIs' maxima
 
 USAGE_KEY = ["start_time", "width_seconds", "project_id", "api_key_id", "model"]
 USAGE_UPDATE = [*USAGE_TOKEN_FIELDS, "source", "imported_at"]
@@ -185,6 +188,21 @@ def import_usage(*, since: datetime | None = None, until: datetime | None = None
     """Pull 1-minute usage buckets (project × key × model) from the watermark minus the overlap."""
     return _pull(
         USAGE,
+        fetch=openai_client.usage_completions_page,
+        convert=usage_bucket,
+        upsert=upsert_usage,
+        key=USAGE_KEY,
+        width=60,
+        since=since,
+        until=until,
+    )
+
+
+def import_usage_range(*, since: datetime, until: datetime) -> ImportResult:
+    """Pull the 1-minute usage buckets of [since, until) only (whole minutes), upserted like every
+    other import. The periodic import's watermark is left alone."""
+    return _pull(
+        KEY_WINDOWS,
         fetch=openai_client.usage_completions_page,
         convert=usage_bucket,
         upsert=upsert_usage,

@@ -65,7 +65,10 @@ class ReconcileResult:
 
 
 @dataclass(order=True)
-class _Window:
+class CallWindow:
+    """A call's window: from its creation to its end (the expected end when nobody metered it).
+    Ordered by end, for the sweep's heap."""
+
     end: datetime
     seq: int
     pk: int = field(compare=False)
@@ -77,6 +80,10 @@ class _Window:
     user_id: int = field(compare=False)
     start: datetime = field(compare=False)
     expected_end: datetime = field(compare=False)
+
+    def open_at(self, minute: datetime, grace: timedelta) -> bool:
+        """Whether the sweep counts this window open at `minute` (both ends widened by the grace)."""
+        return self.start < minute + MINUTE + grace and self.end + grace >= minute
 
     def describe(self) -> dict:
         return {
@@ -103,6 +110,35 @@ def scope_q() -> Q:
     if settings.RECONCILIATION_OPENAI_KEY_IDS:
         q &= Q(api_key_id__in=settings.RECONCILIATION_OPENAI_KEY_IDS) | Q(api_key_id="")
     return q
+
+
+def tolerance_tokens(metered: int) -> float:
+    """How far reported usage may exceed what explains it before it is flagged: the larger of
+    RECONCILIATION_TOLERANCE_TOKENS and RECONCILIATION_TOLERANCE_PERCENT of the metered tokens."""
+    return max(settings.RECONCILIATION_TOLERANCE_TOKENS, settings.RECONCILIATION_TOLERANCE_PERCENT / 100 * metered)
+
+
+def neighbour_surplus(
+    minute: datetime, model: str, *, metered: dict[int, dict[str, int]], reported_at: dict[datetime, dict[str, int]]
+) -> int:
+    """Metered tokens of the minutes either side of `minute` that OpenAI did not report in those
+    minutes: a response we metered just before a minute boundary may be reported just after it
+    (clock skew), and the other way round. `metered` is keyed by epoch minute, `reported_at` by
+    minute; both by model."""
+    extra = 0
+    at_int = epoch_minute(minute)
+    for step in (-1, 1):
+        m = metered.get(at_int + step, {}).get(model, 0)
+        r = reported_at.get(minute + step * MINUTE, {}).get(model, 0)
+        extra += max(0, m - r)
+    return extra
+
+
+def unexplained_tokens(*, reported: int, metered: int, surplus: int, unmetered_windows: int) -> int:
+    """Reported tokens of one minute and model beyond what explains them: what we metered in it,
+    the neighbours' unreported metering, and the allowance of the unmetered windows open in it (each
+    may use up to the worst case per minute: its full hold pays for that). Negative: all explained."""
+    return reported - (metered + surplus + unmetered_windows * WORST_CASE_PER_MINUTE)
 
 
 def _attribution(api_key_ids: set[str]) -> str:
@@ -152,7 +188,8 @@ class EpochMinute(Func):
         )
 
 
-def _epoch_minute(dt: datetime) -> int:
+def epoch_minute(dt: datetime) -> int:
+    """Whole minutes since the Unix epoch (the metered stream's minute key)."""
     return int(dt.timestamp()) // 60
 
 
@@ -199,12 +236,12 @@ _WINDOW_FIELDS = (
 )
 
 
-def _to_window(row, seq: int) -> _Window:
+def _to_window(row, seq: int) -> CallWindow:
     pk, public_id, mode, model, openai_call_id, fingerprint, created, expected_end, ended, end_reason, uid = (
         row
     )
     unmetered = _is_unmetered(mode, openai_call_id, end_reason)
-    return _Window(
+    return CallWindow(
         end=_window_end(expected_end, ended, unmetered),
         seq=seq,
         pk=pk,
@@ -219,7 +256,7 @@ def _to_window(row, seq: int) -> _Window:
     )
 
 
-def _windows(since: datetime, until: datetime, grace: timedelta, chunk: int) -> Iterator[_Window]:
+def _windows(since: datetime, until: datetime, grace: timedelta, chunk: int) -> Iterator[CallWindow]:
     rows = (
         RealtimeCall.objects.filter(created_at__lt=until + grace)
         .filter(Q(expected_end_at__gte=since - grace) | Q(ended_at__gte=since - grace))
@@ -233,7 +270,20 @@ def _windows(since: datetime, until: datetime, grace: timedelta, chunk: int) -> 
             yield window
 
 
-def _ended_before(since: datetime, grace: timedelta) -> list[_Window]:
+def call_windows(*, since: datetime, until: datetime) -> list[CallWindow]:
+    """Our calls' windows that may be open in [since, until) (widened by the grace), by start: each
+    from the call's creation to its end (the expected end for a call nobody metered)."""
+    grace = timedelta(seconds=settings.RECONCILIATION_WINDOW_GRACE_SECONDS)
+    return list(_windows(since, until, grace, settings.RECONCILIATION_CHUNK_SIZE))
+
+
+def window_end(call: RealtimeCall) -> datetime:
+    """The end of a call's window, as the sweep sees it (see `CallWindow`)."""
+    return _window_end(call.expected_end_at, call.ended_at, _is_unmetered(call.mode, call.openai_call_id,
+                                                                          call.end_reason))
+
+
+def _ended_before(since: datetime, grace: timedelta) -> list[CallWindow]:
     """The windows that closed last before `since` (names for an "outside every window" flag)."""
     rows = (
         RealtimeCall.objects.filter(created_at__lt=since)
@@ -249,7 +299,7 @@ def _ended_before(since: datetime, grace: timedelta) -> list[_Window]:
 
 
 @dataclass
-class _Finding:
+class Finding:
     kind: str
     severity: str
     natural_key: str
@@ -270,7 +320,7 @@ class _Finding:
 _RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2}
 
 
-def _upsert(findings: list[_Finding], result: ReconcileResult) -> None:
+def _upsert(findings: list[Finding], result: ReconcileResult) -> None:
     """Write findings as flags in one transaction; review fields are never touched."""
     if not findings:
         return
@@ -346,6 +396,15 @@ def _upsert(findings: list[_Finding], result: ReconcileResult) -> None:
                 notify.append(flag.pk)
         if notify:
             transaction.on_commit(lambda: notify_staff(notify))
+
+
+def upsert_flags(findings: list[Finding], result: ReconcileResult | None = None) -> ReconcileResult:
+    """Write findings as flags (upserted by natural key; review fields untouched; high ones mail
+    staff once, after commit). Nests in the caller's transaction if there is one."""
+    now = timezone.now()
+    result = result or ReconcileResult(since=now, until=now)
+    _upsert(findings, result)
+    return result
 
 
 def notify_staff(flag_pks: list[int]) -> int:
@@ -425,21 +484,20 @@ def _reconcile(
         MINUTE if until.second or until.microsecond else timedelta()
     )
     grace = timedelta(seconds=settings.RECONCILIATION_WINDOW_GRACE_SECONDS)
-    pct = settings.RECONCILIATION_TOLERANCE_PERCENT / 100
     tol_tokens = settings.RECONCILIATION_TOLERANCE_TOKENS
     result = ReconcileResult(since=since, until=until)
 
     windows = _windows(since, until, grace, chunk)
     next_window = next(windows, None)
-    open_heap: list[_Window] = []
+    open_heap: list[CallWindow] = []
     open_unmetered: dict[str, int] = {}
-    recent: deque[_Window] = deque(_ended_before(since, grace), maxlen=RECENT_WINDOWS)
+    recent: deque[CallWindow] = deque(_ended_before(since, grace), maxlen=RECENT_WINDOWS)
 
     metered_rows = _metered(since - MINUTE, until + MINUTE, chunk)
     next_metered = next(metered_rows, None)
     metered: dict[int, dict[str, int]] = {}  # epoch minute -> model -> tokens
 
-    pending: dict[str, _Finding] = {}
+    pending: dict[str, Finding] = {}
     rows_in_chunk = 0
 
     def flush() -> None:
@@ -465,7 +523,7 @@ def _reconcile(
                 open_unmetered[closed.model] -= 1
             recent.append(closed)
         # Metered figures for minute - 1 .. minute + 1 (clock skew across a minute boundary).
-        at_int = _epoch_minute(minute)
+        at_int = epoch_minute(minute)
         while next_metered is not None and next_metered[0] <= at_int + 1:
             at, model, tokens = next_metered
             slot = metered.setdefault(at, {})
@@ -474,16 +532,6 @@ def _reconcile(
             next_metered = next(metered_rows, None)
         for old in [m for m in metered if m < at_int - 1]:
             del metered[old]
-
-    def surplus(minute: datetime, model: str, reported_at: dict) -> int:
-        # Metered tokens of a neighbouring minute that OpenAI did not report in that minute.
-        extra = 0
-        at_int = _epoch_minute(minute)
-        for neighbour in (minute - MINUTE, minute + MINUTE):
-            m = metered.get(at_int + (1 if neighbour > minute else -1), {}).get(model, 0)
-            r = reported_at.get(neighbour, {}).get(model, 0)
-            extra += max(0, m - r)
-        return extra
 
     def examine(minute: datetime, models: dict[str, int], reported_at: dict) -> None:
         total = sum(models.values())
@@ -506,7 +554,7 @@ def _reconcile(
                     if subject
                     else "no call of ours"
                 )
-                finding = pending[nk] = _Finding(
+                finding = pending[nk] = Finding(
                     kind=FlagKind.OUTSIDE_WINDOW,
                     severity=Severity.HIGH,
                     natural_key=nk,
@@ -532,17 +580,21 @@ def _reconcile(
             finding.project_id = next(iter(projects)) if len(projects) == 1 else ""
             return
         for model, reported in models.items():
-            here = metered.get(_epoch_minute(minute), {}).get(model, 0)
+            here = metered.get(epoch_minute(minute), {}).get(model, 0)
             allowance = open_unmetered.get(model, 0) * WORST_CASE_PER_MINUTE
-            explained = here + surplus(minute, model, reported_at) + allowance
-            excess = reported - explained
-            if excess <= max(tol_tokens, pct * here):
+            excess = unexplained_tokens(
+                reported=reported,
+                metered=here,
+                surplus=neighbour_surplus(minute, model, metered=metered, reported_at=reported_at),
+                unmetered_windows=open_unmetered.get(model, 0),
+            )
+            if excess <= tolerance_tokens(here):
                 continue
             hour = minute.replace(minute=0)
             nk = f"unexplained_usage:{model or '-'}:{hour:%Y-%m-%dT%H}"
             finding = pending.get(nk)
             if finding is None:
-                finding = pending[nk] = _Finding(
+                finding = pending[nk] = Finding(
                     kind=FlagKind.UNEXPLAINED_USAGE,
                     severity=Severity.MEDIUM,
                     natural_key=nk,
@@ -565,7 +617,7 @@ def _reconcile(
                 "excess": excess,
                 "open_windows": len(open_heap),
             }
-            if excess > 10 * max(tol_tokens, pct * here):
+            if excess > 10 * tolerance_tokens(here):
                 finding.severity = Severity.HIGH
 
     # Look one minute ahead so a minute is judged with both neighbours' figures.
@@ -607,7 +659,7 @@ def _reconcile(
 # --- per-call checks ---------------------------------------------------------------------------
 
 
-def _overruns(since: datetime, until: datetime, grace: timedelta) -> list[_Finding]:
+def _overruns(since: datetime, until: datetime, grace: timedelta) -> list[Finding]:
     """Responses our supervisor metered after a call's expected end or after our hangup."""
     from sessions.models import UsageRecord
 
@@ -626,7 +678,7 @@ def _overruns(since: datetime, until: datetime, grace: timedelta) -> list[_Findi
     for row in late.iterator(chunk_size=1000):
         call = RealtimeCall.objects.get(pk=row["call"])
         findings.append(
-            _Finding(
+            Finding(
                 kind=FlagKind.CALL_OVERRUN,
                 severity=Severity.MEDIUM,
                 natural_key=f"call_overrun:{call.public_id}",
@@ -661,7 +713,7 @@ def _overruns(since: datetime, until: datetime, grace: timedelta) -> list[_Findi
     return findings
 
 
-def _unmonitored(since: datetime, until: datetime) -> list[_Finding]:
+def _unmonitored(since: datetime, until: datetime) -> list[Finding]:
     """Key-mode calls whose window closed in [since, until) without the client reporting its call id."""
     now = timezone.now()
     calls = (
@@ -675,7 +727,7 @@ def _unmonitored(since: datetime, until: datetime) -> list[_Finding]:
         .order_by("expected_end_at", "pk")
     )
     return [
-        _Finding(
+        Finding(
             kind=FlagKind.UNMONITORED_CALL,
             severity=Severity.LOW,
             natural_key=f"unmonitored_call:{call.public_id}",
@@ -703,7 +755,8 @@ def _unmonitored(since: datetime, until: datetime) -> list[_Finding]:
 
 # --- cost drift ---------------------------------------------------------------------------------
 
-_CLASS_OF = {
+# Our token class -> the UsageBucket column holding it (uncached input, as the Usage API reports it).
+USAGE_COLUMNS = {
     "text_in": "input_text_tokens",
     "text_cached": "input_cached_text_tokens",
     "text_out": "output_text_tokens",
@@ -721,7 +774,7 @@ def our_cost_of_usage(start: datetime, end: datetime) -> tuple[int, dict[str, in
     rows = (
         UsageBucket.objects.filter(scope_q(), start_time__gte=start, start_time__lt=end)
         .values("model")
-        .annotate(**{cls: Sum(column) for cls, column in _CLASS_OF.items()})
+        .annotate(**{cls: Sum(column) for cls, column in USAGE_COLUMNS.items()})
         .order_by("model")
     )
     for row in rows:
@@ -729,11 +782,16 @@ def our_cost_of_usage(start: datetime, end: datetime) -> tuple[int, dict[str, in
         if price is None:
             unpriced.append(row["model"])
             continue
-        per_model[row["model"]] = price.cost_microusd(TokenCounts(**{c: int(row[c] or 0) for c in _CLASS_OF}))
+        per_model[row["model"]] = price.cost_microusd(TokenCounts(**{c: int(row[c] or 0) for c in USAGE_COLUMNS}))
     return sum(per_model.values()), per_model, unpriced
 
 
-def _cost_drift(since: datetime, until: datetime) -> list[_Finding]:
+def cost_drift_findings(*, since: datetime, until: datetime) -> list[Finding]:
+    """Cost drift of each whole, ended day in [since, until) that has Costs API figures."""
+    return _cost_drift(since, until)
+
+
+def _cost_drift(since: datetime, until: datetime) -> list[Finding]:
     """Each whole day touched by the window that has ended and has Costs API figures."""
     findings = []
     now = timezone.now()
@@ -756,7 +814,7 @@ def _cost_drift(since: datetime, until: datetime) -> list[_Finding]:
             )
             if abs(drift) > tolerance:
                 findings.append(
-                    _Finding(
+                    Finding(
                         kind=FlagKind.COST_DRIFT,
                         severity=Severity.MEDIUM,
                         natural_key=f"cost_drift:{day:%Y-%m-%d}",
