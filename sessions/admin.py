@@ -1,7 +1,20 @@
+import copy
+
 from django.contrib import admin, messages
 
+from sessions import exceptions as errors
 from sessions import services
-from sessions.models import Assistant, CallEvent, Cause, ModelPrice, RealtimeCall
+from sessions.models import MAX_CALL_SECONDS, Assistant, CallEvent, Cause, ModelPrice, RealtimeCall
+
+# plan_hold sizes a hold from what the user can afford; here the question is the full worst case.
+_UNLIMITED_CREDITS = 10**15
+
+
+def _duration(seconds: int) -> str:
+    minutes, rest = divmod(seconds, 60)
+    if not minutes:
+        return f"{rest} s"
+    return f"{minutes} min" + (f" {rest} s" if rest else "")
 
 
 @admin.register(Assistant)
@@ -12,11 +25,36 @@ class AssistantAdmin(admin.ModelAdmin):
     search_fields = ["name", "instructions"]
     fieldsets = (
         (None, {"fields": ("name", "is_active")}),
-        ("Model", {"fields": ("model", "voice", "instructions", "tools", "max_output_tokens", "wrap_up_message")}),
-        ("Limits", {"fields": ("max_call_seconds", "allow_proxy", "allow_key", "key_ttl_seconds", "min_credits",
-                               "max_concurrent_calls", "max_starts_per_minute")}),
+        ("Model", {"fields": ("model", "voice", "instructions", "tools", "max_output_tokens", "turn_detection",
+                              "greeting", "greeting_instructions", "wrap_up_message")}),
+        ("Limits", {"fields": ("max_call_seconds", "allow_proxy", "allow_key", "key_ttl_seconds", "key_mode_exposure",
+                               "min_credits", "max_concurrent_calls", "max_starts_per_minute")}),
         ("Price", {"fields": ("markup_percent", "hold_microusd_per_minute")}),
     )
+    readonly_fields = ["key_mode_exposure"]
+
+    @admin.display(description="what a leaked key can do")
+    def key_mode_exposure(self, obj) -> str:
+        """Key mode's risk in credits, from the saved policy: the hold's own sizing (plan_hold) at the
+        assistant's maximum length, and at OpenAI's session cap for a call nobody can hang up."""
+        if obj is None or obj.pk is None:
+            return "Shown once the assistant is saved."
+        capped = copy.copy(obj)
+        capped.max_call_seconds = MAX_CALL_SECONDS
+        try:
+            per_call = services.plan_hold(assistant=obj, available=_UNLIMITED_CREDITS).full_credits
+            per_session = services.plan_hold(assistant=capped, available=_UNLIMITED_CREDITS).full_credits
+        except errors.CallError as exc:
+            return exc.message
+        return (
+            ("Key mode is off. If it were on: " if not obj.allow_key else "Key mode: ")
+            + f"a leaked secret can start any number of calls for {_duration(obj.key_ttl_seconds)}; each reported "
+            f"call can last up to {_duration(obj.max_call_seconds)} and cost up to ≈ {per_call:,} credits at the "
+            f"worst-case rate (${services.worst_case_microusd_per_minute(obj) / 1e6:,.4f} a minute at OpenAI, "
+            f"+{obj.markup_percent} %). A call that is never reported cannot be hung up by us: it can run to "
+            f"OpenAI's {_duration(MAX_CALL_SECONDS)} cap, ≈ {per_session:,} credits. The hold covers one call; "
+            "reconciliation charges what the others used within the window and withdraws key mode."
+        )
 
 
 @admin.register(ModelPrice)
