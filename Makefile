@@ -18,15 +18,20 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
+# Runtime only (migrate, superuser, check-deploy); + the fakes and honcho (run); + test tools (test, lint).
 $(VENV)/.installed: requirements.txt | $(PY)
 	$(PY) -m pip install --quiet -r requirements.txt
 	@touch $@
 
-$(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
+$(VENV)/.installed-run: requirements.txt requirements-fakes.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-fakes.txt
+	@touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-fakes.txt requirements-dev.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	@touch $@
 
-run: $(VENV)/.installed ## Serve everything on http://127.0.0.1:8000 (SQLite, fakes, worker+beat, supervisor); Ctrl-C stops it
+run: $(VENV)/.installed-run ## Serve everything on http://127.0.0.1:8000 (SQLite, fakes, worker+beat, supervisor); Ctrl-C stops it
 	$(PY) scripts/run_dev.py
 
 test: $(VENV)/.installed-dev ## Run ruff and the whole test suite (DATABASE_URL/REDIS_URL when set, else SQLite)
