@@ -5,10 +5,12 @@ offer and an ek_ secret, as a browser makes them), its Usage API, and in the end
 real supervisor watching the reported call.
 """
 
+import threading
 from datetime import timedelta
 
 import pytest
 import time_machine
+from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -327,3 +329,53 @@ def test_an_unreported_window_is_explained_up_to_its_hold(fake, funded, key_assi
     with after_window(call):
         result = keymode.reconcile_due_windows()
     assert result.reconciled == 1 and not Flag.objects.filter(kind=FlagKind.KEY_MODE_ABUSE).exists()
+
+
+def test_overlapping_windows_of_one_user_count_each_minute_once(fake, funded, key_assistant, offer):
+    first = reported_and_metered(fake, funded, key_assistant, offer, extra_calls=2)
+    second = reported_and_metered(fake, funded, key_assistant, offer)  # allowed: the first was reported
+    with after_window(max(first, second, key=lambda c: keymode.key_window(c)[1])):
+        result = keymode.reconcile_due_windows()
+    assert result.reconciled == 2 and result.abusive == [first.public_id] and result.doubtful == []
+    flag = Flag.objects.get()
+    assert flag.call_id == first.pk and flag.evidence["unexplained_tokens"] == 2 * USAGE["total_tokens"]
+    assert LedgerEntry.objects.filter(idempotency_key__startswith="key-window:").count() == 1
+    second.refresh_from_db()
+    assert second.key_reconciled_at is not None
+    assert ledger_matches(funded)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_runs_racing_on_one_window_flag_charge_and_mark_it_once(fake, key_assistant, offer):
+    user = UserFactory()
+    fund(user, 100_000)
+    call = reported_and_metered(fake, user, key_assistant, offer, extra_calls=3)
+    start, end = keymode.key_window(call)
+    importer.import_usage_range(since=start - timedelta(minutes=2), until=end + timedelta(minutes=3))
+    barrier = threading.Barrier(2)
+    outcomes, errors = [], []
+
+    def run():
+        try:
+            barrier.wait(timeout=10)
+            outcomes.append(keymode.reconcile_window(RealtimeCall.objects.get(pk=call.pk)))
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert sum(1 for outcome in outcomes if outcome is not None) >= 1
+    assert Flag.objects.count() == 1
+    assert LedgerEntry.objects.filter(idempotency_key=keymode.charge_key(call)).count() == 1
+    assert LedgerEntry.objects.get(idempotency_key=keymode.charge_key(call)).credits == -unexplained_credits(
+        3, key_assistant)
+    assert Hold.objects.filter(idempotency_key__startswith="key-window:").count() == 1
+    assert call.events.filter(kind=CallEvent.Kind.WARNING).count() == 1
+    assert ledger_matches(user)
