@@ -129,15 +129,18 @@ def _check_user(user) -> None:
 def _check_outstanding_secret(*, user, now: datetime) -> None:
     """Key mode: one client secret a user has not reported a call for, at a time. A secret can
     start any number of calls until it expires; only a reported one is watched."""
+    # A mint still waiting for OpenAI (pending, no expiry yet) counts too: two concurrent mints
+    # are serialised by the wallet lock, and the second must see the first.
     outstanding = RealtimeCall.objects.filter(
-        user=user, mode=CallMode.KEY, state=CallState.ACTIVE, openai_call_id__isnull=True,
-        secret_expires_at__gt=now,
-    ).values_list("secret_expires_at", flat=True).first()
-    if outstanding is not None:
+        Q(state=CallState.PENDING) | Q(state=CallState.ACTIVE, secret_expires_at__gt=now),
+        user=user, mode=CallMode.KEY, openai_call_id__isnull=True,
+    ).values_list("secret_expires_at", flat=True)[:1]
+    for expires_at in outstanding:
+        wait = (expires_at - now).total_seconds() if expires_at is not None else 5
         raise errors.CallConflict(
             "You already hold a client secret whose call is not reported yet: report its call id, "
             "or wait until it expires.",
-            code="secret_outstanding", retry_after=max(1, math.ceil((outstanding - now).total_seconds())),
+            code="secret_outstanding", retry_after=max(1, math.ceil(wait)),
         )
 
 

@@ -25,6 +25,7 @@ from sessions.models import (
     TokenCounts,
     credits_for_cost,
 )
+from sessions.rates import credit_rates
 
 HISTORY_PAGE_SIZE = 25
 
@@ -45,6 +46,7 @@ END_REASON_WORDS = {
     "upstream_rate_limited": "The voice service was busy; nothing was charged.",
     "unmetered": "The call was not metered, so its full hold was charged at its expected end.",
     "not_watched": "The call could not be watched for its cost, so it was ended for safety.",
+    "policy_violation": "The call was ended because the assistant's settings were changed from the browser.",
 }
 
 TOKEN_CLASS_LABELS = dict(
@@ -234,6 +236,9 @@ def format_duration(seconds: int | None) -> str:
 def talk(request):
     assistants = list(Assistant.objects.filter(is_active=True, allow_proxy=True).order_by("name", "pk"))
     selected = request.GET.get("assistant", "")
+    rates = credit_rates(assistants)
+    for assistant in assistants:
+        assistant.rates = rates[assistant.pk]
     return render(
         request,
         "sessions/talk.html",

@@ -96,3 +96,35 @@ def start_celery_worker(log_dir: Path, **extra_env: str) -> subprocess.Popen:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+
+@dataclass
+class SupervisorProcess:
+    """`manage.py supervise_calls` as a subprocess, sharing a live server's environment."""
+
+    process: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_supervisor(log_dir: Path, env: dict[str, str], *args: str, **extra_env: str) -> SupervisorProcess:
+    """A call supervisor (as `make run` starts one beside the web server) with `env` (a live
+    server's) plus `extra_env`; `args` go to supervise_calls (e.g. --poll-seconds)."""
+    log_path = log_dir / f"supervisor-{free_port()}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "supervise_calls", *args],
+            cwd=ROOT, env={**env, **extra_env}, stdout=log, stderr=subprocess.STDOUT,
+        )
+    return SupervisorProcess(process=process, log_path=log_path)

@@ -140,6 +140,13 @@ START_ERRORS = (
     (503, "upstream_unavailable: OpenAI timed out, is unreachable or rate limited us (Retry-After). "
           "Nothing was charged."),
 )
+MINT_ERRORS = (
+    *(pair for pair in START_ERRORS if pair[0] != 403),
+    (403, "not_authenticated, csrf_failed, email_unverified, account_suspended or key_mode_withdrawn "
+          "(a key-mode window's reconciliation found usage we did not meter; staff can restore it)."),
+    (409, "secret_outstanding: a client secret whose call is not reported yet exists; Retry-After gives "
+          "the seconds until it expires."),
+)
 
 
 @extend_schema(tags=["assistants"], responses={200: AssistantSerializer(many=True), **_errors(*AUTH_ERRORS)})
@@ -261,10 +268,11 @@ class ClientSecretView(SessionsAPIView):
             "Same checks and hold as a proxy call. The secret carries the assistant's configuration and "
             "lives only the assistant's key lifetime (10–60 s); it is returned once and never stored. "
             "Report the OpenAI call id to `/api/calls/{call}/attach`: a call that never reports it is "
-            "charged its full hold when its window (expiry + maximum length) closes."
+            "charged its full hold when its window (expiry + maximum length) closes. One unreported "
+            "secret per user at a time; each window is reconciled with OpenAI's usage within minutes."
         ),
         request=ClientSecretRequestSerializer,
-        responses={201: ClientSecretSerializer, **_errors(*START_ERRORS)},
+        responses={201: ClientSecretSerializer, **_errors(*MINT_ERRORS)},
     )
     def post(self, request, *args, **kwargs):
         body = ClientSecretRequestSerializer(data=request.data)

@@ -18,6 +18,8 @@ class SupervisorConf:
     warn_seconds: float = 60.0  # warn when this little time is left …
     warn_fraction: float = 0.10  # … or this little of the hold
     wrap_up_message: str = ""  # if set, told to the model over the sideband at the warning
+    # A partial hold ends when its credits cannot pay for a response this long (≈ 2.5 s of audio).
+    min_response_tokens: int = 50
     db_threads: int = 4
     claim_batch: int = 200
     live_push: bool = True

@@ -22,6 +22,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
@@ -85,6 +86,12 @@ class CallWatcher:
         self.responses_created: set[str] = set()
         self.deviations = 0
         self.last_input = TokenCounts()
+        self.last_output = TokenCounts()
+        # A partial hold lowers the session's output limit as its credits run down (see _judge):
+        # every limit the supervisor set is one the session may legitimately show.
+        self.output_cap = self._policy_max_output()
+        self.caps_sent: set[int] = {self.output_cap}
+        self.confirmed_cap = self.output_cap  # in force at OpenAI (seen in a session.updated)
         self._event_seq = 0
         self._our_events: dict[str, str] = {}  # event_id -> what it was, to read OpenAI's errors about it
 
@@ -234,7 +241,7 @@ class CallWatcher:
     async def _configure(self, sideband: openai_client.Sideband, *, greet: bool) -> str:
         """Put the assistant's policy on the session (its turn detection on: the call was created
         with it off) and, on the first attach, ask for the greeting. Returns a timeline note."""
-        policy = self.snap.policy
+        policy = self.effective_policy()
         if not policy:
             return ""
         try:
@@ -274,18 +281,25 @@ class CallWatcher:
             response_id = response.get("id") or ""
             if (self.first_watch and response_id and response_id not in self.responses_created
                     and response_id not in self.seen):
-                # Started before we watched (we saw no response.created): it is metered below; its
-                # settings are judged here, as it can no longer be cancelled.
-                self._deviation(f"A response ran that started before the supervisor watched"
-                                f"{self._excess_note(response)}.")
+                # Started before we watched (we saw no response.created): only a modified client
+                # does that. It is metered below; the call ends and staff get a flag.
+                self._deviation(f"A response started before the supervisor watched the call"
+                                f"{self._excess_note(response)}; it was charged and the call ended.",
+                                fatal=True, evidence={"response_id": response_id})
             usage = response.get("usage") or {}
-            self.last_input = TokenCounts.from_usage(usage)
+            counts = TokenCounts.from_usage(usage)
+            self.last_input = TokenCounts(text_in=counts.text_in, text_cached=counts.text_cached,
+                                          audio_in=counts.audio_in, audio_cached=counts.audio_cached)
+            self.last_output = TokenCounts(text_out=counts.text_out, audio_out=counts.audio_out)
             await self._meter(response_id or event.get("event_id") or "", usage, UsageRecord.Kind.RESPONSE)
         elif kind == "response.created":
             response = event.get("response") or {}
             response_id = response.get("id") or ""
             self.responses_created.add(response_id)
-            excess = policy_rules.response_excesses(self.snap.policy, response) if self.snap.policy else []
+            # Judged against the limit in force when it was created: one we lowered a moment ago
+            # may not have reached OpenAI yet.
+            limit = {**self.snap.policy, "max_output_tokens": self.confirmed_cap} if self.snap.policy else {}
+            excess = policy_rules.response_excesses(limit, response) if limit else []
             if excess and self.sideband is not None:
                 await self._send({"type": "response.cancel", "response_id": response_id}, "cancel")
                 self._deviation(f"A response asked for more than the assistant allows "
@@ -334,9 +348,13 @@ class CallWatcher:
             self.known_items.add(item_id)
 
     async def _police_session(self, session: dict) -> None:
-        policy = self.snap.policy
+        policy = self.effective_policy()
         td_policy = (policy.get("audio") or {}).get("input", {}).get("turn_detection") or {}
         td = ((session.get("audio") or {}).get("input") or {}).get("turn_detection")
+        if session.get("max_output_tokens") in self.caps_sent:
+            # A limit we set (an echo may trail a newer one): in force now, and no deviation.
+            self.confirmed_cap = session["max_output_tokens"]
+            session = {**session, "max_output_tokens": policy.get("max_output_tokens")}
         deviations = policy_rules.session_deviations(policy, session, turned_on=self.turned_on)
         if not deviations and isinstance(td, dict) and td and all(td.get(k) == v for k, v in td_policy.items()):
             self.turned_on = True
@@ -401,35 +419,63 @@ class CallWatcher:
             self.credits_used, self.cost_microusd = credits_used, cost_microusd
             self._judge()
 
-    def next_response_worst_microusd(self) -> int:
-        """What one more response could cost at most: the assistant's output token limit at the
-        dearer output price, plus the conversation so far (the last response's input) re-read
-        uncached. A response's input is the whole conversation (reference §5.1)."""
+    def _policy_max_output(self) -> int:
+        value = self.snap.policy.get("max_output_tokens") if self.snap.policy else None
+        return int(value) if isinstance(value, int) else 4096  # "inf": the model's own cap (reference §5.2)
+
+    def _next_input_microusd(self) -> int:
+        """What the next response's input will cost at least: a response re-reads the whole
+        conversation (reference §5.1), i.e. the last response's input as it was priced, plus that
+        response's output, now input, uncached."""
         price = self.snap.price
-        if price is None:
-            return 0
-        max_out = self.snap.policy.get("max_output_tokens") if self.snap.policy else None
-        out_tokens = int(max_out) if isinstance(max_out, int) else 4096
-        out_price = max(price.text_out_microusd_per_mtok, price.audio_out_microusd_per_mtok)
-        last = self.last_input
-        total = (out_tokens * out_price
-                 + (last.text_in + last.text_cached) * price.text_in_microusd_per_mtok
-                 + (last.audio_in + last.audio_cached) * price.audio_in_microusd_per_mtok)
+        last_in, last_out = self.last_input, self.last_output
+        total = sum(getattr(last_in, name) * price.price_of(name) for name in TokenCounts.CLASSES if
+                    name.endswith(("_in", "_cached")))
+        total += last_out.text_out * price.text_in_microusd_per_mtok + last_out.audio_out * price.audio_in_microusd_per_mtok
         return -(-total // 1_000_000)
 
+    def output_budget(self) -> int | None:
+        """A partial hold: how many output tokens one more response can afford before the metered
+        cost reaches what the hold pays for. None for a full hold (or without a price)."""
+        price = self.snap.price
+        if not self.snap.partial_hold or price is None:
+            return None
+        rate = (100 + self.snap.markup_percent) * settings.REALTIME_CREDITS_PER_USD
+        affordable_microusd = self.snap.credits_held * 100 * 1_000_000 // rate
+        left = affordable_microusd - self.cost_microusd - self._next_input_microusd()
+        out_price = max(price.text_out_microusd_per_mtok, price.audio_out_microusd_per_mtok)
+        if out_price <= 0:
+            return self._policy_max_output()
+        return max(left, 0) * 1_000_000 // out_price
+
     def _judge(self) -> None:
-        """Credits: a full hold ends the call when the metered credits reach it (the last response
-        may overshoot: it is charged). A partial hold ends it one worst-case response earlier, so
-        the credits it holds pay for everything the call can still do (issue 11)."""
+        """Credits. A full hold ends the call when the metered credits reach it (the last response
+        may overshoot it: that is charged too). A partial hold ends it when the credits left cannot
+        pay for one more response of `min_response_tokens`, and until then lowers the session's
+        `max_output_tokens` to what they can pay for, so no response can overshoot (issue 11)."""
         held = self.snap.credits_held
-        committed = self.credits_used
-        if self.snap.partial_hold:
-            committed = credits_for_cost(self.cost_microusd + self.next_response_worst_microusd(),
-                                         markup_percent=self.snap.markup_percent)
-        if committed >= held:
+        budget = self.output_budget()
+        if budget is None:
+            if self.credits_used >= held:
+                self.enforce(Cause.CREDITS_EXHAUSTED)
+                return
+        elif budget < self.conf.min_response_tokens:
             self.enforce(Cause.CREDITS_EXHAUSTED)
-        elif held - committed <= held * self.conf.warn_fraction:
+            return
+        elif budget < self.output_cap:
+            self.output_cap = budget
+            self.caps_sent.add(budget)
+            if self.sideband is not None:
+                self.sup.spawn(self._send({"type": "session.update", "session": {
+                    "type": "realtime", "max_output_tokens": budget}}, "cap"))
+        if held - self.credits_used <= held * self.conf.warn_fraction:
             self.warn("credits")
+
+    def effective_policy(self) -> dict:
+        """The policy with the output limit the credits allow now (a partial hold lowers it)."""
+        if not self.snap.policy or self.output_cap >= self._policy_max_output():
+            return self.snap.policy
+        return {**self.snap.policy, "max_output_tokens": self.output_cap}
 
     async def _hangup(self, cause: str | None, detail: str) -> None:
         """REST hangup, retried with backoff until OpenAI confirms it (200, or 404: the call is
@@ -605,7 +651,6 @@ class Supervisor:
             self._wake.set()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        from django.conf import settings
 
         stop = stop or asyncio.Event()
         self._wake = asyncio.Event()

@@ -6,6 +6,11 @@
 //
 // The server is the authority on the call: it may end it (credits, maximum length, staff), so the
 // page listens to `live:call` events (static/js/live.js) and polls GET /api/calls/<id> as a fallback.
+//
+// Nothing happens before the server watches the call: it is created with turn detection off, and
+// the page sends nothing on the data channel. Once the supervisor has attached, it turns listening
+// on and asks for the greeting; the page shows "connecting" until the call's `watched` is true (or
+// the session reports turn detection on), then "listening".
 (function () {
   "use strict";
 
@@ -32,10 +37,12 @@
     callLink: $("[data-call-link]"),
     audio: $("[data-remote-audio]"),
     assistantInfo: $("[data-assistant-info]"),
+    coverage: $("[data-testid=coverage]"),
   };
   const buyUrl = root.dataset.buyUrl || "";
   const historyUrl = root.dataset.historyUrl || "";
   const POLL_MS = 3000;
+  const FAST_POLL_MS = 500; // until the supervisor watches the call
   const REMOTE_END_CHECKS = 10; // ~3 s of asking the server why a call closed
   const FINAL_STATES = new Set(["ended", "killed", "expired", "failed"]);
 
@@ -44,7 +51,7 @@
     idle: "Ready",
     "requesting-microphone": "Waiting for the microphone…",
     connecting: "Connecting…",
-    connected: "Connected — speak now",
+    listening: "Listening — speak now",
     ending: "Ending the call…",
     ended: "Call ended",
     failed: "Could not start the call",
@@ -73,7 +80,7 @@
   function setState(state, words) {
     els.state.dataset.state = state;
     els.state.textContent = state;
-    els.state.className = "badge " + ({ connected: "ok", failed: "err", ending: "warn", connecting: "warn" }[state] || "");
+    els.state.className = "badge " + ({ listening: "ok", failed: "err", ending: "warn", connecting: "warn" }[state] || "");
     els.stateText.textContent = words || STATE_WORDS[state] || "";
     root.dataset.callState = state;
   }
@@ -243,11 +250,8 @@
     mic.getTracks().forEach((track) => peer.addTrack(track, mic));
     const channel = peer.createDataChannel("oai-events");
     current.channel = channel;
-    channel.addEventListener("open", () => {
-      // Ask the assistant to speak first: the user hears it is working before saying anything.
-      channel.send(JSON.stringify({ type: "response.create" }));
-      markConnected(current);
-    });
+    // Nothing is sent on the channel: the supervisor starts the greeting once it watches the call.
+    channel.addEventListener("open", () => markConnected(current));
     channel.addEventListener("message", (e) => onServerEvent(e.data));
     channel.addEventListener("close", () => { if (!current.final && call === current) onRemoteEnd(current, "connection_lost"); });
 
@@ -290,16 +294,27 @@
       return;
     }
     refresh(current);
-    current.pollTimer = setInterval(() => refresh(current), POLL_MS);
+    current.pollTimer = setInterval(() => refresh(current), current.listening ? POLL_MS : FAST_POLL_MS);
   }
 
   function markConnected(current) {
     if (call !== current || current.final || current.connected) return;
     current.connected = true;
     current.connectedAt = performance.now();
-    setState("connected");
+    if (!current.listening) setState("connecting", "Connected — the assistant starts listening in a moment…");
     current.tickTimer = setInterval(() => tick(current), 250);
     tick(current);
+  }
+
+  // The supervisor watches the call: it turned listening on and asked for the greeting.
+  function markListening(current) {
+    if (call !== current || current.final || current.ending || current.listening) return;
+    current.listening = true;
+    setState("listening");
+    if (current.pollTimer) {
+      clearInterval(current.pollTimer);
+      current.pollTimer = setInterval(() => refresh(current), POLL_MS);
+    }
   }
 
   function onPeerState(current) {
@@ -430,6 +445,7 @@
   function onFigures(current, figures) {
     if (call !== current || current.final || String(figures.id) !== String(current.id)) return;
     applyFigures(current, figures);
+    if (figures.watched && current.connected) markListening(current);
     // `ending` counts: the server (supervisor, staff, sweep) has hung up and recorded why.
     if ((FINAL_STATES.has(figures.state) || figures.state === "ending") && !current.ending) {
       current.ending = true;
@@ -553,6 +569,12 @@
         line.dataset.done = "true";
         break;
       }
+      case "session.updated": {
+        // The supervisor's own session.update turns turn detection on (the call starts without it).
+        const audio = (event.session && event.session.audio) || {};
+        if (call && audio.input && audio.input.turn_detection) markListening(call);
+        break;
+      }
       case "error":
         if (event.error && event.error.code === "session_expired") onRemoteEnd(call, "session_expired");
         break;
@@ -573,6 +595,36 @@
     if (option.dataset.voice) parts.push(`voice ${option.dataset.voice}`);
     if (option.dataset.minCredits) parts.push(`needs at least ${Number(option.dataset.minCredits).toLocaleString()} credits`);
     els.assistantInfo.textContent = parts.join(" · ");
+    describeCoverage(option);
+  }
+
+  // What the available credits buy with this assistant, before the call: from the worst case (the
+  // hold rate) to the typical rate (the server's metering of its recent calls).
+  function fmtMinutes(value) {
+    // Rounded down: never promise more than the credits buy.
+    return value >= 10 ? String(Math.floor(value)) : String(Math.floor(value * 10) / 10);
+  }
+
+  function describeCoverage(option) {
+    if (!els.coverage) return;
+    const available = Number(els.coverage.dataset.availableCredits);
+    const worst = Number(option.dataset.worstCreditsPerMinute);
+    const typical = Number(option.dataset.typicalCreditsPerMinute);
+    const maxMinutes = Number(option.dataset.maxCallSeconds || 0) / 60;
+    if (!els.coverage.dataset.availableCredits || !worst || !typical || !maxMinutes) {
+      els.coverage.textContent = "";
+      return;
+    }
+    const minCredits = Number(option.dataset.minCredits || 0);
+    if (available < minCredits) {
+      els.coverage.textContent = `You have ${Math.max(available, 0).toLocaleString()} credits: not enough for a call with this assistant.`;
+      return;
+    }
+    const low = Math.min(available / worst, maxMinutes);
+    const high = Math.min(available / typical, maxMinutes);
+    const range = fmtMinutes(low) === fmtMinutes(high) ? fmtMinutes(low) : `${fmtMinutes(low)}–${fmtMinutes(high)}`;
+    const capped = high >= maxMinutes ? ` (a call lasts at most ${fmtMinutes(maxMinutes)} min)` : "";
+    els.coverage.textContent = `Your ${available.toLocaleString()} credits cover ≈ ${range} min with this assistant${capped}.`;
   }
 
   els.form.addEventListener("submit", start);

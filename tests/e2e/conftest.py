@@ -43,10 +43,10 @@ def open_browser():
     from playwright.sync_api import sync_playwright
 
     @contextlib.contextmanager
-    def opener():
+    def opener(extra_args: tuple[str, ...] = ()):
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+                executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *extra_args], headless=True
             )
             try:
                 page = browser.new_context().new_page()
@@ -63,8 +63,32 @@ def open_browser():
 
 
 @pytest.fixture
+def speaking_microphone(tmp_path):
+    """Chromium flags for a fake microphone that speaks in turns: a WAV of tone bursts (1 s of a
+    220 Hz tone at -10 dBFS, then 1.5 s of silence), looped by Chromium, which fakes/openai's VAD
+    hears as one turn every 2.5 s. Chromium's own fake device only beeps briefly."""
+    import math
+    import struct
+    import wave
+
+    rate, path = 48_000, tmp_path / "speech.wav"
+    frames = bytearray()
+    for _ in range(4):
+        frames += b"".join(struct.pack("<h", int(10_000 * math.sin(2 * math.pi * 220 * n / rate)))
+                           for n in range(rate))
+        frames += b"\x00\x00" * int(rate * 1.5)
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(bytes(frames))
+    return (f"--use-file-for-fake-audio-capture={path}",)
+
+
+@pytest.fixture
 def product(transactional_db, fake_openai, tmp_path):
-    """The product in daphne, its OpenAI being the fake (with a real aiortc WebRTC peer)."""
+    """The product in daphne, its OpenAI being the fake (with a real aiortc WebRTC peer). No
+    supervisor: calls start, but nothing watches them (see `live_product`)."""
     from tests.live import start_daphne
 
     server = start_daphne(
@@ -72,3 +96,15 @@ def product(transactional_db, fake_openai, tmp_path):
     )
     yield server
     server.stop()
+
+
+@pytest.fixture
+def live_product(product, tmp_path):
+    """The product as `make run` serves it: daphne and a call supervisor. A call only listens
+    once the supervisor watches it (issue 11); `live_product.supervisor.log()` helps a failure."""
+    from tests.live import start_supervisor
+
+    supervisor = start_supervisor(tmp_path, product.env, "--owner", "e2e-live", "--poll-seconds", "0.2")
+    product.supervisor = supervisor
+    yield product
+    supervisor.stop()

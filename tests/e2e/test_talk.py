@@ -64,7 +64,8 @@ def wait_for_state(page, state: str) -> None:
     page.get_by_test_id("call-state").filter(has_text=re.compile(f"^{state}$")).wait_for()
 
 
-def test_talk_start_hear_stop_and_find_it_in_history(product, fake_openai, open_browser):
+def test_talk_start_hear_stop_and_find_it_in_history(live_product, fake_openai, open_browser):
+    product = live_product
     from sessions.models import RealtimeCall
 
     user, assistant = make_caller(credits=100_000)
@@ -74,7 +75,7 @@ def test_talk_start_hear_stop_and_find_it_in_history(product, fake_openai, open_
             open_talk(page, product, user, assistant)
             page.get_by_test_id("start-call").click()
 
-            wait_for_state(page, "connected")
+            wait_for_state(page, "listening")
             line = page.get_by_test_id("transcript").locator("[data-testid=transcript-line]").first
             line.wait_for()
             page.wait_for_function(
@@ -162,7 +163,8 @@ def test_upstream_unavailable_says_so_and_charges_nothing(product, fake_openai, 
     assert available_credits(user) == 100_000
 
 
-def test_call_ended_by_the_other_side_shows_why(product, fake_openai, open_browser):
+def test_call_ended_by_the_other_side_shows_why(live_product, fake_openai, open_browser):
+    product = live_product
     from sessions.models import RealtimeCall
 
     user, assistant = make_caller(credits=100_000)
@@ -171,7 +173,7 @@ def test_call_ended_by_the_other_side_shows_why(product, fake_openai, open_brows
         try:
             open_talk(page, product, user, assistant)
             page.get_by_test_id("start-call").click()
-            wait_for_state(page, "connected")
+            wait_for_state(page, "listening")
             call_id = page.locator("[data-talk]").get_attribute("data-call-id")
             [upstream] = [c for c in fake_openai.calls() if c["state"] != "ended"]
             fake_openai.end_call(upstream["id"], reason="client_closed")
@@ -223,7 +225,8 @@ def in_thread(fn):
     return outcome.get("result")
 
 
-def test_call_hung_up_by_staff_shows_the_reason(product, fake_openai, open_browser, staff):
+def test_call_hung_up_by_staff_shows_the_reason(live_product, fake_openai, open_browser, staff):
+    product = live_product
     from sessions.models import Cause, RealtimeCall
     from sessions.services import request_hangup
 
@@ -233,7 +236,7 @@ def test_call_hung_up_by_staff_shows_the_reason(product, fake_openai, open_brows
         try:
             open_talk(page, product, user, assistant)
             page.get_by_test_id("start-call").click()
-            wait_for_state(page, "connected")
+            wait_for_state(page, "listening")
             call_id = page.locator("[data-talk]").get_attribute("data-call-id")
             in_thread(
                 lambda: request_hangup(

@@ -134,13 +134,12 @@ def test_a_response_before_the_attach_ends_the_call_restores_the_policy_and_rais
         call=call, kind=CallEvent.Kind.HANGUP_SENT).detail
 
 
-def test_a_partial_hold_ends_by_credits_one_worst_case_response_before_the_hold(
-    supervisor, openai_settings, alice
-):
-    """Issue 11 item 5: 15 credits, not a worst-case clock. One response can cost at most its
-    300 output tokens at the dearer output price (100 µ$/token here: 3 credits), so the call ends
-    once the metered credits plus 3 reach 15 — with cause credits_exhausted, long before its
-    maximum length — and is charged exactly what was metered."""
+def test_a_partial_hold_runs_until_its_credits_are_used_and_never_overshoots(supervisor, openai_settings, alice):
+    """Issue 11 item 5: 15 credits, not a worst-case clock. At 100 µ$ a text token (1 credit per
+    100 tokens), 15 credits pay for 1,500 output tokens. The supervisor lowers the session's output
+    limit to what the credits left can pay for, so no response overshoots, and ends the call when
+    they cannot pay for one more short response (50 tokens) — with cause credits_exhausted, long
+    before its maximum length — charging exactly what was metered."""
     fake = openai_settings
     assistant = make_assistant(max_output_tokens=300)
     rtc = upstream_call(fake, assistant)
@@ -149,13 +148,19 @@ def test_a_partial_hold_ends_by_credits_one_worst_case_response_before_the_hold(
     supervisor()
     fake.wait_for_call(rtc, lambda c: c["session"]["audio"]["input"]["turn_detection"] is not None, timeout=5)
 
-    for _ in range(5):  # 10 credits: 10 + 3 < 15, still running
+    # The next response re-reads the last answer as input (200 tokens at 1 µ$ per million: 1 µ$),
+    # so the limit is one token short of what the credits left would pay for alone.
+    for _ in range(6):  # 12 credits used: 3 left, 299 output tokens
         fake.response_done(rtc, usage_for(2))
-    wait_for(lambda: RealtimeCall.objects.get(pk=call.pk).credits_used == 10, what="metered")
+    wait_for(lambda: RealtimeCall.objects.get(pk=call.pk).credits_used == 12, what="metered")
+    fake.wait_for_call(rtc, lambda c: c["session"]["max_output_tokens"] == 299, timeout=3)
+    fake.response_done(rtc, usage_for(2))  # 14: one credit left, 99 output tokens
+    fake.wait_for_call(rtc, lambda c: c["session"]["max_output_tokens"] == 99, timeout=3)
     assert fake.call(rtc)["state"] != "ended"
-    fake.response_done(rtc, usage_for(2))  # 12 + 3 ≥ 15: no room for one more worst-case response
+    assert _deviations(call) == []  # the supervisor's own limit is no deviation
+    fake.response_done(rtc, usage_for(1))  # 15: nothing left for another response
     fake.wait_for_call(rtc, lambda c: c["state"] == "ended", timeout=3)
     wait_for(_final(call), what="settled")
     assert (call.state, call.end_reason, call.credits_used, call.credits_charged) == (
-        CallState.KILLED, Cause.CREDITS_EXHAUSTED, 12, 12)
+        CallState.KILLED, Cause.CREDITS_EXHAUSTED, 15, 15)
     assert (call.expected_end_at - call.started_at).total_seconds() == 600
