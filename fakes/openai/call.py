@@ -142,6 +142,7 @@ class Call:
         self.script: dict | None = None
         self._script_task: asyncio.Task | None = None
         self.hangup_requests: list[float] = []
+        self.sideband_attached_at: list[float] = []  # Unix time of each sideband attach (control API)
         self.response_done_log: deque[dict] = deque(maxlen=2000)
         self.usage_totals = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0, "responses": 0}
         self.ended = asyncio.Event()
@@ -202,6 +203,7 @@ class Call:
             "usage_totals": dict(self.usage_totals),
             "script": self.script,
             "hangup_requests": list(self.hangup_requests),
+            "sideband_attached_at": list(self.sideband_attached_at),
             "response_done_log": list(self.response_done_log),
             "session": self.session,
         }
@@ -247,6 +249,7 @@ class Call:
             channel.on("open", _opened)
 
     def attach_sideband(self, sink: SidebandSink) -> None:
+        self.sideband_attached_at.append(time.time())
         self.sinks.append(sink)
         hello = self.fake.config.sideband_hello
         if hello in ("session.created", "session.updated"):
