@@ -321,8 +321,13 @@ REALTIME_CREDITS_PER_USD = env.int("REALTIME_CREDITS_PER_USD", default=100)
 REALTIME_SWEEP_GRACE_SECONDS = env.int("REALTIME_SWEEP_GRACE_SECONDS", default=60)
 # A hung-up call that no supervisor settles is settled (full hold) this long after the hangup.
 REALTIME_ENDING_GRACE_SECONDS = env.int("REALTIME_ENDING_GRACE_SECONDS", default=30)
+# A call running at OpenAI that no supervisor has watched for this long (they all stopped or died)
+# is hung up and settled at its full hold: longer than a lease plus an attach grace, so a
+# surviving or restarted supervisor takes it over first.
+REALTIME_UNWATCHED_GRACE_SECONDS = env.int("REALTIME_UNWATCHED_GRACE_SECONDS", default=120)
 REALTIME_MAX_SDP_BYTES = 64 * 1024
-if REALTIME_CREDITS_PER_USD < 1 or REALTIME_SWEEP_GRACE_SECONDS < 0 or REALTIME_ENDING_GRACE_SECONDS < 0:
+if (REALTIME_CREDITS_PER_USD < 1 or REALTIME_SWEEP_GRACE_SECONDS < 0 or REALTIME_ENDING_GRACE_SECONDS < 0
+        or REALTIME_UNWATCHED_GRACE_SECONDS < 0):
     raise ImproperlyConfigured("REALTIME_CREDITS_PER_USD must be ≥ 1 and the grace periods ≥ 0.")
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"].update(
     {

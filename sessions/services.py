@@ -489,13 +489,19 @@ def request_hangup(*, call: RealtimeCall, cause: str, actor=None) -> RealtimeCal
 
 
 def sweep_calls(*, limit: int = 500) -> int:
-    """Settle calls nobody else will: open past their expected end (+ grace), or hung up and not
-    settled within the ending grace, with no live supervisor lease. They are hung up if still
-    running and charged their full hold (they were not metered). Returns how many were settled."""
+    """Settle calls nobody else will, with no live supervisor lease: open past their expected end
+    (+ grace); hung up and not settled within the ending grace; or running at OpenAI with no
+    supervisor watching them for REALTIME_UNWATCHED_GRACE_SECONDS (every supervisor stopped or
+    died: fail closed). They are hung up if still running and charged their full hold (they were
+    not metered, or not to the end). Returns how many were settled."""
     now = timezone.now()
+    unwatched_since = now - timedelta(seconds=settings.REALTIME_UNWATCHED_GRACE_SECONDS)
     overdue = RealtimeCall.objects.filter(state__in=OPEN_STATES).filter(
         Q(expected_end_at__lt=now - timedelta(seconds=settings.REALTIME_SWEEP_GRACE_SECONDS))
         | Q(state=CallState.ENDING, ending_at__lt=now - timedelta(seconds=settings.REALTIME_ENDING_GRACE_SECONDS))
+        | Q(state=CallState.ACTIVE, openai_call_id__isnull=False, lease_expires_at__lt=unwatched_since)
+        | Q(state=CallState.ACTIVE, openai_call_id__isnull=False, lease_expires_at__isnull=True,
+            started_at__lt=unwatched_since)
     ).filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
     settled = 0
     for call in overdue.order_by("expected_end_at")[:limit]:

@@ -114,6 +114,8 @@ def test_an_ended_call_unmetered_is_settled_at_its_full_hold_by_the_sweep(alice_
 
 
 def test_a_call_running_past_its_end_is_hung_up_and_expired(live_call, funded_alice, openai_settings):
+    # Its supervisor renewed the lease to the end, then died: the expected end decides.
+    RealtimeCall.objects.filter(pk=live_call.pk).update(lease_owner="", lease_expires_at=live_call.expected_end_at)
     with time_machine.travel(live_call.expected_end_at + dt.timedelta(seconds=59)):
         assert services.sweep_calls() == 0
     with time_machine.travel(live_call.expected_end_at + dt.timedelta(seconds=61)):
@@ -123,6 +125,29 @@ def test_a_call_running_past_its_end_is_hung_up_and_expired(live_call, funded_al
     assert live_call.credits_charged == 423
     assert len(openai_settings.call(live_call.openai_call_id)["hangup_requests"]) == 1
     assert wallet_of(funded_alice).held == 0
+
+
+@pytest.mark.parametrize("watched_until", [None, 30])
+def test_a_call_no_supervisor_watches_is_hung_up_after_the_unwatched_grace(
+    live_call, funded_alice, openai_settings, watched_until
+):
+    """Fail closed when every supervisor is gone: a running call nobody watched (never, or since
+    its last lease expired) is hung up REALTIME_UNWATCHED_GRACE_SECONDS (120) later, long before its
+    expected end, and charged its full hold as an unmetered call."""
+    started = live_call.started_at
+    free_since = started if watched_until is None else started + dt.timedelta(seconds=watched_until)
+    if watched_until is not None:
+        RealtimeCall.objects.filter(pk=live_call.pk).update(lease_owner="", lease_expires_at=free_since,
+                                                            metered_at=started)
+    with time_machine.travel(free_since + dt.timedelta(seconds=119)):
+        assert services.sweep_calls() == 0
+    with time_machine.travel(free_since + dt.timedelta(seconds=121)):
+        assert services.sweep_calls() == 1
+    live_call.refresh_from_db()
+    assert (live_call.state, live_call.end_reason, live_call.credits_charged) == (
+        CallState.EXPIRED, Cause.UNMETERED, 423)
+    assert live_call.expected_end_at - free_since > dt.timedelta(minutes=5)
+    assert len(openai_settings.call(live_call.openai_call_id)["hangup_requests"]) == 1
 
 
 def test_a_leased_call_is_left_to_its_supervisor(live_call):
