@@ -10,9 +10,86 @@ import pytest
 
 from sessions.models import CallState, Cause, RealtimeCall
 from tests.live import ROOT, subprocess_env
-from tests.supervisor.helpers import upstream_call, usage_for, wait_for, watched_call
+from tests.supervisor.helpers import credits_from_fake_usage, upstream_call, usage_for, wait_for, watched_call
 
 LEASE = 3.0
+GRACE = 10.0
+
+
+def _start(name: str, env: dict, tmp_path) -> subprocess.Popen:
+    log = (tmp_path / f"{name}.log").open("wb")
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "supervise_calls", "--owner", name, "--lease-seconds", str(LEASE),
+         "--poll-seconds", "0.2", "--grace-seconds", str(GRACE)],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+
+
+def _stop(procs: dict) -> None:
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_the_takeover_repro_leaves_no_call_unwatched_and_charges_what_openai_served(
+    transactional_db, openai_settings, assistant, alice, tmp_path
+):
+    """Issue 11's repro: calls older than the attach grace, held by a supervisor that is killed
+    with -9, and one sideband 500 when the survivor first re-attaches. Every orphan must be watched
+    again (or hung up) within a lease and a grace, and be charged exactly what OpenAI served."""
+    fake = openai_settings
+    rtcs = [upstream_call(fake, assistant) for _ in range(3)]
+    calls = [watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=500, started_ago=GRACE * 3)
+             for rtc in rtcs]
+    env = subprocess_env(OPENAI_API_KEY=fake.project_key, OPENAI_BASE_URL=fake.base_url)
+    procs = {"sup-a": _start("sup-a", env, tmp_path)}
+    try:
+        for rtc in rtcs:
+            wait_for(lambda rtc=rtc: fake.call(rtc)["sidebands"] == 1, timeout=40, what="attached")
+            fake.response_done(rtc, usage_for(2))
+        for call in calls:
+            wait_for(lambda call=call: RealtimeCall.objects.get(pk=call.pk).credits_used == 2, what="metered")
+        procs["sup-b"] = _start("sup-b", env, tmp_path)
+        time.sleep(1.0)  # sup-b is polling; sup-a holds every call
+        assert set(RealtimeCall.objects.filter(pk__in=[c.pk for c in calls]).values_list("lease_owner", flat=True)) \
+            == {"sup-a"}
+
+        fake.fault("sideband", 500, count=1)
+        os.kill(procs["sup-a"].pid, signal.SIGKILL)
+        procs["sup-a"].wait(timeout=5)
+        for rtc in rtcs:  # its sockets die with it
+            fake.drop_sidebands(rtc)
+        deadline = time.monotonic() + LEASE + GRACE
+        for rtc in rtcs:
+            info = fake.wait_for_call(rtc, lambda c: c["sidebands"] >= 1 or c["state"] == "ended",
+                                      timeout=max(deadline - time.monotonic(), 0.1))
+            assert info["state"] != "ended" and info["sidebands"] == 1
+        assert all(RealtimeCall.objects.get(pk=c.pk).lease_owner == "sup-b" for c in calls)
+
+        for rtc in rtcs:
+            fake.response_done(rtc, usage_for(1))
+        for call in calls:
+            wait_for(lambda call=call: RealtimeCall.objects.get(pk=call.pk).credits_used == 3, what="metered")
+        for rtc in rtcs:
+            fake.end_call(rtc)
+        for call, rtc in zip(calls, rtcs, strict=True):
+            wait_for(lambda call=call: RealtimeCall.objects.get(pk=call.pk).state == CallState.ENDED, timeout=10,
+                     what="settled")
+            call.refresh_from_db()
+            assert call.credits_charged == credits_from_fake_usage(fake, rtc, model=assistant.model,
+                                                                   markup_percent=0) == 3
+    except AssertionError:
+        for name in procs:
+            print(f"--- {name} ---\n" + (tmp_path / f"{name}.log").read_text(errors="replace")[-3000:])
+        raise
+    finally:
+        _stop(procs)
 
 
 @pytest.mark.postgres
