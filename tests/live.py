@@ -34,28 +34,39 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def stop_process(process: subprocess.Popen, *, timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @dataclass
-class LiveServer:
-    url: str
+class LiveProcess:
+    """A product subprocess and its log file."""
+
     process: subprocess.Popen
     log_path: Path
-    env: dict = field(default_factory=dict)
-
-    @property
-    def ws_url(self) -> str:
-        return self.url.replace("http://", "ws://", 1)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=15)
+
+
+@dataclass
+class LiveServer(LiveProcess):
+    url: str = ""
+    env: dict = field(default_factory=dict)
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://", 1)
 
 
 def start_daphne(log_dir: Path, **extra_env: str) -> LiveServer:
@@ -98,27 +109,7 @@ def start_celery_worker(log_dir: Path, **extra_env: str) -> subprocess.Popen:
         )
 
 
-@dataclass
-class SupervisorProcess:
-    """`manage.py supervise_calls` as a subprocess, sharing a live server's environment."""
-
-    process: subprocess.Popen
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def start_supervisor(log_dir: Path, env: dict[str, str], *args: str, **extra_env: str) -> SupervisorProcess:
+def start_supervisor(log_dir: Path, env: dict[str, str], *args: str, **extra_env: str) -> LiveProcess:
     """A call supervisor (as `make run` starts one beside the web server) with `env` (a live
     server's) plus `extra_env`; `args` go to supervise_calls (e.g. --poll-seconds)."""
     log_path = log_dir / f"supervisor-{free_port()}.log"
@@ -127,4 +118,4 @@ def start_supervisor(log_dir: Path, env: dict[str, str], *args: str, **extra_env
             [sys.executable, "manage.py", "supervise_calls", *args],
             cwd=ROOT, env={**env, **extra_env}, stdout=log, stderr=subprocess.STDOUT,
         )
-    return SupervisorProcess(process=process, log_path=log_path)
+    return LiveProcess(process=process, log_path=log_path)
