@@ -49,3 +49,22 @@ def test_typical_needs_three_calls_and_never_exceeds_the_worst_case(assistant):
     _finished(assistant, user, seconds=60, credits=500, state=CallState.KILLED)
     rates = credit_rates([assistant])[assistant.pk]
     assert (rates.typical_per_minute, rates.measured) == (rates.worst_per_minute, True)
+
+
+def test_the_seeded_assistant_gets_key_mode_switched_off():
+    """Migration 0007: key mode is the exception, so the assistant 0002 seeded with it on loses it
+    (unless staff edited it into a key-only assistant); other assistants keep theirs."""
+    import importlib
+
+    from django.apps import apps
+
+    from tests.sessions.factories import AssistantFactory
+
+    migration = importlib.import_module("sessions.migrations.0007_authority_policy_partial_holds")
+    seeded = AssistantFactory(name="Friendly assistant", allow_proxy=True, allow_key=True)
+    key_only = AssistantFactory(name="Friendly assistant", allow_proxy=False, allow_key=True)
+    other = AssistantFactory(name="Partner app", allow_proxy=True, allow_key=True)
+    migration.key_mode_off_on_the_seeded_assistant(apps, None)
+    for assistant in (seeded, key_only, other):
+        assistant.refresh_from_db()
+    assert (seeded.allow_key, key_only.allow_key, other.allow_key) == (False, True, True)
