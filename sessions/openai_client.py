@@ -163,26 +163,25 @@ def mint_client_secret(*, session: dict, ttl_seconds: int) -> MintedSecret:
     return MintedSecret(value=value, expires_at=int(result.expires_at), model=model, fingerprint=fingerprint(value))
 
 
-def _hangup_failed(exc: openai.OpenAIError, call_id: str, attempt: int) -> None:
-    """Raise our error for a failed hangup, or return when it is worth another attempt."""
+def _hangup_error(exc: openai.OpenAIError, call_id: str) -> Exception:
+    """Our error for a failed hangup: CallNotFound when OpenAI no longer knows the call."""
     if isinstance(exc, openai.NotFoundError):
-        raise CallNotFound(call_id) from None
+        return CallNotFound(call_id)
     if isinstance(exc, openai.BadRequestError) and _error_code(exc) == "call_id_not_found":
-        raise CallNotFound(call_id) from None
-    retryable = (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError)
-    if not isinstance(exc, retryable) or attempt == HANGUP_RETRIES:
-        raise _translate(exc, "the hangup") from None
-    logger.info("hangup of %s failed (%s), retrying", call_id, type(exc).__name__)
+        return CallNotFound(call_id)
+    return _translate(exc, "the hangup")
 
 
 def hangup(call_id: str) -> None:
-    """`POST /v1/realtime/calls/{id}/hangup`. Raises CallNotFound if the call is already gone."""
-    for attempt in range(HANGUP_RETRIES + 1):
-        try:
-            client().realtime.calls.hangup(call_id)
-            return
-        except openai.OpenAIError as exc:
-            _hangup_failed(exc, call_id, attempt)
+    """`POST /v1/realtime/calls/{id}/hangup`. Raises CallNotFound if the call is already gone.
+
+    Hangup is idempotent at OpenAI, so the SDK's own retries apply (`HANGUP_RETRIES`: connection
+    errors, 408/409/429/5xx, with its backoff); nothing else here loops.
+    """
+    try:
+        client().with_options(max_retries=HANGUP_RETRIES).realtime.calls.hangup(call_id)
+    except openai.OpenAIError as exc:
+        raise _hangup_error(exc, call_id) from None
 
 
 # --- Sideband and async hangup (the call supervisor, sessions/supervisor) ------------------------
@@ -288,7 +287,7 @@ async def ahangup(aclient: openai.AsyncOpenAI, call_id: str) -> None:
     try:
         await aclient.realtime.calls.hangup(call_id)
     except openai.OpenAIError as exc:
-        _hangup_failed(exc, call_id, HANGUP_RETRIES)
+        raise _hangup_error(exc, call_id) from None
 
 
 # --- Admin API: Usage and Costs (reconciliation, sessions/reconciliation) ------------------------
