@@ -6,7 +6,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from sessions.models import Assistant, CallEvent, CallMode, CallState, RealtimeCall
+from sessions.models import Assistant, CallEvent, CallMode, CallState, RealtimeCall, TokenCounts
 
 
 class AssistantSerializer(serializers.ModelSerializer):
@@ -28,12 +28,8 @@ class AssistantRefSerializer(serializers.ModelSerializer):
 class TokensSerializer(serializers.Serializer):
     """Tokens per billed class; `*_in` excludes the cached tokens counted in `*_cached`."""
 
-    text_in = serializers.IntegerField()
-    text_cached = serializers.IntegerField()
-    text_out = serializers.IntegerField()
-    audio_in = serializers.IntegerField()
-    audio_cached = serializers.IntegerField()
-    audio_out = serializers.IntegerField()
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {name: serializers.IntegerField() for name in TokenCounts.CLASSES}
 
 
 class CallEventSerializer(serializers.ModelSerializer):

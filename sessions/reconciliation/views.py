@@ -10,7 +10,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.utils.dateparse import parse_date
 
-from sessions.models import RealtimeCall, TokenCounts
+from sessions.models import RealtimeCall, TokenCounts, UsageRecord
 from sessions.reconciliation.models import CostBucket, Flag, FlagStatus, UsageBucket
 from sessions.reconciliation.reconcile import scope_q
 
@@ -37,8 +37,6 @@ def _period(request) -> tuple[datetime, datetime]:
 
 
 def hourly_tokens(since: datetime, until: datetime) -> dict:
-    from sessions.models import UsageRecord
-
     reported = dict(
         UsageBucket.objects.filter(scope_q(), start_time__gte=since, start_time__lt=until)
         .annotate(hour=TruncHour("start_time"))
