@@ -24,7 +24,7 @@ from billing import exceptions as billing_errors
 from billing import services as billing
 from realtime_saas.live import push_to_user
 from sessions import exceptions as errors
-from sessions import openai_client
+from sessions import openai_client, presenters
 from sessions.models import (
     FINAL_STATES,
     KILL_CAUSES,
@@ -186,11 +186,9 @@ def _stamp_field(state: str) -> str | None:
 
 
 def _push_call(call_pk: int) -> None:
-    from sessions.api.serializers import CallSerializer
-
     call = RealtimeCall.objects.select_related("assistant").filter(pk=call_pk).first()
     if call is not None:
-        push_to_user(call.user_id, "call", CallSerializer(call).data)
+        push_to_user(call.user_id, "call", presenters.call_payload(call, events=True))
 
 
 def _record(call: RealtimeCall, *, kind: str, cause: str = "", detail: str = "", actor=None, at=None) -> None:
@@ -348,9 +346,9 @@ def _activate(call: RealtimeCall, *, cause: str, **fields) -> bool:
 
 
 def _push_figures(call: RealtimeCall) -> None:
-    from sessions.api.serializers import call_figures
-
-    push_to_user(call.user_id, "call", call_figures(call))
+    """The live push of a start, from the row in hand: no query for the events (there are none
+    the page needs yet), the API's call without `events`."""
+    push_to_user(call.user_id, "call", presenters.call_payload(call))
 
 
 def _upstream_failed(call: RealtimeCall, exc: Exception) -> errors.CallError:

@@ -11,11 +11,11 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, render
-from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from accounts.decorators import verified_email_required
 from billing.services import available_credits
+from sessions import presenters
 from sessions.models import (
     Assistant,
     CallState,
@@ -81,20 +81,6 @@ class CallFigures:
     end_reason_words: str
 
 
-def call_duration_seconds(call: RealtimeCall) -> int | None:
-    """Seconds the user was connected: from the upstream answer to the hangup or the end.
-
-    A hangup puts the call in `ending` before it settles, and the talking stopped then, so
-    `ending_at` wins over `ended_at`. An open call counts up to now.
-    """
-    if call.started_at is None:
-        return None
-    end = call.ending_at or call.ended_at
-    if end is None:
-        end = timezone.now() if call.is_open else call.started_at
-    return max(int((end - call.started_at).total_seconds()), 0)
-
-
 def figures_for(call: RealtimeCall) -> CallFigures:
     tokens = call.tokens
     if call.credits_charged is not None:
@@ -104,7 +90,7 @@ def figures_for(call: RealtimeCall) -> CallFigures:
     else:
         credits, label = None, ""
     return CallFigures(
-        duration_seconds=call_duration_seconds(call),
+        duration_seconds=presenters.duration_seconds(call),
         tokens_total=sum(tokens.as_dict().values()),
         cost_usd=format_usd(call.cost_microusd),
         credits=credits,

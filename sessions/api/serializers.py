@@ -1,12 +1,9 @@
-"""What the API (and the live `call` push) shows of assistants and calls. Read-only: writes go
-through sessions.services."""
+"""What the API shows of assistants and calls. Read-only: writes go through sessions.services."""
 
-from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from sessions.models import Assistant, CallEvent, CallMode, CallState, RealtimeCall, TokenCounts
+from sessions import presenters
+from sessions.models import Assistant, CallEvent, CallMode, RealtimeCall, TokenCounts
 
 
 class AssistantSerializer(serializers.ModelSerializer):
@@ -32,10 +29,17 @@ class TokensSerializer(serializers.Serializer):
         return {name: serializers.IntegerField() for name in TokenCounts.CLASSES}
 
 
+# The call serializers describe the API (fields, types, schema); a call is rendered by
+# `sessions.presenters` (`call_payload`, `event_payload`), the same dicts the live pushes carry,
+# so the API and the pushes cannot drift apart. (Comments, not docstrings: a docstring would
+# become the schema's description.)
+
+
 class CallEventSerializer(serializers.ModelSerializer):
-    kind = serializers.SerializerMethodField(
+    kind = serializers.CharField(
+        read_only=True,
         help_text="The state entered (pending, active, ending, ended, killed, expired, failed), "
-        "or hangup_sent, hangup_failed, attached."
+        "or hangup_sent, hangup_failed, attached.",
     )
 
     class Meta:
@@ -43,19 +47,22 @@ class CallEventSerializer(serializers.ModelSerializer):
         fields = ["at", "kind", "cause", "detail"]
         read_only_fields = fields
 
-    def get_kind(self, event: CallEvent) -> str:
-        return event.to_state if event.kind == CallEvent.Kind.STATE else event.kind
+    def to_representation(self, event: CallEvent) -> dict:
+        return presenters.event_payload(event)
 
 
 class CallSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="public_id", read_only=True)
     assistant = AssistantRefSerializer(read_only=True)
-    seconds_left = serializers.SerializerMethodField(help_text="Until the expected end; null once over.")
-    duration_seconds = serializers.SerializerMethodField(help_text="From start to hangup (or now); null if it never started.")
-    tokens = serializers.SerializerMethodField()
-    watched = serializers.SerializerMethodField(
+    seconds_left = serializers.IntegerField(read_only=True, help_text="Until the expected end; null once over.")
+    duration_seconds = serializers.IntegerField(
+        read_only=True, help_text="From start to hangup (or now); null if it never started."
+    )
+    tokens = TokensSerializer(read_only=True)
+    watched = serializers.BooleanField(
+        read_only=True,
         help_text="The supervisor watches the call: it turned the assistant's turn detection on and asked "
-        "for the greeting. Until then the assistant does not listen."
+        "for the greeting. Until then the assistant does not listen.",
     )
     events = CallEventSerializer(many=True, read_only=True)
 
@@ -69,27 +76,8 @@ class CallSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    @extend_schema_field(OpenApiTypes.INT)
-    def get_seconds_left(self, call: RealtimeCall) -> int | None:
-        if call.state not in (CallState.PENDING, CallState.ACTIVE):
-            return None
-        left = (call.expected_end_at - timezone.now()).total_seconds()
-        return int(left) if left > 0 else None
-
-    @extend_schema_field(OpenApiTypes.INT)
-    def get_duration_seconds(self, call: RealtimeCall) -> int | None:
-        if call.started_at is None:
-            return None
-        end = call.ending_at or call.ended_at or timezone.now()
-        return max(int((end - call.started_at).total_seconds()), 0)
-
-    @extend_schema_field(TokensSerializer)
-    def get_tokens(self, call: RealtimeCall) -> dict[str, int]:
-        return call.tokens.as_dict()
-
-    @extend_schema_field(OpenApiTypes.BOOL)
-    def get_watched(self, call: RealtimeCall) -> bool:
-        return call.metered_at is not None
+    def to_representation(self, call: RealtimeCall) -> dict:
+        return presenters.call_payload(call, events=True)
 
 
 class ClientSecretRequestSerializer(serializers.Serializer):
@@ -116,40 +104,3 @@ class ErrorBodySerializer(serializers.Serializer):
 class ErrorSerializer(serializers.Serializer):
     error = ErrorBodySerializer()
     detail = serializers.CharField(help_text="The same message, where DRF clients look for it.")
-
-
-
-_datetime = serializers.DateTimeField()
-
-
-def call_figures(call: RealtimeCall) -> dict:
-    """`CallSerializer(call).data` without `events`, built from the instance in hand.
-
-    For the live push of a state change on a hot path (a call start): no query for the events and
-    none of the serializer's per-instance field building. tests/sessions keeps the two in step.
-    """
-
-    def when(value):
-        return _datetime.to_representation(value) if value is not None else None
-
-    serializer = CallSerializer
-    return {
-        "id": call.public_id,
-        "assistant": {"id": call.assistant_id, "name": call.assistant.name},
-        "mode": call.mode,
-        "state": call.state,
-        "created_at": when(call.created_at),
-        "started_at": when(call.started_at),
-        "ended_at": when(call.ended_at),
-        "expected_end_at": when(call.expected_end_at),
-        "seconds_left": serializer.get_seconds_left(None, call),
-        "duration_seconds": serializer.get_duration_seconds(None, call),
-        "credits_held": call.credits_held,
-        "credits_used": call.credits_used,
-        "credits_charged": call.credits_charged,
-        "cost_microusd": call.cost_microusd,
-        "tokens": call.tokens.as_dict(),
-        "watched": serializer.get_watched(None, call),
-        "partial_hold": call.partial_hold,
-        "end_reason": call.end_reason,
-    }

@@ -27,7 +27,7 @@ from django.db import connections
 from django.utils import timezone
 
 from realtime_saas.live import apush, staff_group, user_group
-from sessions import openai_client
+from sessions import openai_client, presenters
 from sessions import policy as policy_rules
 from sessions.models import (
     FINAL_STATES,
@@ -547,7 +547,6 @@ class CallWatcher:
     async def _push(self) -> None:
         if self.base_payload is None:
             self.base_payload = self.snap.payload or {}
-        left = (self.snap.expected_end_at - timezone.now()).total_seconds()
         data = {
             **self.base_payload,
             "tokens": self.tokens.as_dict(),
@@ -555,7 +554,7 @@ class CallWatcher:
             "live": True,
             "watched": self.attached_once,
             "credits_used": self.credits_used,
-            "seconds_left": max(int(left), 0),
+            "seconds_left": presenters.seconds_to_end(self.snap.expected_end_at),
             "warning": self.warning,
         }
         try:

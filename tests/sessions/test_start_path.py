@@ -1,6 +1,7 @@
 """The call-start hot path: one transaction for the call and its hold, the live push built from the
 row in hand, and a bounded number of queries."""
 
+import json
 from datetime import UTC, datetime, timedelta
 from unittest import mock
 
@@ -11,7 +12,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from billing.models import Hold
-from sessions.api.serializers import CallSerializer, call_figures
+from sessions import presenters
+from sessions.api.serializers import CallSerializer
 from sessions.models import CallEvent, CallState, Cause, RealtimeCall
 from tests.sessions.factories import AssistantFactory
 from tests.sessions.helpers import wallet_of
@@ -86,19 +88,38 @@ def test_live_calls_and_recent_starts_are_counted_separately(alice_client, funde
     assert start(alice_client, assistant, offer_sdp).status_code == 201
 
 
-@pytest.mark.parametrize("state", [CallState.PENDING, CallState.ACTIVE, CallState.ENDED])
-def test_the_live_push_payload_is_the_api_representation_without_events(alice, assistant, state):
-    now = datetime.now(UTC)
+@pytest.mark.parametrize("state", [CallState.PENDING, CallState.ACTIVE, CallState.ENDING, CallState.ENDED])
+def test_the_live_push_payloads_are_the_api_response(alice_client, alice, assistant, state):
+    """The pushes (`presenters.call_payload`, with events after a transition, without on a start)
+    are what GET /api/calls/<id> answers, key for key and in the same order; the schema names the
+    same fields."""
+    now = datetime(2026, 11, 30, 12, 0, 0, 250_000, tzinfo=UTC)
+    started = state != CallState.PENDING
     call = RealtimeCall.objects.create(
-        user=alice, assistant=assistant, state=state, mode="proxy", model=assistant.model, allowed_seconds=300, markup_percent=50, created_at=now - timedelta(seconds=50), credits_held=321, credits_used=12, audio_out_tokens=40,
-        started_at=None if state == CallState.PENDING else now - timedelta(seconds=42),
-        ended_at=now if state == CallState.ENDED else None, expected_end_at=now + timedelta(minutes=5),
-        end_reason=Cause.USER_HANGUP if state == CallState.ENDED else "",
+        user=alice, assistant=assistant, state=state, mode="proxy", model=assistant.model, allowed_seconds=300,
+        markup_percent=50, created_at=now - timedelta(seconds=50), credits_held=321, credits_used=12,
+        audio_out_tokens=40, text_cached_tokens=7, cost_microusd=1_234, partial_hold=state == CallState.ACTIVE,
+        started_at=now - timedelta(seconds=42, microseconds=500_000) if started else None,
+        ending_at=now - timedelta(seconds=2) if state in (CallState.ENDING, CallState.ENDED) else None,
+        ended_at=now if state == CallState.ENDED else None, expected_end_at=now + timedelta(minutes=5, seconds=0.5),
+        metered_at=now - timedelta(seconds=40) if started else None,
+        credits_charged=12 if state == CallState.ENDED else None,
+        end_reason=Cause.USER_HANGUP if state in (CallState.ENDING, CallState.ENDED) else "",
     )
+    CallEvent.objects.create(call=call, at=call.created_at, to_state=CallState.PENDING, cause=Cause.STARTED)
+    CallEvent.objects.create(call=call, at=now - timedelta(seconds=1), kind=CallEvent.Kind.WARNING, detail="Credits")
     with time_machine.travel(now, tick=False):
-        expected = dict(CallSerializer(call).data)
-        expected.pop("events")
-        assert call_figures(call) == expected
+        response = alice_client.get(f"/api/calls/{call.public_id}")
+        assert response.status_code == 200
+        api = response.json()
+        call = RealtimeCall.objects.select_related("assistant").get(pk=call.pk)
+        with_events = presenters.call_payload(call, events=True)
+        without_events = presenters.call_payload(call)
+    assert json.loads(json.dumps(with_events)) == api
+    assert list(with_events) == list(api) == CallSerializer.Meta.fields
+    assert [event["kind"] for event in api["events"]] == ["pending", "warning"]
+    api.pop("events")
+    assert json.loads(json.dumps(without_events)) == api and list(without_events) == list(api)
 
 
 def test_the_start_pushes_the_active_call_to_its_user(alice_client, funded_alice, assistant, offer_sdp,
