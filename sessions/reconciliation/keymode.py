@@ -39,12 +39,12 @@ from sessions.models import (
     UsageRecord,
     credits_for_cost,
 )
-from sessions.reconciliation import importer, reconcile
+from sessions.reconciliation import checks, flags, importer, streams
 from sessions.reconciliation.models import Flag, FlagKind, Severity, UsageBucket
 
 logger = logging.getLogger(__name__)
 
-MINUTE = reconcile.MINUTE
+MINUTE = streams.MINUTE
 BATCH = 200  # windows per run, oldest first
 # Windows that ended longer ago are left to the periodic reconcile (calls from before this check
 # existed, or a Usage API outage of days): charging a user weeks later would surprise everyone.
@@ -108,7 +108,7 @@ def key_window(call: RealtimeCall) -> tuple[datetime, datetime]:
     """From the mint to the end of the window's usage: the call's end if it ended and was metered
     (reported), else its expected end (the secret's expiry + the assistant's maximum length) — never
     before the secret's expiry, since until then it can start more calls."""
-    end = reconcile.window_end(call)
+    end = streams.window_end(call)
     if call.secret_expires_at is not None:
         end = max(end, call.secret_expires_at)
     return call.created_at, end
@@ -149,11 +149,11 @@ def due_windows(*, now: datetime | None = None, limit: int = BATCH) -> list[Real
 def _reported(model: str, since: datetime, until: datetime) -> dict[datetime, dict]:
     """minute -> {"total", <class>...} of the usage OpenAI reported for `model` (our scope)."""
     rows = (
-        UsageBucket.objects.filter(reconcile.scope_q(), model=model, start_time__gte=since, start_time__lt=until)
+        UsageBucket.objects.filter(streams.scope_q(), model=model, start_time__gte=since, start_time__lt=until)
         .values("start_time")
         .annotate(
             total=Sum(F("input_tokens") + F("output_tokens")),
-            **{name: Sum(column) for name, column in reconcile.USAGE_COLUMNS.items()},
+            **{name: Sum(column) for name, column in checks.USAGE_COLUMNS.items()},
         )
         .order_by("start_time")
     )
@@ -164,7 +164,7 @@ def _metered(model: str, since: datetime, until: datetime) -> dict[int, dict]:
     """epoch minute -> {"total", <class>...} of what the supervisor metered, every call of `model`."""
     rows = (
         UsageRecord.objects.filter(call__model=model, at__gte=since, at__lt=until)
-        .annotate(minute=reconcile.EpochMinute("at"))
+        .annotate(minute=streams.EpochMinute("at"))
         .values("minute")
         .annotate(**{name: Sum(f"{name}_tokens") for name in TokenCounts.CLASSES})
         .order_by("minute")
@@ -191,7 +191,7 @@ def assess(call: RealtimeCall) -> Assessment:
     metered = _metered(model, since, until)
     reported_at = {minute: {model: row["total"]} for minute, row in reported.items()}
     metered_at = {minute: {model: row["total"]} for minute, row in metered.items()}
-    windows = [w for w in reconcile.call_windows(since=since, until=until) if w.model == model]
+    windows = [w for w in streams.call_windows(since=since, until=until) if w.model == model]
     grace = _grace()
     price = ModelPrice.objects.filter(model=model).first()
     result = Assessment(call=call, start=start, end=end, priced=price is not None)
@@ -200,14 +200,14 @@ def assess(call: RealtimeCall) -> Assessment:
     zero = dict.fromkeys(("total", *TokenCounts.CLASSES), 0)
 
     def figures(minute: datetime) -> tuple[dict, dict]:
-        return reported.get(minute, zero), metered.get(reconcile.epoch_minute(minute), zero)
+        return reported.get(minute, zero), metered.get(streams.epoch_minute(minute), zero)
 
     for minute in minutes:
         here_reported, here_metered = figures(minute)
         open_windows = [w for w in windows if w.open_at(minute, grace)]
         unmetered = sum(1 for w in open_windows if w.unmetered)
-        surplus = reconcile.neighbour_surplus(minute, model, metered=metered_at, reported_at=reported_at)
-        excess = reconcile.unexplained_tokens(
+        surplus = checks.neighbour_surplus(minute, model, metered=metered_at, reported_at=reported_at)
+        excess = checks.unexplained_tokens(
             reported=here_reported["total"], metered=here_metered["total"], surplus=surplus,
             unmetered_windows=unmetered,
         )
@@ -222,7 +222,7 @@ def assess(call: RealtimeCall) -> Assessment:
             "reported": here_reported["total"],
             "metered": here_metered["total"],
             "neighbours": surplus,
-            "allowance": unmetered * reconcile.WORST_CASE_PER_MINUTE,
+            "allowance": unmetered * checks.WORST_CASE_PER_MINUTE,
             "excess": max(excess, 0),
             "key_windows": [w.public_id for w in keyed],
             "counted": counted,
@@ -253,7 +253,7 @@ def assess(call: RealtimeCall) -> Assessment:
             tokens[name] += scale * value
             if price is not None:
                 cost += scale * value * price.price_of(name)
-    result.tolerance_tokens = math.ceil(reconcile.tolerance_tokens(result.metered_tokens))
+    result.tolerance_tokens = math.ceil(checks.tolerance_tokens(result.metered_tokens))
     result.tokens_by_class = {name: round(value) for name, value in tokens.items()}
     result.cost_microusd = math.ceil(cost / 1_000_000)
     result.credits = credits_for_cost(result.cost_microusd, markup_percent=call.markup_percent)
@@ -284,7 +284,7 @@ def _summary(a: Assessment, charge: dict | None) -> str:
     return text + "."
 
 
-def _finding(a: Assessment, charge: dict | None) -> reconcile.Finding:
+def _finding(a: Assessment, charge: dict | None) -> flags.Finding:
     call = a.call
     price = {"model": call.model, "markup_percent": call.markup_percent, "priced": a.priced,
              "cost_microusd": a.cost_microusd, "credits": a.credits}
@@ -301,13 +301,13 @@ def _finding(a: Assessment, charge: dict | None) -> reconcile.Finding:
         "shared_tokens": a.shared_tokens,
         "metered_tokens_in_counted_minutes": a.metered_tokens,
         "tolerance_tokens": a.tolerance_tokens,
-        "allowance_per_unmetered_window_per_minute": reconcile.WORST_CASE_PER_MINUTE,
+        "allowance_per_unmetered_window_per_minute": checks.WORST_CASE_PER_MINUTE,
         "price": price,
     }
     if a.abusive:
         extra["key_mode_withdrawn"] = True
         extra["charge"] = charge or {"idempotency_key": charge_key(call), "credits": a.credits, "pending": True}
-    return reconcile.Finding(
+    return flags.Finding(
         kind=FlagKind.KEY_MODE_ABUSE,
         severity=Severity.HIGH if a.abusive else Severity.MEDIUM,
         natural_key=f"key_mode_abuse:{call.public_id}",
@@ -377,7 +377,7 @@ def reconcile_window(call: RealtimeCall) -> Assessment | None:
         with transaction.atomic(durable=True):
             if _lock_unreconciled(call) is None:
                 return None
-            reconcile.upsert_flags([finding])
+            flags.upsert([finding])
             if a.abusive:
                 flag = Flag.objects.get(natural_key=finding.natural_key)
                 accounts.withdraw_key_mode(
@@ -396,7 +396,7 @@ def reconcile_window(call: RealtimeCall) -> Assessment | None:
         if _lock_unreconciled(call) is None:
             return None
         if finding is not None:
-            reconcile.upsert_flags([_finding(a, charge)])
+            flags.upsert([_finding(a, charge)])
         if charge is not None:
             detail = (
                 f"OpenAI reports {a.unexplained_tokens:,} tokens in this key-mode window beyond what we metered "

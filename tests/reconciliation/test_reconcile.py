@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from billing import services as billing
 from sessions.models import CallMode, CallState, RealtimeCall, UsageRecord
-from sessions.reconciliation import csv_import, reconcile, services
+from sessions.reconciliation import csv_import, reconcile, services, sweep
 from sessions.reconciliation.models import CostBucket, Flag, FlagKind, FlagStatus, UsageBucket, UsageUpload
 from tests.sessions.helpers import fund
 
@@ -153,11 +153,11 @@ def test_reconcile_killed_mid_way_then_rerun_leaves_the_same_result(traffic, mon
         if chunk == 10:
             raise SystemExit("worker killed")
 
-    monkeypatch.setattr(reconcile, "after_chunk_hook", killed)
+    monkeypatch.setattr(sweep, "after_chunk_hook", killed)
     with pytest.raises(SystemExit):
         reconcile.reconcile(since=T0, until=T0 + timedelta(hours=2), chunk_size=3)
     assert 0 < Flag.objects.count() < len(clean)
-    monkeypatch.setattr(reconcile, "after_chunk_hook", None)
+    monkeypatch.setattr(sweep, "after_chunk_hook", None)
     reconcile.reconcile(since=T0, until=T0 + timedelta(hours=2), chunk_size=3)
     assert snapshot() == clean
 
