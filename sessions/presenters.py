@@ -13,7 +13,16 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from sessions.models import LIVE_STATES, CallEvent, RealtimeCall
+from sessions.models import LIVE_STATES, CallEvent, RealtimeCall, TokenCounts
+
+# How the pages (a call's tokens, its receipt) name each billed token class.
+TOKEN_CLASS_LABELS = dict(
+    zip(
+        TokenCounts.CLASSES,
+        ("Text in", "Text in (cached)", "Text out", "Audio in", "Audio in (cached)", "Audio out"),
+        strict=True,
+    )
+)
 
 
 def duration_seconds(call: RealtimeCall, *, now: datetime | None = None) -> int | None:
