@@ -34,14 +34,15 @@ $(VENV)/.installed-dev: requirements.txt requirements-fakes.txt requirements-dev
 run: $(VENV)/.installed-run ## Serve everything on http://127.0.0.1:8000 (SQLite, fakes, worker+beat, supervisor); Ctrl-C stops it
 	$(PY) scripts/run_dev.py
 
-test: $(VENV)/.installed-dev ## Run ruff and the whole test suite (DATABASE_URL/REDIS_URL when set, else SQLite)
+test: lint ## Run the lint, then the whole test suite (DATABASE_URL/REDIS_URL when set, else SQLite)
 	bash scripts/install-chromium.sh
-	$(PY) -m ruff check .
 	DEBUG=true $(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
-lint: $(VENV)/.installed-dev ## Check the code with ruff
+# mypy checks what pyproject.toml's [tool.mypy] `files` lists; its cache is .mypy_cache/.
+lint: $(VENV)/.installed-dev ## Check the code with ruff, then type-check it with mypy
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 format: $(VENV)/.installed-dev ## Fix what ruff can fix
 	$(PY) -m ruff check --fix .
@@ -57,4 +58,4 @@ check-deploy: $(VENV)/.installed ## Django's deployment checklist with productio
 	  ALLOWED_HOSTS=example.com $(PY) manage.py check --deploy --fail-level WARNING
 
 clean: ## Remove the virtualenv and local state (var/: SQLite database, Celery queue)
-	rm -rf $(VENV) var staticfiles
+	rm -rf $(VENV) var staticfiles .mypy_cache

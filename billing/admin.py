@@ -82,17 +82,22 @@ class HoldAdmin(ReadOnlyAdmin):
     search_fields = ["wallet__user__email", "reference", "idempotency_key"]
 
 
-class RefundInline(admin.TabularInline):
-    model = Refund
+class _StripeRecordInline(admin.TabularInline):
+    """Refunds and disputes come from Stripe's events only: shown, never added or deleted here."""
+
     extra = 0
     can_delete = False
-    readonly_fields = ["stripe_refund_id", "amount_cents", "status", "credits", "created_at"]
 
     def has_add_permission(self, request, obj=None):
         return False
 
 
-class DisputeInline(RefundInline):
+class RefundInline(_StripeRecordInline):
+    model = Refund
+    readonly_fields = ["stripe_refund_id", "amount_cents", "status", "credits", "created_at"]
+
+
+class DisputeInline(_StripeRecordInline):
     model = Dispute
     readonly_fields = ["stripe_dispute_id", "amount_cents", "status", "is_open", "credits", "created_at", "closed_at"]
 

@@ -125,7 +125,7 @@ class LedgerEntry(models.Model):
     def explain(self) -> str:
         """The entry in words, for the wallet page."""
         amount = abs(self.credits)
-        text = {
+        texts: dict[str, str] = {
             self.Kind.PURCHASE: f"Bought {amount:,} credits",
             self.Kind.BONUS: f"Received {amount:,} bonus credits",
             self.Kind.USAGE: f"Used {amount:,} credits",
@@ -134,7 +134,8 @@ class LedgerEntry(models.Model):
             self.Kind.DISPUTE: f"{amount:,} credits taken back because a payment was disputed",
             self.Kind.DISPUTE_WON: f"{amount:,} credits given back: the dispute was closed in our favour",
             self.Kind.ADJUSTMENT: f"Staff {'added' if self.credits > 0 else 'removed'} {amount:,} credits",
-        }.get(self.kind, f"{self.credits:+,} credits")
+        }
+        text = texts.get(self.kind, f"{self.credits:+,} credits")
         return f"{text}: {self.memo}" if self.memo else text
 
 
@@ -279,13 +280,14 @@ class Purchase(models.Model):
             if self.disputed_credits:
                 parts.append(f"Disputed; {self.disputed_credits:,} credits held back.")
             return " ".join(parts)
-        return {
+        messages: dict[str, str] = {
             self.Status.PENDING: "Waiting for payment at Stripe.",
             self.Status.PROCESSING: "Your bank payment is processing; credits arrive when it clears.",
             self.Status.FAILED: "The payment failed or was declined; nothing was charged.",
             self.Status.EXPIRED: "The checkout expired before payment; nothing was charged.",
             self.Status.REJECTED: "This payment did not match the pack; staff have been told.",
-        }[self.status]
+        }
+        return messages[self.status]
 
 
 class Refund(models.Model):

@@ -44,11 +44,10 @@ def get_client() -> stripe.StripeClient:
     config = (settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE, settings.STRIPE_TIMEOUT_SECONDS)
     with _lock:
         if _client is None or _client_config != config:
-            base = {"api": settings.STRIPE_API_BASE.rstrip("/")} if settings.STRIPE_API_BASE else None
             _client = stripe.StripeClient(
                 settings.STRIPE_SECRET_KEY,
                 stripe_version=API_VERSION,
-                base_addresses=base,
+                base_addresses={"api": settings.STRIPE_API_BASE.rstrip("/")} if settings.STRIPE_API_BASE else None,
                 max_network_retries=NETWORK_RETRIES,
                 http_client=stripe.HTTPXClient(timeout=settings.STRIPE_TIMEOUT_SECONDS, allow_sync_methods=True),
             )

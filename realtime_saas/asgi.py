@@ -14,9 +14,12 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from realtime_saas.routing import websocket_urlpatterns  # noqa: E402
 
+# types-channels' URLRouter takes only a stub-only pattern type that Django's path() never returns.
+websocket_router = URLRouter(websocket_urlpatterns)  # type: ignore[arg-type]
+
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(websocket_router)),
     }
 )

@@ -37,7 +37,8 @@ class PrefixedRedisCache(RedisCache):
         super().__init__(server, params)
         self._class = SharedClientRedisCacheClient
 
-    def clear(self) -> bool:
+    # django-stubs: BaseCache.clear() -> None, yet RedisCache.clear() (Django's returns FLUSHDB's answer) -> bool.
+    def clear(self) -> bool:  # type: ignore[override]
         client = self._cache.get_client(None, write=True)
         # Django's keys are "<prefix>:<version>:<key>" (an empty prefix still leaves the colon).
         pattern = f"{self.key_prefix}:*"

@@ -4,6 +4,7 @@ Every variable is listed, with a comment, in `.env.example`. Bad values fail at 
 """
 
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -176,7 +177,7 @@ STORAGES = {
 REDIS_URL = env.str("REDIS_URL", default="")
 
 if REDIS_URL:
-    CHANNEL_LAYERS = {
+    CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNELS_PREFIX", default="asgi")},
@@ -233,7 +234,7 @@ CELERY_BEAT_SCHEDULE["billing-sweep-stripe-events"] = {"task": "billing.sweep_st
 CELERY_BEAT_SCHEDULE["billing-reconcile-purchases"] = {"task": "billing.reconcile_purchases", "schedule": 600.0}
 
 # Django REST framework and the OpenAPI schema.
-REST_FRAMEWORK = {
+REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -241,7 +242,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 25,
     "DEFAULT_THROTTLE_RATES": {},
 }
-SPECTACULAR_SETTINGS = {
+SPECTACULAR_SETTINGS: dict[str, Any] = {
     "TITLE": "realtime_saas API",
     "DESCRIPTION": "Start OpenAI Realtime voice calls behind prepaid credits, and read what they cost.",
     "VERSION": "1.0.0",
@@ -294,7 +295,7 @@ if not DEBUG:
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"redact_secrets": {"()": "realtime_saas.logging.RedactSecretsFilter"}},

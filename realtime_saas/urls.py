@@ -10,8 +10,8 @@ from realtime_saas.api_router import api_urlpatterns
 admin.site.site_header = "realtime_saas staff"
 admin.site.site_title = "realtime_saas"
 # Staff sign in through allauth like everyone else, so its checks (verified email, suspension)
-# apply to the admin too.
-admin.site.login = login_required(admin.site.login)
+# apply to the admin too. (mypy refuses any assignment to a method, even this deliberate wrap.)
+admin.site.login = login_required(admin.site.login)  # type: ignore[method-assign]
 
 urlpatterns = [
     path("", views.home, name="home"),

@@ -206,13 +206,12 @@ def purchase_for_payment_intent(payment_intent_id: str | None) -> Purchase | Non
 def stale_purchases_to_reconcile(*, older_than_seconds: int) -> list[str]:
     """Session ids of purchases still pending or processing after a while (a lost webhook)."""
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    return list(
-        Purchase.objects.filter(
-            status__in=[Purchase.Status.PENDING, Purchase.Status.PROCESSING],
-            checkout_session_id__isnull=False,
-            created_at__lt=cutoff,
-        ).values_list("checkout_session_id", flat=True)[:200]
-    )
+    session_ids = Purchase.objects.filter(
+        status__in=[Purchase.Status.PENDING, Purchase.Status.PROCESSING],
+        checkout_session_id__isnull=False,
+        created_at__lt=cutoff,
+    ).values_list("checkout_session_id", flat=True)[:200]
+    return [session_id for session_id in session_ids if session_id is not None]  # never None: filtered
 
 
 def settings_summary() -> dict:

@@ -74,12 +74,12 @@ def post_entry(
                 memo=memo,
             )
     except IntegrityError:
-        entry = LedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
-        if entry is None:
+        first = LedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
+        if first is None:
             raise
-        if entry.wallet_id != wallet.pk or entry.credits != credits or entry.kind != kind:
+        if first.wallet_id != wallet.pk or first.credits != credits or first.kind != kind:
             raise IdempotencyConflict(f"Key {idempotency_key!r} was used for a different entry.") from None
-        return entry, False
+        return first, False
     wallet.balance += credits
     wallet.save(update_fields=["balance", "updated_at"])
     push_balance_on_commit(wallet)

@@ -129,6 +129,7 @@ def process_stripe_event(*, event_pk: int) -> StripeEvent | None:
     if not claimed:
         return None
     row = StripeEvent.objects.get(pk=event_pk)
+    status: str
     try:
         if row.livemode != stripe_client.livemode():
             status, note = StripeEvent.Status.IGNORED, "livemode does not match the configured key"

@@ -112,7 +112,7 @@ async def serve(args: argparse.Namespace) -> None:
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    port = runner.addresses[0][1]
     print(
         f"fakes.openai listening on http://{args.host}:{port} (base_url http://{args.host}:{port}/v1)",
         flush=True,

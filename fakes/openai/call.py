@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from fakes.openai.config import KeyInfo
+    from fakes.openai.media import MediaPeer
     from fakes.openai.state import Fake
 
 log = logging.getLogger("fakes.openai.call")
@@ -122,7 +123,8 @@ class Call:
         self.session_cap_seconds = session_cap_seconds
         self.sinks: list[Any] = []
         self.datachannel: DataChannelSink | None = None
-        self.media = None
+        self.media: MediaPeer | None = None
+        self.refer_target: str | None = None  # where a REFER sent the call
         self.conversation_id = ids.conversation_id()
         self.items: list[dict] = []  # {"id", "role", "text_tokens", "audio_tokens"}
         self.events_sent = 0
@@ -544,7 +546,7 @@ class Call:
             }
         )
         part_type = "output_audio" if audio_mode else "output_text"
-        item = {
+        item: dict[str, Any] = {
             "id": item_id,
             "object": "realtime.item",
             "type": "message",

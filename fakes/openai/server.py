@@ -7,7 +7,7 @@ import json
 import logging
 import time
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from fakes.openai import ids, usage_api
 from fakes.openai.call import Call, SidebandSink
@@ -220,6 +220,8 @@ async def _read_offer(request: web.Request) -> tuple[str, dict | None]:
         sdp, session = None, None
         reader = await request.multipart()
         async for part in reader:
+            if not isinstance(part, BodyPartReader):  # OpenAI's form has flat fields only
+                raise ApiError(400, "Nested multipart parts are not supported.", code="invalid_request")
             text = await part.text()
             if part.name == "sdp":
                 sdp = text

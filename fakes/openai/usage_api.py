@@ -3,6 +3,7 @@
 import base64
 from collections import defaultdict
 from decimal import Decimal
+from typing import Literal, overload
 
 from multidict import MultiMapping
 
@@ -25,6 +26,10 @@ def multi(query: MultiMapping[str], name: str) -> list[str]:
     return [v for v in values if v != ""]
 
 
+@overload
+def _int_param(query: MultiMapping[str], name: str, *, required: Literal[True]) -> int: ...
+@overload
+def _int_param(query: MultiMapping[str], name: str, *, required: bool = False) -> int | None: ...
 def _int_param(query: MultiMapping[str], name: str, *, required: bool = False) -> int | None:
     raw = query.get(name)
     if raw is None or raw == "":
@@ -80,7 +85,7 @@ def _window(query: MultiMapping[str], width_name: str, limits: tuple[int, int], 
     page = query.get("page")
     if page:
         first = max(first, _parse_page(page))
-    starts = []
+    starts: list[int] = []
     b = first
     while b < end_time and len(starts) < limit:
         starts.append(b)

@@ -38,7 +38,7 @@ class Settings:
 @dataclass
 class Fault:
     count: int
-    status: int
+    status: int | None  # None or 0: only the delay
     delay: float
     path: str
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal, overload
 
 from .errors import invalid_param, missing_param, unknown_param
 
@@ -80,6 +80,10 @@ def check_known(params: Mapping[str, Any], allowed: Iterable[str], prefix: str =
             raise unknown_param(f"{prefix}[{key}]" if prefix else key)
 
 
+@overload
+def get_str(params: Mapping[str, Any], name: str, *, required: Literal[True], label: str | None = None) -> str: ...
+@overload
+def get_str(params: Mapping[str, Any], name: str, *, required: bool = False, label: str | None = None) -> str | None: ...
 def get_str(
     params: Mapping[str, Any], name: str, *, required: bool = False, label: str | None = None
 ) -> str | None:
@@ -94,6 +98,10 @@ def get_str(
     return value
 
 
+@overload
+def get_int(params: Mapping[str, Any], name: str, *, required: Literal[True], label: str | None = None) -> int: ...
+@overload
+def get_int(params: Mapping[str, Any], name: str, *, required: bool = False, label: str | None = None) -> int | None: ...
 def get_int(
     params: Mapping[str, Any], name: str, *, required: bool = False, label: str | None = None
 ) -> int | None:

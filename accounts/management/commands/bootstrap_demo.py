@@ -37,7 +37,7 @@ class Command(BaseCommand):
     def _ensure(self, email: str, password: str, *, staff: bool) -> tuple[User, bool]:
         user = User.objects.filter(email=email).first()
         created = user is None
-        if created:
+        if user is None:
             user = (
                 User.objects.create_superuser(email=email, password=password)
                 if staff
