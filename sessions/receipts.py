@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from django.conf import settings
 
+from billing import services as billing
 from sessions.models import Cause, ModelPrice, RealtimeCall, TokenCounts, credits_for_cost
 from sessions.presenters import TOKEN_CLASS_LABELS
 
@@ -87,13 +88,13 @@ def receipt_for(call: RealtimeCall) -> Receipt:
         ))
     credits_used = credits_for_cost(call.cost_microusd, markup_percent=call.markup_percent)
     rounding_cost = call.cost_microusd - sum(line.cost_microusd for line in lines)
-    hold = call.hold
     settled = call.credits_charged is not None
+    settlement = billing.hold_settlement(hold_id=call.hold_id) if call.hold_id and settled else None
     charged_under_hold = released = None
     overshoot = uncollected = 0
-    if hold is not None and settled:
-        charged_under_hold, released = hold.charged_credits, hold.released_credits
-        overshoot, uncollected = hold.overshoot_credits, hold.uncollected_credits
+    if settlement is not None:
+        charged_under_hold, released = settlement.charged_credits, settlement.released_credits
+        overshoot, uncollected = settlement.overshoot_credits, settlement.uncollected_credits
     full_hold = settled and bool(call.credits_charged) and (
         call.end_reason == Cause.UNMETERED
         or (charged_under_hold is not None and charged_under_hold > credits_used)

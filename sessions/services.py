@@ -251,15 +251,15 @@ def settle_call(*, call: RealtimeCall, cause: str, used_credits: int | None = No
     used = call.credits_held if used_credits is None else max(int(used_credits), 0)
     charged = 0
     if call.hold_id:
-        hold = call.hold
         try:
             settlement = billing.settle_hold(
-                hold=hold, used_credits=used, idempotency_key=f"realtime-call:{call.public_id}:settle"
+                hold=billing.get_hold(hold_id=call.hold_id), used_credits=used,
+                idempotency_key=f"realtime-call:{call.public_id}:settle",
             )
+        except billing_errors.HoldAlreadyFinal:  # released whole: what billing says became of it
+            settlement = billing.hold_settlement(hold_id=call.hold_id)
+        if settlement is not None:
             charged = settlement.charged_credits + settlement.overshoot_credits - settlement.uncollected_credits
-        except billing_errors.HoldAlreadyFinal:
-            hold.refresh_from_db()
-            charged = hold.charged_credits + hold.overshoot_credits - hold.uncollected_credits
     if used_credits is None and not detail:
         detail = "Not metered: charged the full hold."
     transition(
@@ -273,7 +273,9 @@ def _fail(call: RealtimeCall, *, cause: str, detail: str) -> None:
     """A call that never started: release its hold (if any) and mark it failed."""
     if call.hold_id:
         try:
-            billing.release_hold(hold=call.hold, idempotency_key=f"realtime-call:{call.public_id}:release")
+            billing.release_hold(
+                hold=billing.get_hold(hold_id=call.hold_id), idempotency_key=f"realtime-call:{call.public_id}:release"
+            )
         except billing_errors.HoldAlreadyFinal:
             logger.warning("call %s: hold %s was already final when releasing it", call.public_id, call.hold_id)
     transition(call, to=CallState.FAILED, cause=cause, detail=detail, end_reason=cause, credits_charged=0)

@@ -9,7 +9,7 @@ One module per seam, imported one way (a module imports only those below it):
 
     stripe_events   receive, process, retry and dispatch Stripe webhook events
     checkout        credit packs, Checkout Sessions, fulfilment   refunds   refunds and disputes
-    holds           place, hold_in_transaction, settle, release
+    holds           place, hold_in_transaction, settle, release; get_hold, hold_settlement (reads)
     ledger          wallets, grant / clawback / adjust, lock_wallet, the one entry writer
 
 `billing.tasks` sits above them all. This package re-exports the public names, so callers write
@@ -23,7 +23,15 @@ from billing.services.checkout import (
     stale_purchases_to_reconcile,
     start_checkout,
 )
-from billing.services.holds import Settlement, hold_in_transaction, place_hold, release_hold, settle_hold
+from billing.services.holds import (
+    Settlement,
+    get_hold,
+    hold_in_transaction,
+    hold_settlement,
+    place_hold,
+    release_hold,
+    settle_hold,
+)
 from billing.services.ledger import (
     CLAWBACK_KINDS,
     GRANT_KINDS,
@@ -66,7 +74,9 @@ __all__ = [
     "lock_wallet",
     # holds
     "Settlement",
+    "get_hold",
     "hold_in_transaction",
+    "hold_settlement",
     "place_hold",
     "release_hold",
     "settle_hold",

@@ -153,3 +153,21 @@ def release_hold(*, hold: Hold, idempotency_key: str | None = None) -> Hold:
         push_balance_on_commit(wallet)
     return locked
 
+
+# --- reads, for the apps that keep a hold's id (sessions: RealtimeCall.hold_id) --------------
+
+
+def get_hold(*, hold_id: int) -> Hold:
+    """The hold to pass to `settle_hold` / `release_hold`. Other apps keep only its id and never
+    read its fields: `hold_settlement` says what became of it. Raises `Hold.DoesNotExist`."""
+    return Hold.objects.get(pk=hold_id)
+
+
+def hold_settlement(*, hold_id: int) -> Settlement | None:
+    """What became of a hold: its Settlement once it is final (a hold released whole charged
+    nothing and released everything), None while it is active or if there is no such hold. Reads
+    only; the figures are those `settle_hold` returned."""
+    hold = Hold.objects.select_related("entry").filter(pk=hold_id).first()
+    if hold is None or hold.status == Hold.Status.ACTIVE:
+        return None
+    return Settlement.of(hold)

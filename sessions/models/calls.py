@@ -113,7 +113,8 @@ class RealtimeCall(TokenColumns):
     expected_end_at = models.DateTimeField(db_index=True)
     end_reason = models.CharField(max_length=32, choices=Cause.choices, blank=True)
 
-    # The billing.Hold behind this call (a plain id: billing owns that table and its lifecycle).
+    # The billing.Hold behind this call: a plain id. Billing owns that table and its lifecycle; its
+    # services settle, release and read it by this id (billing.services.get_hold, hold_settlement).
     hold_id = models.BigIntegerField(null=True, blank=True, unique=True)
     credits_held = models.PositiveIntegerField(default=0)
     credits_charged = models.PositiveIntegerField(null=True, blank=True)
@@ -159,12 +160,6 @@ class RealtimeCall(TokenColumns):
     @property
     def is_open(self) -> bool:
         return self.state in OPEN_STATES
-
-    @property
-    def hold(self):
-        from billing.models import Hold
-
-        return Hold.objects.get(pk=self.hold_id) if self.hold_id else None
 
 
 class CallEvent(models.Model):

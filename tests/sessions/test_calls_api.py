@@ -105,7 +105,7 @@ def test_an_ended_call_unmetered_is_settled_at_its_full_hold_by_the_sweep(alice_
     assert live_call.state == CallState.ENDED
     assert live_call.end_reason == Cause.USER_HANGUP
     assert live_call.credits_charged == 423
-    assert live_call.hold.status == Hold.Status.SETTLED
+    assert Hold.objects.get(pk=live_call.hold_id).status == Hold.Status.SETTLED
     wallet = wallet_of(funded_alice)
     assert (wallet.balance, wallet.held) == (10_000 - 423, 0)
     assert services.sweep_calls() == 0
@@ -219,7 +219,7 @@ def test_minting_upstream_failure_releases_the_hold(alice_client, funded_alice, 
     response = mint(alice_client, assistant)
     assert response.status_code == 502
     call = RealtimeCall.objects.get()
-    assert call.state == CallState.FAILED and call.hold.status == Hold.Status.RELEASED
+    assert call.state == CallState.FAILED and Hold.objects.get(pk=call.hold_id).status == Hold.Status.RELEASED
     assert wallet_of(funded_alice).held == 0
 
 
