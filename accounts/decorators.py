@@ -1,17 +1,24 @@
+from collections.abc import Callable
 from functools import wraps
+from typing import Concatenate, ParamSpec
 
 from django.contrib import messages
+from django.http import HttpResponseBase
 from django.shortcuts import redirect
 
+from accounts.http import AuthenticatedHttpRequest
 from accounts.services import is_email_verified
 
+_P = ParamSpec("_P")
+_View = Callable[Concatenate[AuthenticatedHttpRequest, _P], HttpResponseBase]
 
-def verified_email_required(view):
+
+def verified_email_required(view: _View[_P]) -> _View[_P]:
     """Pages for customers need a verified address. allauth enforces it at login; this covers
-    accounts created another way (e.g. by staff in the admin)."""
+    accounts created another way (e.g. by staff in the admin). Goes under `login_required`."""
 
     @wraps(view)
-    def wrapper(request, *args, **kwargs):
+    def wrapper(request: AuthenticatedHttpRequest, *args: _P.args, **kwargs: _P.kwargs) -> HttpResponseBase:
         if not is_email_verified(request.user):
             from allauth.account.models import EmailAddress
 

@@ -1,23 +1,37 @@
 """Staff views of billing. Every change goes through billing.services; the ledger is read-only."""
 
+from typing import TYPE_CHECKING
+
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from accounts.http import signed_in_user
 from billing import services, tasks
 from billing.exceptions import BillingError
 from billing.models import CreditPack, Dispute, Hold, LedgerEntry, Purchase, Refund, StripeEvent, Wallet
 from realtime_saas.admin import ReadOnlyAdmin
 
+# django-stubs makes ModelAdmin and TabularInline generic in their models; Django's own classes
+# cannot be subscripted at run time (without django_stubs_ext.monkeypatch(), a runtime dependency).
+if TYPE_CHECKING:
+    CreditPackAdminBase = admin.ModelAdmin[CreditPack]
+    StripeRecordInlineBase = admin.TabularInline[Refund | Dispute, Purchase]
+else:
+    CreditPackAdminBase = admin.ModelAdmin
+    StripeRecordInlineBase = admin.TabularInline
+
 
 @admin.register(CreditPack)
-class CreditPackAdmin(admin.ModelAdmin):
+class CreditPackAdmin(CreditPackAdminBase):
     list_display = ["key", "name", "credits", "price_cents", "currency", "active", "order", "stripe_price_id"]
     list_editable = ["active", "order"]
     list_filter = ["active", "currency"]
     search_fields = ["key", "name", "stripe_price_id"]
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: CreditPack | None = None) -> bool:
         # Packs that were bought are history; deactivate them instead.
         return obj is None or not obj.purchases.exists()
 
@@ -26,8 +40,8 @@ class AdjustCreditsForm(forms.Form):
     credits = forms.IntegerField(help_text="Positive adds credits, negative removes them.")
     reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 3}))
 
-    def clean_credits(self):
-        credits = self.cleaned_data["credits"]
+    def clean_credits(self) -> int:
+        credits: int = self.cleaned_data["credits"]
         if credits == 0:
             raise forms.ValidationError("Enter a non-zero number of credits.")
         return credits
@@ -41,14 +55,14 @@ class WalletAdmin(ReadOnlyAdmin):
     actions = ["adjust_credits"]
 
     @admin.action(description="Adjust credits (asks for a reason)")
-    def adjust_credits(self, request, queryset):
+    def adjust_credits(self, request: HttpRequest, queryset: QuerySet[Wallet]) -> HttpResponse | None:
         form = AdjustCreditsForm(request.POST if "apply" in request.POST else None)
         if "apply" in request.POST and form.is_valid():
             done = 0
             for wallet in queryset.select_related("user"):
                 try:
                     services.adjust(
-                        user=wallet.user, credits=form.cleaned_data["credits"], actor=request.user,
+                        user=wallet.user, credits=form.cleaned_data["credits"], actor=signed_in_user(request),
                         reason=form.cleaned_data["reason"],
                     )
                     done += 1
@@ -82,13 +96,13 @@ class HoldAdmin(ReadOnlyAdmin):
     search_fields = ["wallet__user__email", "reference", "idempotency_key"]
 
 
-class _StripeRecordInline(admin.TabularInline):
+class _StripeRecordInline(StripeRecordInlineBase):
     """Refunds and disputes come from Stripe's events only: shown, never added or deleted here."""
 
     extra = 0
     can_delete = False
 
-    def has_add_permission(self, request, obj=None):
+    def has_add_permission(self, request: HttpRequest, obj: Purchase | None = None) -> bool:
         return False
 
 
@@ -112,10 +126,12 @@ class PurchaseAdmin(ReadOnlyAdmin):
     actions = ["reconcile_with_stripe"]
 
     @admin.action(description="Bring up to date from Stripe")
-    def reconcile_with_stripe(self, request, queryset):
+    def reconcile_with_stripe(self, request: HttpRequest, queryset: QuerySet[Purchase]) -> None:
         for purchase in queryset.exclude(checkout_session_id=None):
+            if purchase.checkout_session_id is None:  # excluded above; says so to the type checker
+                continue
             try:
-                updated = services.fulfil_checkout(session_id=purchase.checkout_session_id)
+                updated = services.fulfil_checkout(session_id=purchase.checkout_session_id) or purchase
                 self.message_user(request, f"{purchase.public_id}: {updated.get_status_display()}")
             except BillingError as exc:
                 self.message_user(request, f"{purchase.public_id}: {exc}", messages.ERROR)
@@ -131,9 +147,10 @@ class StripeEventAdmin(ReadOnlyAdmin):
     actions = ["retry_processing"]
 
     @admin.action(description="Retry processing")
-    def retry_processing(self, request, queryset):
+    def retry_processing(self, request: HttpRequest, queryset: QuerySet[StripeEvent]) -> None:
+        actor = signed_in_user(request)
         retried = sum(
-            services.retry_stripe_event(event=event, actor=request.user, enqueue=tasks.process_stripe_event_task.delay)
+            services.retry_stripe_event(event=event, actor=actor, enqueue=tasks.process_stripe_event_task.delay)
             for event in queryset
         )
         skipped = queryset.count() - retried

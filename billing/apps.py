@@ -1,4 +1,13 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from django.apps import AppConfig
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+
+    from realtime_saas.dashboard import Panel
 
 
 class BillingConfig(AppConfig):
@@ -12,7 +21,7 @@ class BillingConfig(AppConfig):
         register_panel(wallet_panel, order=10)
 
 
-def wallet_panel(request) -> dict | None:
+def wallet_panel(request: HttpRequest) -> Panel | None:
     """Dashboard: balance, held and available credits, and the latest ledger entries."""
     if not request.user.is_authenticated:
         return None

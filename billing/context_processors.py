@@ -1,7 +1,9 @@
+from django.http import HttpRequest
+
 from billing.models import Wallet
 
 
-def wallet(request) -> dict:
+def wallet(request: HttpRequest) -> dict[str, int | None]:
     """`nav_balance`: the signed-in user's available credits (None when signed out)."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:

@@ -5,6 +5,7 @@ Nothing here changes a balance by itself: `billing/services/` is the only write 
 """
 
 import uuid
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.db import models
@@ -62,11 +63,11 @@ class Wallet(models.Model):
         return ""
 
 
-class LedgerQuerySet(models.QuerySet):
-    def update(self, **kwargs):
+class LedgerQuerySet(models.QuerySet["LedgerEntry"]):
+    def update(self, **kwargs: Any) -> NoReturn:
         raise TypeError("The ledger is append-only: entries are never updated.")
 
-    def delete(self):
+    def delete(self) -> NoReturn:
         raise TypeError("The ledger is append-only: entries are never deleted.")
 
 
@@ -114,12 +115,12 @@ class LedgerEntry(models.Model):
     def __str__(self) -> str:
         return f"{self.credits:+,} {self.kind} ({self.idempotency_key})"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None and not kwargs.get("force_insert"):
             raise TypeError("The ledger is append-only: entries are never updated.")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise TypeError("The ledger is append-only: entries are never deleted.")
 
     def explain(self) -> str:

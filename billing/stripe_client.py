@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import stripe
@@ -23,8 +24,11 @@ NETWORK_RETRIES = 2
 SIGNATURE_TOLERANCE_SECONDS = 300
 
 _lock = threading.Lock()
+StripeObject = dict[str, Any]
+"""A Stripe object (or event) as plain JSON: what leaves this module."""
+
 _client: stripe.StripeClient | None = None
-_client_config: tuple | None = None
+_client_config: tuple[str, str, float] | None = None
 
 
 def ensure_configured() -> None:
@@ -34,7 +38,8 @@ def ensure_configured() -> None:
 
 def livemode() -> bool:
     """Whether the configured key is a live one; events of the other mode are ignored."""
-    return settings.STRIPE_SECRET_KEY.startswith(("sk_live_", "rk_live_"))
+    key: str = settings.STRIPE_SECRET_KEY
+    return key.startswith(("sk_live_", "rk_live_"))
 
 
 def get_client() -> stripe.StripeClient:
@@ -55,11 +60,12 @@ def get_client() -> stripe.StripeClient:
         return _client
 
 
-def _plain(obj: Any) -> dict:
-    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+def _plain(obj: Any) -> StripeObject:
+    plain: StripeObject = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+    return plain
 
 
-def _call(fn, *args, **kwargs) -> Any:
+def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
     except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
@@ -77,33 +83,34 @@ def create_customer(*, email: str, name: str, user_id: int, idempotency_key: str
         params={"email": email, "name": name, "metadata": {"user_id": str(user_id)}},
         options={"idempotency_key": idempotency_key},
     )
-    return customer["id"]
+    customer_id: str = customer["id"]
+    return customer_id
 
 
-def create_checkout_session(*, params: dict, idempotency_key: str) -> dict:
+def create_checkout_session(*, params: StripeObject, idempotency_key: str) -> StripeObject:
     session = _call(
         get_client().v1.checkout.sessions.create, params=params, options={"idempotency_key": idempotency_key}
     )
     return _plain(session)
 
 
-def retrieve_checkout_session(session_id: str) -> dict:
+def retrieve_checkout_session(session_id: str) -> StripeObject:
     session = _call(
         get_client().v1.checkout.sessions.retrieve, session_id, params={"expand": ["line_items"]}
     )
     return _plain(session)
 
 
-def retrieve_payment_intent(payment_intent_id: str) -> dict:
+def retrieve_payment_intent(payment_intent_id: str) -> StripeObject:
     return _plain(_call(get_client().v1.payment_intents.retrieve, payment_intent_id))
 
 
-def list_charge_refunds(charge_id: str) -> list[dict]:
+def list_charge_refunds(charge_id: str) -> list[StripeObject]:
     page = _call(get_client().v1.refunds.list, params={"charge": charge_id, "limit": 100})
     return [_plain(refund) for refund in page.data]
 
 
-def construct_event(*, payload: bytes, sig_header: str | None) -> dict:
+def construct_event(*, payload: bytes, sig_header: str | None) -> StripeObject:
     """Verify a webhook's `Stripe-Signature` (v1 HMAC, 300 s tolerance) and return the event.
 
     stripe-python checks only that the timestamp is not too old; a timestamp from the future is
@@ -127,4 +134,5 @@ def construct_event(*, payload: bytes, sig_header: str | None) -> dict:
 
 def signature_header_for_tests(payload: str, secret: str, timestamp: int | None = None) -> str:
     """A valid `Stripe-Signature` for `payload` (stripe-python's own generator)."""
-    return stripe.WebhookSignature.generate_signature_header(payload, secret, timestamp=timestamp)
+    header: str = stripe.WebhookSignature.generate_signature_header(payload, secret, timestamp=timestamp)
+    return header

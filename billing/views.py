@@ -1,25 +1,34 @@
 """Pages: buy credits, checkout success, purchase history, wallet; and the Stripe webhook."""
 
 import logging
+from typing import TypedDict
+from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.decorators import verified_email_required
+from accounts.http import AuthenticatedHttpRequest
+from accounts.models import User
 from billing import services, stripe_client, tasks
 from billing.exceptions import BillingError, InvalidWebhook, StripeFailure, UnknownPack
-from billing.models import CreditPack, Hold, LedgerEntry, Purchase
+from billing.models import CreditPack, Hold, LedgerEntry, Purchase, Wallet
 
 logger = logging.getLogger(__name__)
 
 
-def _wallet_context(user) -> dict:
+class WalletContext(TypedDict):
+    wallet: Wallet
+    blocked_reason: str
+
+
+def _wallet_context(user: User) -> WalletContext:
     wallet = services.get_wallet(user)
     return {"wallet": wallet, "blocked_reason": wallet.blocked_reason}
 
@@ -27,7 +36,7 @@ def _wallet_context(user) -> dict:
 @login_required
 @verified_email_required
 @require_http_methods(["GET", "POST"])
-def buy_credits(request):
+def buy_credits(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The packs on sale; POST names one pack (nothing else is read) and goes to Stripe Checkout."""
     if request.method == "POST":
         try:
@@ -56,7 +65,7 @@ def buy_credits(request):
 
 @login_required
 @require_GET
-def checkout_success(request):
+def checkout_success(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Where Stripe sends the buyer back. Brings the purchase up to date (the webhook may be late);
     shows only the signed-in user's own purchase."""
     session_id = request.GET.get("session_id", "")
@@ -73,7 +82,7 @@ def checkout_success(request):
 
 @login_required
 @require_GET
-def purchase_status(request, public_id):
+def purchase_status(request: AuthenticatedHttpRequest, public_id: UUID) -> JsonResponse:
     """JSON for the success page's live updates."""
     purchase = get_object_or_404(Purchase, public_id=public_id, user=request.user)
     wallet = services.get_wallet(request.user)
@@ -92,7 +101,7 @@ def purchase_status(request, public_id):
 @login_required
 @verified_email_required
 @require_GET
-def purchase_history(request):
+def purchase_history(request: AuthenticatedHttpRequest) -> HttpResponse:
     purchases = Purchase.objects.filter(user=request.user).select_related("pack")
     page = Paginator(purchases, 20).get_page(request.GET.get("page"))
     return render(request, "billing/purchases.html", {"page": page, **_wallet_context(request.user)})
@@ -101,7 +110,7 @@ def purchase_history(request):
 @login_required
 @verified_email_required
 @require_GET
-def wallet(request):
+def wallet(request: AuthenticatedHttpRequest) -> HttpResponse:
     context = _wallet_context(request.user)
     entries = LedgerEntry.objects.filter(wallet=context["wallet"])
     page = Paginator(entries, 25).get_page(request.GET.get("page"))
@@ -111,7 +120,7 @@ def wallet(request):
 
 @csrf_exempt  # Stripe cannot send a CSRF token; the HMAC signature replaces it
 @require_POST
-def stripe_webhook(request):
+def stripe_webhook(request: HttpRequest) -> HttpResponse:
     """Verify, store (unique by event id), enqueue on commit, answer 2xx fast."""
     try:
         event = stripe_client.construct_event(payload=request.body, sig_header=request.headers.get("Stripe-Signature"))

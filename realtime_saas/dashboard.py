@@ -2,11 +2,13 @@
 dashboard shows what exists and nothing fake."""
 
 from collections.abc import Callable
+from typing import Any
 
 from django.http import HttpRequest
 
 # A provider returns a template context for one panel (with a "template" key), or None.
-PanelProvider = Callable[[HttpRequest], dict | None]
+Panel = dict[str, Any]
+PanelProvider = Callable[[HttpRequest], Panel | None]
 _providers: list[tuple[int, PanelProvider]] = []
 
 
@@ -17,5 +19,5 @@ def register_panel(provider: PanelProvider, *, order: int = 100) -> PanelProvide
     return provider
 
 
-def panels_for(request: HttpRequest) -> list[dict]:
+def panels_for(request: HttpRequest) -> list[Panel]:
     return [panel for _, provider in _providers if (panel := provider(request)) is not None]

@@ -1,9 +1,11 @@
+from typing import Any
+
 from rest_framework import serializers
 
 from billing.models import CreditPack, LedgerEntry, Purchase, Wallet
 
 
-class WalletSerializer(serializers.ModelSerializer):
+class WalletSerializer(serializers.ModelSerializer[Wallet]):
     available = serializers.IntegerField(read_only=True)
     blocked_reason = serializers.CharField(read_only=True)
 
@@ -12,7 +14,7 @@ class WalletSerializer(serializers.ModelSerializer):
         fields = ["balance", "held", "available", "blocked_reason"]
 
 
-class LedgerEntrySerializer(serializers.ModelSerializer):
+class LedgerEntrySerializer(serializers.ModelSerializer[LedgerEntry]):
     explanation = serializers.CharField(source="explain", read_only=True)
 
     class Meta:
@@ -20,13 +22,13 @@ class LedgerEntrySerializer(serializers.ModelSerializer):
         fields = ["id", "created_at", "kind", "credits", "balance_after", "reference", "explanation"]
 
 
-class CreditPackSerializer(serializers.ModelSerializer):
+class CreditPackSerializer(serializers.ModelSerializer[CreditPack]):
     class Meta:
         model = CreditPack
         fields = ["key", "name", "credits", "price_cents", "currency"]
 
 
-class PurchaseSerializer(serializers.ModelSerializer):
+class PurchaseSerializer(serializers.ModelSerializer[Purchase]):
     id = serializers.UUIDField(source="public_id", read_only=True)
     pack = serializers.CharField(source="pack.key", read_only=True)
     message = serializers.CharField(source="status_message", read_only=True)
@@ -37,12 +39,12 @@ class PurchaseSerializer(serializers.ModelSerializer):
                   "refunded_credits"]
 
 
-class CheckoutInputSerializer(serializers.Serializer):
+class CheckoutInputSerializer(serializers.Serializer[dict[str, Any]]):
     """Only a pack key: price, credits and quantity always come from the server."""
 
     pack = serializers.SlugField(max_length=40)
 
 
-class CheckoutOutputSerializer(serializers.Serializer):
+class CheckoutOutputSerializer(serializers.Serializer[dict[str, Any]]):
     purchase_id = serializers.UUIDField()
     checkout_url = serializers.URLField()

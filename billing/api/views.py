@@ -1,10 +1,13 @@
+from django.db.models import QuerySet
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.http import signed_in_user
 from billing import services
 from billing.api.serializers import (
     CheckoutInputSerializer,
@@ -15,7 +18,7 @@ from billing.api.serializers import (
     WalletSerializer,
 )
 from billing.exceptions import PaymentsNotConfigured, StripeFailure, UnknownPack
-from billing.models import CreditPack, LedgerEntry, Purchase
+from billing.models import CreditPack, LedgerEntry, Purchase, Wallet
 
 
 class PaymentProviderUnavailable(APIException):
@@ -24,45 +27,45 @@ class PaymentProviderUnavailable(APIException):
     default_code = "payment_provider_unavailable"
 
 
-class WalletView(generics.RetrieveAPIView):
+class WalletView(generics.RetrieveAPIView[Wallet]):
     serializer_class = WalletSerializer
 
-    def get_object(self):
-        return services.get_wallet(self.request.user)
+    def get_object(self) -> Wallet:
+        return services.get_wallet(signed_in_user(self.request))
 
 
-class LedgerView(generics.ListAPIView):
+class LedgerView(generics.ListAPIView[LedgerEntry]):
     serializer_class = LedgerEntrySerializer
 
-    def get_queryset(self):
-        return LedgerEntry.objects.filter(wallet__user=self.request.user)
+    def get_queryset(self) -> QuerySet[LedgerEntry]:
+        return LedgerEntry.objects.filter(wallet__user=signed_in_user(self.request))
 
 
-class PackListView(generics.ListAPIView):
+class PackListView(generics.ListAPIView[CreditPack]):
     serializer_class = CreditPackSerializer
     pagination_class = None
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[CreditPack]:
         return CreditPack.objects.filter(active=True)
 
 
-class PurchaseListView(generics.ListAPIView):
+class PurchaseListView(generics.ListAPIView[Purchase]):
     serializer_class = PurchaseSerializer
 
-    def get_queryset(self):
-        return Purchase.objects.filter(user=self.request.user).select_related("pack")
+    def get_queryset(self) -> QuerySet[Purchase]:
+        return Purchase.objects.filter(user=signed_in_user(self.request)).select_related("pack")
 
 
 class CheckoutView(APIView):
     """Start buying a pack: returns the Stripe Checkout URL to send the browser to."""
 
     @extend_schema(request=CheckoutInputSerializer, responses={201: CheckoutOutputSerializer})
-    def post(self, request):
+    def post(self, request: Request) -> Response:
         data = CheckoutInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
             purchase = services.start_checkout(
-                user=request.user,
+                user=signed_in_user(request),
                 pack_key=data.validated_data["pack"],
                 success_url=request.build_absolute_uri(reverse("billing_success")),
                 cancel_url=request.build_absolute_uri(reverse("buy_credits")) + "?canceled=1",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
@@ -19,11 +19,15 @@ from billing import locks, stripe_client
 from billing.exceptions import StripeFailure, StripeUnavailable, UnknownPack
 from billing.models import CreditPack, Purchase, Wallet
 from billing.services.ledger import Kind, get_wallet, post_entry
+from billing.stripe_client import StripeObject
+
+if TYPE_CHECKING:
+    from accounts.models import User
 
 logger = logging.getLogger(__name__)
 
 
-def start_checkout(*, user, pack_key: str, success_url: str, cancel_url: str) -> Purchase:
+def start_checkout(*, user: User, pack_key: str, success_url: str, cancel_url: str) -> Purchase:
     """Make a pending Purchase for an active pack, then its Stripe Checkout Session.
 
     The browser names only the pack; price and credits come from the CreditPack row. The
@@ -82,7 +86,7 @@ def start_checkout(*, user, pack_key: str, success_url: str, cancel_url: str) ->
     return purchase
 
 
-def _stripe_customer_for(user) -> str:
+def _stripe_customer_for(user: User) -> str:
     wallet = get_wallet(user)
     if wallet.stripe_customer_id:
         return wallet.stripe_customer_id
@@ -96,7 +100,7 @@ def _stripe_customer_for(user) -> str:
     return Wallet.objects.values_list("stripe_customer_id", flat=True).get(pk=wallet.pk)
 
 
-def _session_problem(purchase: Purchase, session: dict) -> str:
+def _session_problem(purchase: Purchase, session: StripeObject) -> str:
     """Why a retrieved Checkout Session does not match its purchase ("" when it does)."""
     if session.get("mode") != "payment":
         return f"mode is {session.get('mode')!r}, not 'payment'"
@@ -214,6 +218,6 @@ def stale_purchases_to_reconcile(*, older_than_seconds: int) -> list[str]:
     return [session_id for session_id in session_ids if session_id is not None]  # never None: filtered
 
 
-def settings_summary() -> dict:
+def settings_summary() -> dict[str, bool]:
     """Non-secret facts about the payment configuration, for pages and admin."""
     return {"configured": bool(settings.STRIPE_SECRET_KEY), "livemode": stripe_client.livemode()}

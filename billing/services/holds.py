@@ -4,6 +4,7 @@ used is debited, the rest released) or released whole, exactly once."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.utils import timezone
@@ -18,6 +19,9 @@ from billing.exceptions import (
 )
 from billing.models import Hold, LedgerEntry, Wallet
 from billing.services.ledger import Kind, post_entry, push_balance_on_commit, require_positive
+
+if TYPE_CHECKING:
+    from accounts.models import User
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class Settlement:
 
 
 
-def place_hold(*, user, credits: int, idempotency_key: str, reference: str, memo: str = "") -> Hold:
+def place_hold(*, user: User, credits: int, idempotency_key: str, reference: str, memo: str = "") -> Hold:
     """Reserve credits for something that will cost at most that much.
 
     Raises `WalletBlocked` (negative balance, open dispute) or `InsufficientCredits` (available <

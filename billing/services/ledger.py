@@ -7,6 +7,8 @@ the wallet's lock. The other modules of this package call it; nothing outside th
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -14,6 +16,9 @@ from billing import locks
 from billing.exceptions import IdempotencyConflict, InsufficientCredits, InvalidAmount
 from billing.models import LedgerEntry, Wallet
 from realtime_saas import live
+
+if TYPE_CHECKING:
+    from accounts.models import User
 
 Kind = LedgerEntry.Kind
 GRANT_KINDS = {Kind.PURCHASE, Kind.BONUS, Kind.REFUND_REVERSAL, Kind.DISPUTE_WON, Kind.ADJUSTMENT}
@@ -23,19 +28,19 @@ CLAWBACK_KINDS = {Kind.REFUND, Kind.DISPUTE}
 # --- reading -----------------------------------------------------------------------------------
 
 
-def get_wallet(user) -> Wallet:
+def get_wallet(user: User) -> Wallet:
     """The user's wallet, created empty on first use."""
     wallet, _ = Wallet.objects.get_or_create(user_id=user.pk)
     return wallet
 
 
-def available_credits(user) -> int:
+def available_credits(user: User) -> int:
     """Balance − held, or 0 while the wallet is blocked (negative balance, open dispute)."""
     wallet = Wallet.objects.filter(user_id=user.pk).first()
     return wallet.available if wallet else 0
 
 
-def balance_payload(wallet: Wallet) -> dict:
+def balance_payload(wallet: Wallet) -> dict[str, int]:
     return {"balance": wallet.balance, "held": wallet.held, "available": wallet.available}
 
 
@@ -56,7 +61,7 @@ def post_entry(
     kind: str,
     idempotency_key: str,
     reference: str = "",
-    actor=None,
+    actor: User | None = None,
     memo: str = "",
 ) -> tuple[LedgerEntry, bool]:
     """Append one entry and move the cached balance (the caller holds the wallet's lock). Returns
@@ -103,12 +108,12 @@ def _replayed_entry(idempotency_key: str) -> LedgerEntry | None:
 
 def grant(
     *,
-    user,
+    user: User,
     credits: int,
     idempotency_key: str,
     kind: str,
     reference: str = "",
-    actor=None,
+    actor: User | None = None,
     memo: str = "",
 ) -> LedgerEntry:
     """Add credits (a purchase, a bonus, a failed refund or won dispute given back)."""
@@ -126,12 +131,12 @@ def grant(
 
 def clawback(
     *,
-    user,
+    user: User,
     credits: int,
     idempotency_key: str,
     kind: str,
     reference: str,
-    actor=None,
+    actor: User | None = None,
     memo: str = "",
 ) -> LedgerEntry:
     """Take credits back after a refund or dispute. May take the balance below zero (which blocks
@@ -148,7 +153,9 @@ def clawback(
     return entry
 
 
-def adjust(*, user, credits: int, actor, reason: str, idempotency_key: str | None = None) -> LedgerEntry:
+def adjust(
+    *, user: User, credits: int, actor: User | None, reason: str, idempotency_key: str | None = None
+) -> LedgerEntry:
     """A staff correction, signed. The reason is required and recorded with the staff member.
     A removal may not take credits that are held or that the wallet does not have."""
     if isinstance(credits, bool) or not isinstance(credits, int) or credits == 0:
@@ -173,7 +180,7 @@ def adjust(*, user, credits: int, actor, reason: str, idempotency_key: str | Non
 
 
 
-def lock_wallet(*, user) -> Wallet:
+def lock_wallet(*, user: User) -> Wallet:
     """The user's wallet, locked until the caller's transaction ends (creating it if needed).
 
     For callers that write their own rows in the same transaction as a hold (a call and its hold

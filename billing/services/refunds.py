@@ -16,6 +16,7 @@ from billing import locks, stripe_client
 from billing.models import Dispute, Purchase, Refund, money
 from billing.services.checkout import purchase_for_payment_intent
 from billing.services.ledger import Kind, post_entry, push_balance_on_commit
+from billing.stripe_client import StripeObject
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ def _proportional_credits(purchase: Purchase, amount_cents: int) -> int:
 REFUND_FAILED_STATUSES = {"failed", "canceled"}
 
 
-def apply_refund(*, refund: dict) -> Refund | None:
+def apply_refund(*, refund: StripeObject) -> Refund | None:
     """Apply one Stripe refund (`re_…`) to its purchase's wallet, once.
 
     Credits are taken back in proportion to the money refunded, computed on the purchase's
@@ -81,7 +82,7 @@ def apply_refund(*, refund: dict) -> Refund | None:
     return row
 
 
-def apply_charge_refunds(*, charge: dict) -> list[Refund]:
+def apply_charge_refunds(*, charge: StripeObject) -> list[Refund]:
     """`charge.refunded`: apply each refund of the charge by its own id (the payload's cumulative
     `amount_refunded` is never used as a delta)."""
     refunds = (charge.get("refunds") or {}).get("data")
@@ -99,7 +100,7 @@ DISPUTE_CLOSED_STATUSES = {"won", "lost", "warning_closed"}
 DISPUTE_RETURNS_CREDITS = {"won", "warning_closed"}
 
 
-def apply_dispute(*, dispute: dict) -> Dispute | None:
+def apply_dispute(*, dispute: StripeObject) -> Dispute | None:
     """Apply a Stripe dispute (`dp_…`): on first sight claw back the disputed credits and pause new
     holds; when closed `won` (or an inquiry closes) give them back, when `lost` keep them. Any
     order and any number of copies of the events reach the same state."""

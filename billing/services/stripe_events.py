@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -22,6 +23,10 @@ from django.utils import timezone
 from billing import locks, stripe_client
 from billing.models import StripeEvent
 from billing.services import checkout, refunds
+from billing.stripe_client import StripeObject
+
+if TYPE_CHECKING:
+    from accounts.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -34,32 +39,32 @@ ASYNC_FAILURE_REASON = "The bank payment failed; nothing was charged."
 # --- handlers, by event type -------------------------------------------------------------------
 
 
-def _checkout(obj: dict) -> str:
+def _checkout(obj: StripeObject) -> str:
     purchase = checkout.fulfil_checkout(session_id=obj["id"])
     return f"purchase {purchase.public_id} {purchase.status}" if purchase else "not our checkout session"
 
 
-def _checkout_failed(obj: dict) -> str:
+def _checkout_failed(obj: StripeObject) -> str:
     purchase = checkout.fail_checkout(session_id=obj["id"], reason=ASYNC_FAILURE_REASON)
     return f"purchase {purchase.public_id} {purchase.status}" if purchase else "not our checkout session"
 
 
-def _charge_refunded(obj: dict) -> str:
+def _charge_refunded(obj: StripeObject) -> str:
     rows = refunds.apply_charge_refunds(charge=obj)
     return f"{len(rows)} refund(s) applied" if rows else "no purchase matched"
 
 
-def _refund(obj: dict) -> str:
+def _refund(obj: StripeObject) -> str:
     row = refunds.apply_refund(refund=obj)
     return f"refund {row.stripe_refund_id} {row.status}, {row.credits} credits" if row else "no purchase matched"
 
 
-def _dispute(obj: dict) -> str:
+def _dispute(obj: StripeObject) -> str:
     row = refunds.apply_dispute(dispute=obj)
     return f"dispute {row.stripe_dispute_id} {row.status}" if row else "no purchase matched"
 
 
-HANDLERS: dict[str, Callable[[dict], str]] = {
+HANDLERS: dict[str, Callable[[StripeObject], str]] = {
     "checkout.session.completed": _checkout,
     "checkout.session.async_payment_succeeded": _checkout,
     "checkout.session.expired": _checkout,
@@ -79,7 +84,7 @@ HANDLERS: dict[str, Callable[[dict], str]] = {
 HANDLED_TYPES = sorted(HANDLERS)
 
 
-def dispatch(event: dict) -> tuple[str, str]:
+def dispatch(event: StripeObject) -> tuple[str, str]:
     """Run the handler for one event; returns (StripeEvent status, note)."""
     handler = HANDLERS.get(event.get("type", ""))
     if handler is None:
@@ -90,7 +95,7 @@ def dispatch(event: dict) -> tuple[str, str]:
 # --- receive, process, retry -------------------------------------------------------------------
 
 
-def receive_stripe_event(*, event: dict, enqueue: Enqueue) -> tuple[StripeEvent, bool]:
+def receive_stripe_event(*, event: StripeObject, enqueue: Enqueue) -> tuple[StripeEvent, bool]:
     """Store a verified webhook event (unique by its id) and enqueue its processing on commit.
 
     Returns (row, created). A redelivered event that is not processed yet (or failed) is enqueued
@@ -149,7 +154,7 @@ def process_stripe_event(*, event_pk: int) -> StripeEvent | None:
     return row
 
 
-def retry_stripe_event(*, event: StripeEvent, enqueue: Enqueue, actor=None) -> bool:
+def retry_stripe_event(*, event: StripeEvent, enqueue: Enqueue, actor: User | None = None) -> bool:
     """Staff: process a failed (or stuck) event again. Returns whether it was enqueued."""
     with transaction.atomic(durable=True):
         updated = StripeEvent.objects.filter(
