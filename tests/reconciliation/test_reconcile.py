@@ -1,14 +1,18 @@
 """The sweep, the flags and the staff side, on synthetic rows (no fake needed)."""
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from billing import services as billing
 from sessions.models import CallMode, CallState, RealtimeCall, UsageRecord
-from sessions.reconciliation import csv_import, reconcile, services, sweep
+from sessions.reconciliation import csv_import, flags, reconcile, services, sweep
+from sessions.reconciliation.flags import Finding
 from sessions.reconciliation.models import CostBucket, Flag, FlagKind, FlagStatus, UsageBucket, UsageUpload
 from tests.sessions.helpers import fund
 
@@ -160,6 +164,80 @@ def test_reconcile_killed_mid_way_then_rerun_leaves_the_same_result(traffic, mon
     monkeypatch.setattr(sweep, "after_chunk_hook", None)
     reconcile.reconcile(since=T0, until=T0 + timedelta(hours=2), chunk_size=3)
     assert snapshot() == clean
+
+
+def test_a_flag_upsert_locks_the_flags_it_updates_in_primary_key_order(traffic, is_postgres):
+    reconcile.reconcile(since=T0, until=T0 + timedelta(hours=2))
+    flags_by_pk = list(Flag.objects.order_by("pk"))
+    findings = [
+        Finding(kind=f.kind, severity=f.severity, natural_key=f.natural_key, summary=f.summary,
+                window=(f.window_start, f.window_end))
+        for f in sorted(flags_by_pk, key=lambda f: f.natural_key, reverse=True)
+    ]
+    assert [f.natural_key for f in findings] != [f.natural_key for f in flags_by_pk]  # not pk order
+    with CaptureQueriesContext(connection) as queries:
+        done = flags.upsert(findings)
+    assert (done.created, sorted(done.flags)) == (0, [f.pk for f in flags_by_pk])
+    locks = [q["sql"] for q in queries if "FOR UPDATE" in q["sql"]]
+    if is_postgres:  # SQLite has no row locks: Django leaves FOR UPDATE out
+        assert len(locks) == 1 and locks[0].endswith('ORDER BY "realtime_flag"."id" ASC FOR UPDATE')
+    else:
+        assert locks == []
+
+
+def _flag_rows():
+    """What two runs of the same windows must agree on, whichever wrote a flag last."""
+    return sorted(
+        (*row[:8], row[8].get("minutes"))
+        for row in Flag.objects.values_list(
+            "natural_key", "kind", "severity", "window_start", "window_end", "reported_tokens", "metered_tokens",
+            "call_id", "evidence",
+        )
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_reconciliations_of_overlapping_windows_neither_deadlock_nor_differ(traffic):
+    for i in range(12):  # a surplus in minute 1 of every call: unexplained usage in both hours
+        report(T0 + timedelta(minutes=10 * i + 1), 6000)
+    hour = timedelta(hours=1)
+    # One run sweeps forward in small chunks (one transaction per 3 rows); the other backward in
+    # one transaction per window: they touch the same flags in different orders.
+    forward = [(T0, T0 + 2 * hour, 3), (T0 + hour / 2, T0 + 3 * hour / 2, 3)]
+    backward = [(T0 + hour, T0 + 2 * hour, 1000), (T0, T0 + hour, 1000), (T0, T0 + 2 * hour, 1000)]
+
+    def run(windows):
+        for since, until, chunk in windows:
+            reconcile.reconcile(since=since, until=until, chunk_size=chunk)
+
+    run(forward)
+    run(backward)
+    expected = _flag_rows()
+    assert sorted(row[1] for row in expected) == [
+        FlagKind.CALL_OVERRUN, *[FlagKind.OUTSIDE_WINDOW] * 2, *[FlagKind.UNEXPLAINED_USAGE] * 2
+    ]
+
+    def racer(windows, barrier, errors):
+        try:
+            barrier.wait(timeout=10)
+            run(windows)
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    for attempt in range(10):
+        if attempt % 2 == 0:
+            Flag.objects.all().delete()  # race to create them; odd attempts race to update them
+        barrier, errors = threading.Barrier(2), []
+        threads = [threading.Thread(target=racer, args=(w, barrier, errors)) for w in (forward, backward)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert errors == [] and not any(t.is_alive() for t in threads)
+        assert _flag_rows() == expected
 
 
 def test_unmetered_key_window_explains_usage_up_to_its_allowance(alice, assistant):
