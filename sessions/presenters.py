@@ -10,6 +10,7 @@ Nothing here writes, and nothing here imports the API layer.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.utils import timezone
 
@@ -83,7 +84,7 @@ def call_payload(call: RealtimeCall, *, events: bool = False, now: datetime | No
     Reads `call.assistant` (select it with the call).
     """
     now = now or timezone.now()
-    payload = {
+    payload: dict[str, Any] = {
         "id": call.public_id,
         "assistant": {"id": call.assistant_id, "name": call.assistant.name},
         "mode": call.mode,

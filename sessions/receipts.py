@@ -104,7 +104,7 @@ def receipt_for(call: RealtimeCall) -> Receipt:
         credits_per_usd=settings.REALTIME_CREDITS_PER_USD, cost_microusd=call.cost_microusd,
         cost_usd=format_usd_exact(call.cost_microusd), rounding_cost_microusd=rounding_cost,
         rounding_cost_usd=format_usd_exact(rounding_cost), credits_used=credits_used,
-        rounding_credits=credits_used - sum(line.credits for line in lines), credits_held=call.credits_held,
+        rounding_credits=credits_used - sum((line.credits for line in lines), Decimal(0)), credits_held=call.credits_held,
         settled=settled, credits_charged=call.credits_charged, charged_under_hold=charged_under_hold,
         released=released, overshoot=overshoot, uncollected=uncollected, full_hold_charged=full_hold,
         usage_records=call.usage_records.count(),

@@ -251,6 +251,7 @@ def settle_call(*, call: RealtimeCall, cause: str, used_credits: int | None = No
     used = call.credits_held if used_credits is None else max(int(used_credits), 0)
     charged = 0
     if call.hold_id:
+        settlement: billing.Settlement | None
         try:
             settlement = billing.settle_hold(
                 hold=billing.get_hold(hold_id=call.hold_id), used_credits=used,

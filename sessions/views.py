@@ -40,7 +40,7 @@ END_REASON_WORDS = {
     "policy_violation": "The call was ended because the assistant's settings were changed from the browser.",
 }
 
-STATE_BADGES = {
+STATE_BADGES: dict[str, str] = {
     CallState.PENDING: "warn",
     CallState.ACTIVE: "ok",
     CallState.ENDING: "warn",
