@@ -1,7 +1,9 @@
 """The Celery application. Broker: Redis when REDIS_URL is set, else kombu's filesystem transport."""
 
+import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger
@@ -14,7 +16,7 @@ app.autodiscover_tasks()
 
 
 @app.on_after_configure.connect
-def _make_filesystem_queue_dirs(sender: Celery, **kwargs) -> None:
+def _make_filesystem_queue_dirs(sender: Celery, **kwargs: Any) -> None:
     # The filesystem transport does not create its folders and fails on the first publish.
     options = sender.conf.broker_transport_options or {}
     for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
@@ -24,7 +26,7 @@ def _make_filesystem_queue_dirs(sender: Celery, **kwargs) -> None:
 
 @after_setup_logger.connect
 @after_setup_task_logger.connect
-def _redact_celery_logs(logger, **kwargs) -> None:
+def _redact_celery_logs(logger: logging.Logger, **kwargs: Any) -> None:
     from realtime_saas.logging import RedactSecretsFilter
 
     for handler in logger.handlers:

@@ -3,6 +3,8 @@
 Apps push with `realtime_saas.live.push_to_user(user_id, kind, data)`; the consumer only relays.
 """
 
+from typing import Any
+
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from realtime_saas.live import staff_group, user_group
@@ -26,10 +28,10 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         for group in getattr(self, "groups_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
 
-    async def receive_json(self, content, **kwargs) -> None:
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
         # The socket is push-only; a client message is answered so it can detect a live link.
         if content.get("type") == "ping":
             await self.send_json({"type": "pong"})
 
-    async def live_event(self, event: dict) -> None:
+    async def live_event(self, event: dict[str, Any]) -> None:
         await self.send_json({"type": event["kind"], "data": event["data"]})

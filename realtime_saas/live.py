@@ -11,6 +11,7 @@ import atexit
 import logging
 import threading
 from concurrent.futures import Future
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
@@ -26,7 +27,7 @@ def staff_group() -> str:
     return "staff"
 
 
-async def apush(group: str, kind: str, data: dict) -> None:
+async def apush(group: str, kind: str, data: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
@@ -39,7 +40,7 @@ class _Sender:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: set[Future] = set()
+        self._pending: set[Future[None]] = set()
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -49,12 +50,12 @@ class _Sender:
                 self._loop = loop
             return self._loop
 
-    def submit(self, group: str, kind: str, data: dict) -> None:
+    def submit(self, group: str, kind: str, data: dict[str, Any]) -> None:
         future = asyncio.run_coroutine_threadsafe(apush(group, kind, data), self._ensure_loop())
         self._pending.add(future)
         future.add_done_callback(self._done)
 
-    def _done(self, future: Future) -> None:
+    def _done(self, future: Future[None]) -> None:
         self._pending.discard(future)
         if not future.cancelled() and future.exception() is not None:
             logger.warning("live push failed: %s", type(future.exception()).__name__)
@@ -73,7 +74,7 @@ atexit.register(_sender.flush)
 flush = _sender.flush
 
 
-def push(group: str, kind: str, data: dict) -> None:
+def push(group: str, kind: str, data: dict[str, Any]) -> None:
     """Best effort, never raises. Called from sync code (views, services, tasks)."""
     try:
         layer = get_channel_layer()
@@ -88,5 +89,5 @@ def push(group: str, kind: str, data: dict) -> None:
         logger.warning("live push to %s failed", group, exc_info=True)
 
 
-def push_to_user(user_id: int, kind: str, data: dict) -> None:
+def push_to_user(user_id: int, kind: str, data: dict[str, Any]) -> None:
     push(user_group(user_id), kind, data)

@@ -1,15 +1,18 @@
+from typing import Any
+
 from django.contrib.auth.decorators import login_required
-from django.http import JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from accounts.decorators import verified_email_required
+from accounts.http import AuthenticatedHttpRequest
 from realtime_saas.dashboard import panels_for
 from realtime_saas.health import run_checks
 
 
-def home(request):
+def home(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("dashboard")
     return render(request, "home.html")
@@ -17,23 +20,23 @@ def home(request):
 
 @login_required
 @verified_email_required
-def dashboard(request):
+def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render(request, "dashboard.html", {"panels": panels_for(request)})
 
 
 @never_cache
 @require_GET
-def healthz(request):
+def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
 @never_cache
 @require_GET
-def readyz(request):
+def readyz(request: HttpRequest) -> JsonResponse:
     checks = run_checks()
     ready = all(result == "ok" for result in checks.values())
     failed = [name for name, result in checks.items() if result != "ok"]
-    body = {"status": "ready" if ready else "unavailable", "checks": checks}
+    body: dict[str, Any] = {"status": "ready" if ready else "unavailable", "checks": checks}
     if failed:
         body["failed"] = failed
     return JsonResponse(body, status=200 if ready else 503)
