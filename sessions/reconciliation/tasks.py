@@ -6,7 +6,7 @@ runs again and leaves the same rows.
 """
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from celery import shared_task
 from django.utils import timezone
@@ -16,14 +16,29 @@ from sessions.reconciliation import importer, keymode, reconcile
 
 logger = logging.getLogger(__name__)
 
+# One retry policy (STYLE.md rule 18), billing's (billing/tasks.py): Celery's own, for named
+# transient errors only (autoretry_for), exponential backoff with full jitter and a cap. Retry n
+# waits a delay drawn uniformly from [0, min(base · 2^n, max)]; any other error is not retried.
+# Eager Celery (tests) never waits: the retry surfaces as celery.exceptions.Retry from apply().
+TRANSIENT_ERRORS = (openai_client.UpstreamUnavailable,)  # timeout, unreachable, rate limited
+# The import (beat, every 15 min): at most 30 s, 1, 2, 4 and 8 min apart (5 retries).
+IMPORT_MAX_RETRIES = 5
+IMPORT_RETRY_BACKOFF_SECONDS = 30
+IMPORT_RETRY_BACKOFF_MAX_SECONDS = 600
+# Key-mode windows (every minute): at most 5, 10 and 20 s apart (3 retries), within the minute.
+KEY_WINDOWS_MAX_RETRIES = 3
+KEY_WINDOWS_RETRY_BACKOFF_SECONDS = 5
+KEY_WINDOWS_RETRY_BACKOFF_MAX_SECONDS = 30
+
 
 @shared_task(
     name="sessions.reconciliation.import_and_reconcile",
     ignore_result=True,
-    autoretry_for=(openai_client.UpstreamUnavailable,),
-    retry_backoff=30,
-    retry_backoff_max=600,
-    max_retries=5,
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=IMPORT_RETRY_BACKOFF_SECONDS,
+    retry_backoff_max=IMPORT_RETRY_BACKOFF_MAX_SECONDS,
+    retry_jitter=True,
+    max_retries=IMPORT_MAX_RETRIES,
 )
 def import_and_reconcile() -> dict:
     """Pull usage (from the watermark minus the overlap) and costs, then reconcile that window and
@@ -38,21 +53,19 @@ def import_and_reconcile() -> dict:
 
 @shared_task(name="sessions.reconciliation.reconcile_window", ignore_result=True)
 def reconcile_window(since_iso: str, until_iso: str) -> int:
-    from datetime import datetime
-
-    result = reconcile.reconcile(
-        since=datetime.fromisoformat(since_iso), until=datetime.fromisoformat(until_iso)
-    )
+    """Reconcile one window of what was already imported (no upstream call, so nothing to retry)."""
+    result = reconcile.reconcile(since=datetime.fromisoformat(since_iso), until=datetime.fromisoformat(until_iso))
     return result.created
 
 
 @shared_task(
     name="sessions.reconciliation.reconcile_key_windows",
     ignore_result=True,
-    autoretry_for=(openai_client.UpstreamUnavailable,),
-    retry_backoff=5,
-    retry_backoff_max=30,
-    max_retries=3,
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=KEY_WINDOWS_RETRY_BACKOFF_SECONDS,
+    retry_backoff_max=KEY_WINDOWS_RETRY_BACKOFF_MAX_SECONDS,
+    retry_jitter=True,
+    max_retries=KEY_WINDOWS_MAX_RETRIES,
 )
 def reconcile_key_windows() -> dict:
     """Every minute (CELERY_BEAT_SCHEDULE): reconcile the key-mode windows that ended at least
