@@ -18,7 +18,7 @@ from django.db.models import BigIntegerField, ExpressionWrapper, F, OuterRef, Q,
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from sessions import services
+from sessions import presenters, services
 from sessions.models import (
     FINAL_STATES,
     CallEvent,
@@ -91,10 +91,9 @@ def _snapshot(call: RealtimeCall, prices: dict[str, ModelPrice]) -> CallSnapshot
 
 
 def _payload(call: RealtimeCall) -> dict | None:
-    from sessions.api.serializers import CallSerializer
-
+    """The call as GET /api/calls/<id> shows it, for the live pushes (its events prefetched)."""
     try:
-        return dict(CallSerializer(call).data)
+        return presenters.call_payload(call, events=True)
     except Exception:  # a live push is a nicety; never let it stop a claim
         logger.warning("supervisor: could not serialise call %s", call.public_id, exc_info=True)
         return None

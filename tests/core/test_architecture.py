@@ -7,9 +7,9 @@ hides the knot). Imports under `if TYPE_CHECKING:` never run and are left out. T
 - no cycle among product modules;
 - the sessions domain never imports the API layer (`sessions.api…`), STYLE.md rule 17.
 
-Sessions still breaks both. Its known offenders are listed, edge by edge, in KNOWN_SESSIONS_DEBT
-(issue 14): a new edge that closes a cycle or reaches into `sessions.api` still fails, and each
-fix is finished by deleting its lines here (the test fails on a listed edge that is gone).
+Sessions' known offenders were listed, edge by edge, in KNOWN_SESSIONS_DEBT (issue 14), each
+fix finished by deleting its lines (the test fails on a listed edge that is gone). The list is
+now empty: any edge that closes a cycle or reaches into `sessions.api` fails.
 """
 
 from __future__ import annotations
@@ -24,10 +24,7 @@ API = "sessions.api"
 
 # (importer, imported): sessions' known offenders, to be paid off by issue 14 items 2 and 3.
 # Delete a line when its import is gone (the last test says which); never add one.
-KNOWN_SESSIONS_DEBT: set[tuple[str, str]] = {
-    # The domain builds live payloads with the API's serializers (item 3, sessions/presenters.py).
-    ("sessions.supervisor.store", "sessions.api.serializers"),
-}
+KNOWN_SESSIONS_DEBT: set[tuple[str, str]] = set()  # paid off by issue 14 (models package, presenters)
 
 
 def product_modules() -> dict[str, Path]:
