@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 
 from sessions import exceptions as errors
 from sessions import services
-from sessions.models import MAX_CALL_SECONDS, Assistant, CallEvent, Cause, ModelPrice, RealtimeCall
+from sessions.models import MAX_CALL_SECONDS, Assistant, CallEvent, Cause, ModelPrice, RealtimeCall, TokenCounts
 
 # plan_hold sizes a hold from what the user can afford; here the question is the full worst case.
 _UNLIMITED_CREDITS = 10**15
@@ -115,8 +115,7 @@ import sessions.reconciliation.admin  # noqa: E402,F401  (registers the reconcil
 class UsageRecordInline(admin.TabularInline):
     model = RealtimeCall.usage_records.rel.related_model  # UsageRecord, without another import block
 
-    fields = ["at", "kind", "response_id", "text_in_tokens", "text_cached_tokens", "text_out_tokens",
-              "audio_in_tokens", "audio_cached_tokens", "audio_out_tokens", "cost_microusd"]
+    fields = ["at", "kind", "response_id", *(f"{name}_tokens" for name in TokenCounts.CLASSES), "cost_microusd"]
     readonly_fields = fields
     extra = 0
     can_delete = False

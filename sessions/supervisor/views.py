@@ -8,6 +8,7 @@ from django.views.decorators.http import require_POST
 
 from sessions import services
 from sessions.models import OPEN_STATES, Cause, RealtimeCall
+from sessions.presenters import seconds_to_end
 
 
 @staff_member_required
@@ -20,7 +21,7 @@ def live_calls(request):
         {
             "call": call,
             "tokens": sum(call.tokens.as_dict().values()),
-            "seconds_left": max(int((call.expected_end_at - now).total_seconds()), 0),
+            "seconds_left": seconds_to_end(call.expected_end_at, now=now),
             "watched": bool(call.lease_owner and call.lease_expires_at and call.lease_expires_at > now),
         }
         for call in calls
