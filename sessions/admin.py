@@ -4,7 +4,15 @@ from django.contrib import admin, messages
 
 from sessions import exceptions as errors
 from sessions import services
-from sessions.models import MAX_CALL_SECONDS, Assistant, CallEvent, Cause, ModelPrice, RealtimeCall, TokenCounts
+from sessions.models import (
+    MAX_CALL_SECONDS,
+    Assistant,
+    CallEvent,
+    Cause,
+    ModelPrice,
+    RealtimeCall,
+    TokenCounts,
+)
 
 # plan_hold sizes a hold from what the user can afford; here the question is the full worst case.
 _UNLIMITED_CREDITS = 10**15
