@@ -77,8 +77,8 @@ class CallEventInline(admin.TabularInline):
     model = CallEvent
     extra = 0
     can_delete = False
-    fields = ["at", "kind", "from_state", "to_state", "cause", "actor", "detail"]
-    readonly_fields = fields
+    # A tuple: the stubs type `fields` and `readonly_fields` differently, and a list fits only one.
+    fields = readonly_fields = ("at", "kind", "from_state", "to_state", "cause", "actor", "detail")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -123,8 +123,10 @@ import sessions.reconciliation.admin  # noqa: E402,F401  (registers the reconcil
 class UsageRecordInline(admin.TabularInline):
     model = RealtimeCall.usage_records.rel.related_model  # UsageRecord, without another import block
 
-    fields = ["at", "kind", "response_id", *(f"{name}_tokens" for name in TokenCounts.CLASSES), "cost_microusd"]
-    readonly_fields = fields
+    # A tuple: the stubs type `fields` and `readonly_fields` differently, and a list fits only one.
+    fields = readonly_fields = (
+        "at", "kind", "response_id", *(f"{name}_tokens" for name in TokenCounts.CLASSES), "cost_microusd"
+    )
     extra = 0
     can_delete = False
     verbose_name_plural = "metered usage (supervisor)"

@@ -9,9 +9,11 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import cast
 
 import openai
 from django.conf import settings
+from openai.types.realtime import RealtimeSessionCreateRequestParam
 
 logger = logging.getLogger(__name__)
 
@@ -134,10 +136,16 @@ def _translate(exc: openai.OpenAIError, what: str) -> Exception:
     return UpstreamError(f"OpenAI failed {what}.")
 
 
+def _session_param(session: dict) -> RealtimeSessionCreateRequestParam:
+    """The assistant's session config (a plain JSON dict, Assistant.session_config) as the SDK's
+    TypedDict: no runtime check to make, OpenAI validates it."""
+    return cast(RealtimeSessionCreateRequestParam, session)
+
+
 def create_call(*, sdp: str, session: dict) -> CreatedCall:
     """`POST /v1/realtime/calls` as multipart (always with `session`: see PITFALLS)."""
     try:
-        raw = client().realtime.calls.with_raw_response.create(sdp=sdp, session=session)
+        raw = client().realtime.calls.with_raw_response.create(sdp=sdp, session=_session_param(session))
         answer = raw.parse().text
     except openai.OpenAIError as exc:
         raise _translate(exc, "the call") from None
@@ -152,7 +160,7 @@ def mint_client_secret(*, session: dict, ttl_seconds: int) -> MintedSecret:
     """`POST /v1/realtime/client_secrets` with the server-built session and a short lifetime."""
     try:
         result = client().realtime.client_secrets.create(
-            expires_after={"anchor": "created_at", "seconds": ttl_seconds}, session=session
+            expires_after={"anchor": "created_at", "seconds": ttl_seconds}, session=_session_param(session)
         )
     except openai.OpenAIError as exc:
         raise _translate(exc, "the client secret") from None

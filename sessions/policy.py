@@ -59,7 +59,9 @@ def session_deviations(policy: dict, session: dict, *, turned_on: bool = True) -
         found.append("model")
     if _limit(session.get("max_output_tokens")) != _limit(policy.get("max_output_tokens")):
         found.append("max_output_tokens")
-    if _turn_detection_differs(_turn_detection(policy) or {}, _turn_detection(session), turned_on=turned_on):
+    policy_td = _turn_detection(policy)
+    if _turn_detection_differs(policy_td if isinstance(policy_td, dict) else {}, _turn_detection(session),
+                               turned_on=turned_on):
         found.append("turn_detection")
     if list(session.get("output_modalities") or ["audio"]) != list(policy.get("output_modalities") or ["audio"]):
         found.append("output_modalities")

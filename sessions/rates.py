@@ -48,7 +48,10 @@ def credit_rates(assistants: list[Assistant]) -> dict[int, CreditRates]:
     )
     totals: dict[int, list[float]] = {}
     for assistant_id, credits, started, ending, ended in rows:
-        seconds = ((ending or ended) - started).total_seconds()
+        end = ending or ended
+        if end is None or started is None:  # the filter excludes it; the columns are nullable
+            continue
+        seconds = (end - started).total_seconds()
         entry = totals.setdefault(assistant_id, [0, 0.0, 0])
         if seconds >= MIN_SECONDS and entry[2] < RECENT_CALLS:
             entry[0] += credits
@@ -58,9 +61,9 @@ def credit_rates(assistants: list[Assistant]) -> dict[int, CreditRates]:
     for assistant in assistants:
         worst_microusd = worst_case_microusd_per_minute(assistant)
         worst = max(credits_for_cost(worst_microusd, markup_percent=assistant.markup_percent), 1)
-        credits, seconds, calls = totals.get(assistant.pk, (0, 0.0, 0))
-        if calls >= MIN_CALLS and seconds > 0:
-            typical = min(max(round(credits * 60 / seconds), 1), worst)
+        used, used_seconds, calls = totals.get(assistant.pk, (0, 0.0, 0))
+        if calls >= MIN_CALLS and used_seconds > 0:
+            typical = min(max(round(used * 60 / used_seconds), 1), worst)
             rates[assistant.pk] = CreditRates(worst, typical, measured=True)
         else:
             rates[assistant.pk] = CreditRates(worst, max(worst // DEFAULT_TYPICAL_FRACTION, 1), measured=False)

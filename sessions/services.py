@@ -7,18 +7,21 @@ UPDATE from the state we read plus a CallEvent, so two actors racing (user hangu
 supervisor) change a call once; billing's idempotency keys make settlement exactly once.
 """
 
+import contextlib
 import logging
 import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from accounts.models import User
 from accounts.services import is_email_verified
 from billing import exceptions as billing_errors
 from billing import services as billing
@@ -109,24 +112,26 @@ def validate_offer(sdp: str) -> None:
             raise errors.InvalidOffer(f"The SDP offer has no {attribute.rstrip(':')} line: it is not a WebRTC offer.")
 
 
-def _active_assistant(assistant_id, *, mode: str) -> Assistant:
-    try:
-        assistant = Assistant.objects.get(pk=int(assistant_id), is_active=True)
-    except (TypeError, ValueError, Assistant.DoesNotExist):
-        raise errors.InvalidAssistant("Choose an active assistant (its id from /api/assistants/).") from None
+def _active_assistant(assistant_id: int | str | None, *, mode: str) -> Assistant:
+    assistant = None
+    if assistant_id is not None:  # no `?assistant=`
+        with contextlib.suppress(TypeError, ValueError, Assistant.DoesNotExist):
+            assistant = Assistant.objects.get(pk=int(assistant_id), is_active=True)
+    if assistant is None:
+        raise errors.InvalidAssistant("Choose an active assistant (its id from /api/assistants/).")
     if mode not in assistant.modes:
         raise errors.InvalidAssistant(f"The assistant {assistant.name!r} does not allow {mode} mode.")
     return assistant
 
 
-def _check_user(user) -> None:
+def _check_user(user: User) -> None:
     if getattr(user, "is_suspended", False):
         raise errors.AccountSuspended("This account is suspended: it cannot start calls.")
     if not is_email_verified(user):
         raise errors.EmailUnverified("Confirm your email address before starting a call.")
 
 
-def _check_outstanding_secret(*, user, now: datetime) -> None:
+def _check_outstanding_secret(*, user: User, now: datetime) -> None:
     """Key mode: one client secret a user has not reported a call for, at a time. A secret can
     start any number of calls until it expires; only a reported one is watched."""
     # A mint still waiting for OpenAI (pending, no expiry yet) counts too: two concurrent mints
@@ -144,7 +149,7 @@ def _check_outstanding_secret(*, user, now: datetime) -> None:
         )
 
 
-def _check_limits(*, user, assistant: Assistant, now: datetime) -> None:
+def _check_limits(*, user: User, assistant: Assistant, now: datetime) -> None:
     """The concurrency and start-rate limits, counted in one query (the caller holds the lock
     that serialises this user's starts, so the counts are exact)."""
     window_start = now - START_RATE_WINDOW
@@ -191,14 +196,16 @@ def _push_call(call_pk: int) -> None:
         push_to_user(call.user_id, "call", presenters.call_payload(call, events=True))
 
 
-def _record(call: RealtimeCall, *, kind: str, cause: str = "", detail: str = "", actor=None, at=None) -> None:
+def _record(call: RealtimeCall, *, kind: str, cause: str = "", detail: str = "", actor: User | None = None,
+            at: datetime | None = None) -> None:
     """An event that is not a state change (hangup sent, attached, ...)."""
     CallEvent.objects.create(
         call=call, at=at or timezone.now(), kind=kind, cause=cause, detail=detail[:500], actor=actor
     )
 
 
-def transition(call: RealtimeCall, *, to: str, cause: str, actor=None, detail: str = "", **fields) -> bool:
+def transition(call: RealtimeCall, *, to: str, cause: str, actor: User | None = None, detail: str = "",
+               **fields: Any) -> bool:
     """Move `call` to state `to` if the state machine allows it from its current state; record it.
 
     Returns False (and changes nothing) when another actor got there first or `to` is not reachable.
@@ -220,7 +227,7 @@ def transition(call: RealtimeCall, *, to: str, cause: str, actor=None, detail: s
                     call_id=call.pk, at=now, kind=CallEvent.Kind.STATE, from_state=current, to_state=to,
                     cause=cause, actor=actor, detail=detail[:500],
                 )
-                transaction.on_commit(lambda pk=call.pk: _push_call(pk))
+                transaction.on_commit(partial(_push_call, call.pk))
                 changed = True
                 break
     call.refresh_from_db()
@@ -235,7 +242,7 @@ def _final_state(end_reason: str) -> str:
     return CallState.ENDED
 
 
-def settle_call(*, call: RealtimeCall, cause: str, used_credits: int | None = None, actor=None,
+def settle_call(*, call: RealtimeCall, cause: str, used_credits: int | None = None, actor: User | None = None,
                 detail: str = "") -> RealtimeCall:
     """Settle an open call's hold and make it final, exactly once.
 
@@ -285,7 +292,7 @@ def _fail(call: RealtimeCall, *, cause: str, detail: str) -> None:
 # --- starting calls --------------------------------------------------------------------------
 
 
-def _open_call(*, user, assistant: Assistant, mode: str) -> tuple[RealtimeCall, HoldPlan]:
+def _open_call(*, user: User, assistant: Assistant, mode: str) -> tuple[RealtimeCall, HoldPlan]:
     """Checks, then a pending call row and its hold, committed together. Raises a CallError,
     having written nothing.
 
@@ -325,7 +332,7 @@ def _open_call(*, user, assistant: Assistant, mode: str) -> tuple[RealtimeCall, 
     return call, plan
 
 
-def _activate(call: RealtimeCall, *, cause: str, **fields) -> bool:
+def _activate(call: RealtimeCall, *, cause: str, **fields: Any) -> bool:
     """pending → active, the hot path of a start: a conditional UPDATE and its event, with the
     live push built from the row in hand. False (the call refreshed) if the call has moved on."""
     now = timezone.now()
@@ -354,7 +361,9 @@ def _push_figures(call: RealtimeCall) -> None:
     push_to_user(call.user_id, "call", presenters.call_payload(call))
 
 
-def _upstream_failed(call: RealtimeCall, exc: Exception) -> errors.CallError:
+def _upstream_failed(
+    call: RealtimeCall, exc: openai_client.UpstreamError | openai_client.InvalidOffer
+) -> errors.CallError:
     if isinstance(exc, openai_client.InvalidOffer):
         _fail(call, cause=Cause.INVALID_OFFER, detail=exc.message)
         return errors.InvalidOffer(exc.message)
@@ -368,7 +377,7 @@ def _upstream_failed(call: RealtimeCall, exc: Exception) -> errors.CallError:
     return errors.Upstream(exc.message, code=exc.code, status=exc.status, retry_after=exc.retry_after)
 
 
-def start_proxy_call(*, user, assistant_id, offer_sdp: str) -> tuple[RealtimeCall, str]:
+def start_proxy_call(*, user: User, assistant_id: int | str | None, offer_sdp: str) -> tuple[RealtimeCall, str]:
     """Start a proxy-mode call: checks, a hold, then OpenAI creates the call from the browser's
     offer and the assistant's session config. Returns the call (active) and the SDP answer.
 
@@ -394,7 +403,7 @@ def start_proxy_call(*, user, assistant_id, offer_sdp: str) -> tuple[RealtimeCal
     raise errors.CallConflict("The call was ended before it started.", code="call_ended")
 
 
-def mint_client_secret(*, user, assistant_id) -> tuple[RealtimeCall, openai_client.MintedSecret]:
+def mint_client_secret(*, user: User, assistant_id: int | str | None) -> tuple[RealtimeCall, openai_client.MintedSecret]:
     """Key mode: checks and a hold as for a proxy call, then a client secret minted with the
     assistant's session config and its short key lifetime. The secret is returned once and only
     its fingerprint is stored. The call stays `active` until its window closes (the secret's expiry
@@ -427,7 +436,7 @@ def mint_client_secret(*, user, assistant_id) -> tuple[RealtimeCall, openai_clie
     return call, minted
 
 
-def attach_call_id(*, user, call: RealtimeCall, openai_call_id: str) -> RealtimeCall:
+def attach_call_id(*, user: User, call: RealtimeCall, openai_call_id: str) -> RealtimeCall:
     """Key mode: the client reports the OpenAI call id its secret started, so it can be metered
     and hung up. Idempotent for the same id."""
     if call.mode != CallMode.KEY:
@@ -457,7 +466,7 @@ def attach_call_id(*, user, call: RealtimeCall, openai_call_id: str) -> Realtime
 # --- ending calls ----------------------------------------------------------------------------
 
 
-def _send_hangup(call: RealtimeCall, openai_call_id: str, *, actor=None) -> None:
+def _send_hangup(call: RealtimeCall, openai_call_id: str, *, actor: User | None = None) -> None:
     try:
         openai_client.hangup(openai_call_id)
     except openai_client.CallNotFound:
@@ -469,7 +478,7 @@ def _send_hangup(call: RealtimeCall, openai_call_id: str, *, actor=None) -> None
         _record(call, kind=CallEvent.Kind.HANGUP_SENT, actor=actor)
 
 
-def request_hangup(*, call: RealtimeCall, cause: str, actor=None) -> RealtimeCall:
+def request_hangup(*, call: RealtimeCall, cause: str, actor: User | None = None) -> RealtimeCall:
     """End a call: mark it `ending` (recording why), then ask OpenAI to hang it up.
 
     Idempotent: an ending or final call is returned as it is. A key-mode call whose client never

@@ -37,7 +37,9 @@ class SDPParser(BaseParser):
 
     media_type = "application/sdp"
 
-    def parse(self, stream, media_type=None, parser_context=None) -> str:
+    # djangorestframework-stubs declare BaseParser.parse as returning Mapping | DataAndFiles, but DRF
+    # makes request.data whatever a parser returns: this one returns the SDP text.
+    def parse(self, stream, media_type=None, parser_context=None) -> str:  # type: ignore[override]
         limit = settings.REALTIME_MAX_SDP_BYTES
         data = stream.read(limit + 1) if stream is not None else b""
         if len(data) > limit:
@@ -111,8 +113,8 @@ class SessionsAPIView(generics.GenericAPIView):
 
 
 class OwnCallMixin:
-    lookup_field = "public_id"
-    lookup_url_kwarg = "call_id"
+    lookup_field: str = "public_id"
+    lookup_url_kwarg: str | None = "call_id"  # as GenericAPIView declares it
 
     def get_queryset(self):
         # Other users' calls do not exist as far as this user can tell (404, never 403).

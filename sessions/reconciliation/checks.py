@@ -200,7 +200,8 @@ def call_overruns(since: datetime, until: datetime, grace: timedelta) -> list[Fi
             | Q(call__ending_at__isnull=False, at__gt=F("call__ending_at") + grace)
         )
         .values("call")
-        .annotate(tokens=Sum(tokens), first=Min("at"), last=Max("at"), responses=Count("id"))
+        # not `tokens`: UsageRecord has a property of that name
+        .annotate(late_tokens=Sum(tokens), first=Min("at"), last=Max("at"), responses=Count("id"))
         .order_by("call")
     )
     findings = []
@@ -217,7 +218,7 @@ def call_overruns(since: datetime, until: datetime, grace: timedelta) -> list[Fi
                     if call.ending_at and call.ending_at < call.expected_end_at
                     else "its expected end"
                 )
-                + f": {row['tokens']:,} tokens in {row['responses']} response(s).",
+                + f": {row['late_tokens']:,} tokens in {row['responses']} response(s).",
                 model=call.model,
                 attribution="call",
                 call_id=call.pk,
@@ -226,8 +227,8 @@ def call_overruns(since: datetime, until: datetime, grace: timedelta) -> list[Fi
                     row["first"].replace(second=0, microsecond=0),
                     row["last"].replace(second=0, microsecond=0) + MINUTE,
                 ),
-                reported=int(row["tokens"] or 0),
-                metered=int(row["tokens"] or 0),
+                reported=int(row["late_tokens"] or 0),
+                metered=int(row["late_tokens"] or 0),
                 extra={
                     "call": call.public_id,
                     "expected_end": call.expected_end_at.isoformat(),
@@ -235,7 +236,7 @@ def call_overruns(since: datetime, until: datetime, grace: timedelta) -> list[Fi
                     "first_late_response": row["first"].isoformat(),
                     "last_late_response": row["last"].isoformat(),
                     "late_responses": row["responses"],
-                    "late_tokens": int(row["tokens"] or 0),
+                    "late_tokens": int(row["late_tokens"] or 0),
                 },
             )
         )
@@ -305,14 +306,15 @@ def our_cost_of_usage(start: datetime, end: datetime) -> tuple[int, dict[str, in
         .values("model")
         .annotate(**{cls: Sum(column) for cls, column in USAGE_COLUMNS.items()})
         .order_by("model")
+        .values_list("model", *USAGE_COLUMNS)
     )
-    for row in rows:
-        price = prices.get(row["model"])
+    for model, *sums in rows:
+        price = prices.get(model)
         if price is None:
-            unpriced.append(row["model"])
+            unpriced.append(model)
             continue
-        per_model[row["model"]] = price.cost_microusd(
-            TokenCounts(**{c: int(row[c] or 0) for c in USAGE_COLUMNS})
+        per_model[model] = price.cost_microusd(
+            TokenCounts(**{c: int(total or 0) for c, total in zip(USAGE_COLUMNS, sums, strict=True)})
         )
     return sum(per_model.values()), per_model, unpriced
 

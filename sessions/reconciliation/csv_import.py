@@ -7,8 +7,10 @@ nothing is imported.
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
+from functools import partial
 
 from django.db import transaction
 from django.utils import timezone
@@ -160,14 +162,21 @@ def import_csv(*, kind: str, data: bytes, file_name: str = "", uploaded_by=None)
         )
     rows, _ = _parse(_decode(data), kind=kind)
     now = timezone.now()
-    convert = importer.usage_bucket if kind == UsageUpload.Kind.USAGE else importer.cost_bucket
-    buckets = [
-        convert(start=r["start"], end=r["end"], result=r["result"], source=ImportSource.CSV, now=now)
-        for r in rows
-    ]
-    key = importer.USAGE_KEY if kind == UsageUpload.Kind.USAGE else importer.COST_KEY
-    buckets = importer._merge_duplicates(buckets, key)
-    starts: list[datetime] = [b.start_time for b in buckets]
+    upsert: Callable[[], int]
+    if kind == UsageUpload.Kind.USAGE:
+        usage = importer._merge_duplicates([
+            importer.usage_bucket(start=r["start"], end=r["end"], result=r["result"], source=ImportSource.CSV, now=now)
+            for r in rows
+        ], importer.USAGE_KEY)
+        starts = [b.start_time for b in usage]
+        upsert = partial(importer.upsert_usage, usage)
+    else:
+        costs = importer._merge_duplicates([
+            importer.cost_bucket(start=r["start"], end=r["end"], result=r["result"], source=ImportSource.CSV, now=now)
+            for r in rows
+        ], importer.COST_KEY)
+        starts = [b.start_time for b in costs]
+        upsert = partial(importer.upsert_costs, costs)
     with transaction.atomic():
         upload = UsageUpload.objects.create(
             kind=kind,
@@ -178,8 +187,5 @@ def import_csv(*, kind: str, data: bytes, file_name: str = "", uploaded_by=None)
             period_start=min(starts) if starts else None,
             period_end=max(starts) if starts else None,
         )
-        if kind == UsageUpload.Kind.USAGE:
-            importer.upsert_usage(buckets)
-        else:
-            importer.upsert_costs(buckets)
+        upsert()
     return CsvResult(upload=upload, rows=len(rows))

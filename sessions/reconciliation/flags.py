@@ -17,7 +17,7 @@ from sessions.models import Flag, FlagKind, FlagStatus, Severity
 
 MAX_EVIDENCE_MINUTES = 720
 
-_RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2}
+_RANK: dict[str, int] = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2}
 
 
 @dataclass
@@ -142,6 +142,7 @@ def _fields(finding: Finding, flag: Flag | None, now: datetime) -> dict:
             # Totals come from the merged minutes: a flag may span chunks and runs.
             evidence["tokens_after_window"] = reported
     else:
+        assert finding.window is not None, "a finding without minutes names its window"
         start, end = finding.window
         reported, metered = finding.reported, finding.metered
     severity = finding.severity

@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import TypeVar
 
 from django.conf import settings
 from django.db import transaction
@@ -120,7 +121,10 @@ def upsert_costs(buckets: list[CostBucket]) -> int:
     return len(buckets)
 
 
-def _merge_duplicates(buckets: list, key: list[str]) -> list:
+Bucket = TypeVar("Bucket", UsageBucket, CostBucket)
+
+
+def _merge_duplicates(buckets: list[Bucket], key: list[str]) -> list[Bucket]:
     # One page never repeats a group, but a CSV may; the last row of a natural key wins.
     found = {tuple(getattr(b, f) for f in key): b for b in buckets}
     return list(found.values())

@@ -148,6 +148,7 @@ def due_windows(*, now: datetime | None = None, limit: int = BATCH) -> list[Real
 
 def _reported(model: str, since: datetime, until: datetime) -> dict[datetime, dict]:
     """minute -> {"total", <class>...} of the usage OpenAI reported for `model` (our scope)."""
+    names = ["total", *checks.USAGE_COLUMNS]
     rows = (
         UsageBucket.objects.filter(streams.scope_q(), model=model, start_time__gte=since, start_time__lt=until)
         .values("start_time")
@@ -156,8 +157,9 @@ def _reported(model: str, since: datetime, until: datetime) -> dict[datetime, di
             **{name: Sum(column) for name, column in checks.USAGE_COLUMNS.items()},
         )
         .order_by("start_time")
+        .values_list("start_time", *names)
     )
-    return {row.pop("start_time"): {k: int(v or 0) for k, v in row.items()} for row in rows}
+    return {start: {k: int(v or 0) for k, v in zip(names, sums, strict=True)} for start, *sums in rows}
 
 
 def _metered(model: str, since: datetime, until: datetime) -> dict[int, dict]:
@@ -168,11 +170,11 @@ def _metered(model: str, since: datetime, until: datetime) -> dict[int, dict]:
         .values("minute")
         .annotate(**{name: Sum(f"{name}_tokens") for name in TokenCounts.CLASSES})
         .order_by("minute")
+        .values_list("minute", *TokenCounts.CLASSES)
     )
     result = {}
-    for row in rows:
-        minute = row.pop("minute")
-        classes = {k: int(v or 0) for k, v in row.items()}
+    for minute, *sums in rows:
+        classes = {k: int(v or 0) for k, v in zip(TokenCounts.CLASSES, sums, strict=True)}
         result[minute] = {"total": sum(classes.values()), **classes}
     return result
 
@@ -440,6 +442,7 @@ def reconcile_due_windows(*, now: datetime | None = None, limit: int = BATCH) ->
         result.reconciled += 1
         if a.abusive:
             result.abusive.append(call.public_id)
+            assert a.charge is not None  # reconcile_window charges every abusive window it returns
             result.charged_credits += a.charge["collected"]
             result.uncollected_credits += a.charge["uncollected"]
         elif a.doubtful:

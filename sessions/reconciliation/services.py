@@ -8,7 +8,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts import services as accounts
+from accounts.models import User
 from billing import services as billing
+from billing.models import LedgerEntry
 from sessions.reconciliation.models import Flag, FlagStatus
 
 
@@ -16,7 +18,7 @@ class FlagActionError(Exception):
     """A staff action could not be applied; the message says why."""
 
 
-def review(*, flag: Flag, status: str, reviewer, notes: str = "") -> Flag:
+def review(*, flag: Flag, status: str, reviewer: User | None, notes: str = "") -> Flag:
     """Set a flag's status (acknowledged, resolved, false positive, or back to open), recording the
     reviewer, the time and any notes (appended, so earlier notes survive)."""
     if status not in FlagStatus.values:
@@ -33,16 +35,17 @@ def review(*, flag: Flag, status: str, reviewer, notes: str = "") -> Flag:
     return locked
 
 
-def resolve(*, flag: Flag, reviewer, notes: str = "") -> Flag:
+def resolve(*, flag: Flag, reviewer: User | None, notes: str = "") -> Flag:
     return review(flag=flag, status=FlagStatus.RESOLVED, reviewer=reviewer, notes=notes)
 
 
-def suspend_user(*, flag: Flag, reviewer, reason: str = ""):
+def suspend_user(*, flag: Flag, reviewer: User, reason: str = "") -> User:
     """Suspend the user the flag names (the owner of the likely leaked secret or overrunning call)."""
-    if flag.user_id is None:
+    flag_user = flag.user
+    if flag_user is None:
         raise FlagActionError(f"Flag #{flag.pk} names no user.")
     reason = reason.strip() or f"Reconciliation flag #{flag.pk}: {flag.get_kind_display()}."
-    user = accounts.suspend_user(user=flag.user, reason=reason, actor=reviewer)
+    user = accounts.suspend_user(user=flag_user, reason=reason, actor=reviewer)
     review(
         flag=flag,
         status=FlagStatus.ACKNOWLEDGED if flag.status == FlagStatus.OPEN else flag.status,
@@ -52,7 +55,7 @@ def suspend_user(*, flag: Flag, reviewer, reason: str = ""):
     return user
 
 
-def claw_back(*, flag: Flag, reviewer, credits: int, reason: str):
+def claw_back(*, flag: Flag, reviewer: User, credits: int, reason: str) -> LedgerEntry:
     """Take `credits` back from the user the flag names, through billing (a staff adjustment with
     the reason, keyed by the flag so pressing twice takes them once)."""
     reason = (reason or "").strip()
@@ -60,11 +63,12 @@ def claw_back(*, flag: Flag, reviewer, credits: int, reason: str):
         raise FlagActionError("A reason is required to claw back credits.")
     if isinstance(credits, bool) or not isinstance(credits, int) or credits <= 0:
         raise FlagActionError("Credits to claw back must be a whole number above 0.")
-    if flag.user_id is None:
+    flag_user = flag.user
+    if flag_user is None:
         raise FlagActionError(f"Flag #{flag.pk} names no user.")
     try:
         entry = billing.adjust(
-            user=flag.user,
+            user=flag_user,
             credits=-credits,
             actor=reviewer,
             reason=f"Reconciliation flag #{flag.pk}: {reason}",

@@ -51,7 +51,8 @@ def reported(since: datetime, until: datetime, chunk: int) -> Iterator[tuple[dat
         .order_by("start_time", "model")
         .values_list("start_time", "model", "tokens")
     )
-    current, models = None, {}
+    current: datetime | None = None
+    models: dict[str, int] = {}
     for minute, model, tokens in rows.iterator(chunk_size=chunk):
         if minute != current:
             if current is not None:
@@ -91,9 +92,9 @@ def metered(since: datetime, until: datetime, chunk: int) -> Iterator[tuple[int,
         UsageRecord.objects.filter(at__gte=since, at__lt=until)
         .annotate(minute=EpochMinute("at"))
         .values("minute", "call__model")
-        .annotate(tokens=Sum(tokens))
+        .annotate(metered_tokens=Sum(tokens))  # not `tokens`: UsageRecord has a property of that name
         .order_by("minute", "call__model")
-        .values_list("minute", "call__model", "tokens")
+        .values_list("minute", "call__model", "metered_tokens")
     )
     for minute, model, total in rows.iterator(chunk_size=chunk):
         yield minute, model, int(total or 0)

@@ -50,9 +50,9 @@ def hourly_tokens(since: datetime, until: datetime) -> dict:
         UsageRecord.objects.filter(at__gte=since, at__lt=until)
         .annotate(hour=TruncHour("at"))
         .values("hour")
-        .annotate(tokens=Sum(metered_expr))
+        .annotate(metered_tokens=Sum(metered_expr))  # not `tokens`: UsageRecord has a property of that name
         .order_by("hour")
-        .values_list("hour", "tokens")
+        .values_list("hour", "metered_tokens")
     )
     hours, t = [], since
     while t < until:
