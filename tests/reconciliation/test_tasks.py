@@ -40,12 +40,12 @@ def _unavailable(attempts):
 )
 def test_transient_usage_api_errors_back_off_exponentially_up_to_the_cap_then_stop(
     monkeypatch, task, target, countdowns
-):
+) -> None:
     attempts: list[int] = []
     monkeypatch.setattr(*target, _unavailable(attempts))
     # Full jitter draws from [0, backoff]; draw the top of the range to see the backoff itself.
     monkeypatch.setattr("celery.utils.time.random", SimpleNamespace(randrange=lambda stop: stop - 1))
-    seen = []
+    seen: list[object] = []  # Retry.when: the countdown in seconds
     for retries in range(task.max_retries):
         with pytest.raises(Retry) as retry:
             task.apply(retries=retries)
