@@ -1,14 +1,16 @@
 """Admin for reconciliation: flags to review (with actions), imported buckets, CSV uploads."""
 
 import json
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.http import HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
+from accounts.http import signed_in_user
 from realtime_saas.admin import ReadOnlyAdmin
 from sessions.reconciliation import csv_import, services
 from sessions.reconciliation.models import (
@@ -253,7 +255,9 @@ class UsageUploadAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
-    def add_view(self, request, form_url="", extra_context=None):
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         errors: list[str] = []
         form = UploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
@@ -263,7 +267,7 @@ class UsageUploadAdmin(admin.ModelAdmin):
                     kind=form.cleaned_data["kind"],
                     data=upload.read(),
                     file_name=upload.name,
-                    uploaded_by=request.user,
+                    uploaded_by=signed_in_user(request),
                 )
             except csv_import.CsvRejected as exc:
                 errors = exc.errors

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from accounts.models import User
 from sessions.reconciliation import importer
 from sessions.reconciliation.models import USAGE_TOKEN_FIELDS, ImportSource, UsageUpload
 
@@ -151,7 +152,7 @@ def _parse(text: str, *, kind: str) -> tuple[list[dict], list[str]]:
     return rows, []
 
 
-def import_csv(*, kind: str, data: bytes, file_name: str = "", uploaded_by=None) -> CsvResult:
+def import_csv(*, kind: str, data: bytes, file_name: str = "", uploaded_by: User | None = None) -> CsvResult:
     """Import a dashboard CSV export (`kind` usage or costs), upserting buckets as the API pull
     does, in one transaction. Raises CsvRejected (nothing imported) on any bad row."""
     if kind not in UsageUpload.Kind.values:
