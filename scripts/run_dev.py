@@ -63,8 +63,8 @@ def main() -> int:
         )
 
     manage = [py, str(ROOT / "manage.py")]
-    for command in (["migrate", "--no-input"], ["bootstrap_demo"]):
-        if subprocess.call(manage + command, env=env, cwd=ROOT) != 0:
+    for args in (["migrate", "--no-input"], ["bootstrap_demo"]):
+        if subprocess.call(manage + args, env=env, cwd=ROOT) != 0:
             return 1
 
     processes["web"] = f"{py} -m daphne -b {HOST} -p {PORT} realtime_saas.asgi:application"

@@ -24,7 +24,7 @@ def stripe_settings(settings, fake_stripe):
 
 @pytest.fixture
 def pack(db) -> CreditPack:
-    return CreditPackFactory(key="testpack", name="Test pack", credits=1000, price_cents=1000)
+    return CreditPackFactory.create(key="testpack", name="Test pack", credits=1000, price_cents=1000)
 
 
 def start_purchase(user, pack_key="testpack"):

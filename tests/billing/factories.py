@@ -4,7 +4,7 @@ from billing.models import CreditPack
 from tests.factories import UserFactory  # noqa: F401  (re-exported for billing tests)
 
 
-class CreditPackFactory(factory.django.DjangoModelFactory):
+class CreditPackFactory(factory.django.DjangoModelFactory[CreditPack]):
     class Meta:
         model = CreditPack
         django_get_or_create = ("key",)

@@ -82,7 +82,9 @@ def test_webhook_racing_with_the_success_page_grants_once(alice, pack, stripe_se
         if i % 2:
             return Client().post(WEBHOOK_URL, data=body, content_type="application/json",
                                  HTTP_STRIPE_SIGNATURE=sign(body, "whsec_fake")).status_code
-        return services.fulfil_checkout(session_id=purchase.checkout_session_id).status
+        fulfilled = services.fulfil_checkout(session_id=purchase.checkout_session_id)
+        assert fulfilled is not None
+        return fulfilled.status
 
     results = race(8, work)
     assert not [r for r in results if isinstance(r, Exception)], results

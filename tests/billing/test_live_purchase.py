@@ -46,7 +46,9 @@ def browser_for(user, server) -> httpx.Client:
 def buy(browser: httpx.Client, pack_key: str) -> tuple[Purchase, str]:
     page = browser.get("/billing/buy/")
     assert page.status_code == 200
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+    found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+    assert found is not None, page.text
+    token = found.group(1)
     response = browser.post("/billing/buy/", data={"pack": pack_key, "csrfmiddlewaretoken": token})
     assert response.status_code == 302, response.text
     purchase = Purchase.objects.get(checkout_url=response.headers["location"])
@@ -57,7 +59,9 @@ def press(checkout_url: str, action: str) -> httpx.Response:
     """The customer presses a button on the fake's hosted checkout page."""
     page = httpx.get(checkout_url, timeout=10)
     assert page.status_code == 200 and 'value="pay"' in page.text.replace("value=pay", 'value="pay"')
-    action_path = re.search(r'<form method=post action="([^"]+)"', page.text).group(1)
+    found = re.search(r'<form method=post action="([^"]+)"', page.text)
+    assert found is not None, page.text
+    action_path = found.group(1)
     return httpx.post(httpx.URL(checkout_url).join(action_path), data={"action": action, "email": "a@example.com"},
                       timeout=10)
 

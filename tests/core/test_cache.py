@@ -27,12 +27,14 @@ def test_every_thread_shares_one_redis_client_and_connection_pool():
     from concurrent.futures import ThreadPoolExecutor
 
     from django.core.cache import caches
+    from django.core.cache.backends.redis import RedisCache
 
     first = caches["default"]._cache.get_client(None, write=True)
     before = first.connection_pool._created_connections
 
     def roundtrip(n: int) -> tuple[int, int, int]:
         backend = caches["default"]  # this thread's own cache object
+        assert isinstance(backend, RedisCache)
         backend.set(f"shared-client-{n}", n)
         client = backend._cache.get_client(None, write=True)
         return backend.get(f"shared-client-{n}"), id(client), id(backend)

@@ -105,8 +105,8 @@ class SettingsReads:
         if isinstance(node, ast.For | ast.AsyncFor):
             inner = {**bindings, **self._loop_bindings(node.target, node.iter, bindings)}
             found |= self._reads(node.iter, bindings)
-            for child in node.body + node.orelse:
-                found |= self._reads(child, inner)
+            for statement in node.body + node.orelse:
+                found |= self._reads(statement, inner)
             return found
         if isinstance(node, ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp):
             inner = dict(bindings)
@@ -179,16 +179,18 @@ class SettingsReads:
     def _loop_bindings(self, target: ast.expr, iterable: ast.expr, bindings) -> dict[str, list[str]]:
         """Loop variables over a literal sequence of names (or of tuples holding names), a dict's
         keys or items, or a module-level name bound to one of those."""
-        items = None
+        items: list[ast.expr] | None = None
         if isinstance(iterable, ast.Call) and isinstance(iterable.func, ast.Attribute) \
                 and iterable.func.attr == "items" and not iterable.args:
             mapping = self._literal(iterable.func.value)
             if isinstance(mapping, ast.Dict):
-                items = [ast.Tuple(elts=[k, v]) for k, v in zip(mapping.keys, mapping.values, strict=True)]
+                # A None key is a `**spread`: it names nothing.
+                items = [ast.Tuple(elts=[k, v]) for k, v in zip(mapping.keys, mapping.values, strict=True)
+                         if k is not None]
         else:
             literal = self._literal(iterable)
             if isinstance(literal, ast.Dict):
-                items = literal.keys
+                items = [k for k in literal.keys if k is not None]
             elif isinstance(literal, ast.Tuple | ast.List | ast.Set):
                 items = literal.elts
         if items is None:

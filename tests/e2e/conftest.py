@@ -7,8 +7,12 @@ getUserMedia and WebRTC run for real against fakes/openai's aiortc peer.
 import contextlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -21,6 +25,14 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+CONSOLE_LOG = "console_log"  # the attribute open_browser keeps a page's console on
+
+
+def console_log(page: "Page") -> list[str]:
+    """The console messages and page errors of a page `open_browser` opened, oldest first."""
+    log = getattr(page, CONSOLE_LOG)
+    assert isinstance(log, list)
+    return log
 
 
 def pytest_collection_modifyitems(config, items):
@@ -38,7 +50,7 @@ def open_browser():
 
     A context manager to use *after* the test's database setup: Playwright's sync API runs an
     event loop in this thread while the browser is open, and Django refuses ORM calls while one
-    is running. Console messages and page errors are kept on ``page.console_log`` for failures.
+    is running. Console messages and page errors are kept for failures: ``console_log(page)``.
     """
     from playwright.sync_api import sync_playwright
 
@@ -52,9 +64,10 @@ def open_browser():
                 page = browser.new_context().new_page()
                 # Generous: CI machines run other suites beside this one.
                 page.set_default_timeout(30_000)
-                page.console_log = []
-                page.on("console", lambda message: page.console_log.append(f"{message.type}: {message.text}"))
-                page.on("pageerror", lambda error: page.console_log.append(f"pageerror: {error}"))
+                log: list[str] = []
+                setattr(page, CONSOLE_LOG, log)  # Page has no slot of its own for it
+                page.on("console", lambda message: log.append(f"{message.type}: {message.text}"))
+                page.on("pageerror", lambda error: log.append(f"pageerror: {error}"))
                 yield page
             finally:
                 browser.close()

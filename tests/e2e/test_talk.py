@@ -5,6 +5,7 @@ import re
 import pytest
 from django.urls import reverse
 
+from tests.e2e.conftest import console_log
 from tests.factories import DEFAULT_PASSWORD, UserFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -28,7 +29,7 @@ def ensure_price(model: str) -> None:
 
 
 def explain(page, server, fake) -> str:
-    log = "\n".join(page.console_log[-40:])
+    log = "\n".join(console_log(page)[-40:])
     fake_log = fake.log_path.read_text(errors="replace")[-4000:] if fake.log_path else ""
     return (
         f"\n--- browser console ---\n{log}\n--- daphne ---\n{server.log()[-6000:]}\n--- fake ---\n{fake_log}"
@@ -42,7 +43,7 @@ def make_caller(*, credits: int):
 
     ensure_price("gpt-realtime")
     assistant = Assistant.objects.create(name="Browser buddy", model="gpt-realtime", max_call_seconds=120)
-    user = UserFactory(email="dora@example.com", name="Dora")
+    user = UserFactory.create(email="dora@example.com", name="Dora")
     if credits:
         grant(user=user, credits=credits, idempotency_key="e2e-grant", kind="bonus")
     return user, assistant

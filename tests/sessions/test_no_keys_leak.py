@@ -8,7 +8,7 @@ from tests.sessions.helpers import find_keys
 
 
 def all_text_in_the_database() -> str:
-    chunks = []
+    chunks: list[str] = []
     with connection.cursor() as cursor:
         for table in connection.introspection.table_names(cursor):
             description = connection.introspection.get_table_description(cursor, table)

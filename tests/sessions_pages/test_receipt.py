@@ -48,6 +48,7 @@ def metered_call(settings, alice):
         call.hold_id = hold.pk
         call.save(update_fields=["hold_id"])
         price = ModelPrice.objects.get(model="gpt-realtime")
+        assert call.started_at is not None
         at = call.started_at + timedelta(seconds=5)
         store.meter_batch(rows=[
             store.UsageRow(pk=call.pk, response_id=f"resp_{i}", kind="response", tokens=tokens,
@@ -75,6 +76,7 @@ def _cells(html: str, testid: str, data_class: str | None = None) -> dict[str, s
 
 def _cell(html: str, testid: str) -> str:
     match = re.search(f'data-testid="{testid}"[^>]*>([^<]*)<', html)
+    assert match is not None, f"no {testid} in the page"
     return match.group(1).strip()
 
 

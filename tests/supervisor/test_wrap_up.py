@@ -4,7 +4,7 @@ import json
 import threading
 
 import pytest
-from websockets.sync.client import connect
+from websockets.sync.client import ClientConnection, connect
 
 from sessions.models import CallEvent, CallState, Cause
 from tests.supervisor.helpers import make_assistant, upstream_call, usage_for, wait_for, watched_call
@@ -18,7 +18,7 @@ class Observer:
         self.events: list[dict] = []
         self.url = f"{fake.websocket_base_url}/realtime?call_id={call_id}"
         self.key = fake.project_key
-        self.socket = None
+        self.socket: ClientConnection | None = None
         self.error: BaseException | None = None
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._read, daemon=True)

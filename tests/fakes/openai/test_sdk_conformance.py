@@ -7,6 +7,7 @@ import httpx
 import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
+from openai.types.admin.organization import usage_completions_response, usage_costs_response
 from openai.types.realtime import RealtimeErrorEvent, ResponseDoneEvent
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, InvalidStatus
 
@@ -328,9 +329,14 @@ async def test_async_client_control_calls(aclient, fake_openai):
 def test_admin_client_parses_usage_and_costs(admin: OpenAI, fake_openai):
     fake_openai.response_done(fake_openai.create_call()["id"], USAGE)
     page = admin.admin.organization.usage.completions(start_time=fake_openai.now() - 3600, bucket_width="1h")
-    assert page.object == "page" and page.data[-1].results[0].input_tokens == 132
+    assert page.object == "page"
+    usage = page.data[-1].results[0]
+    assert isinstance(usage, usage_completions_response.DataResultOrganizationUsageCompletionsResult)
+    assert usage.input_tokens == 132
     costs = admin.admin.organization.usage.costs(start_time=fake_openai.now() - 86400)
-    assert costs.data[-1].results[0].amount.currency == "usd"
+    cost = costs.data[-1].results[0]
+    assert isinstance(cost, usage_costs_response.DataResultOrganizationCostsResult)
+    assert cost.amount is not None and cost.amount.currency == "usd"
 
 
 async def test_async_admin_client(fake_openai):

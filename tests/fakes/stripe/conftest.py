@@ -2,9 +2,11 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Unpack
 
 import pytest
 import stripe
+from stripe.params.checkout import SessionCreateParams
 
 from fakes.stripe.pytest_plugin import FakeStripeHandle
 
@@ -86,8 +88,8 @@ def client(fake_stripe: FakeStripeHandle) -> stripe.StripeClient:
 def make_session(client: stripe.StripeClient):
     """Create a one-pack Checkout Session the way the billing app will."""
 
-    def make(**overrides: object) -> stripe.checkout.Session:
-        params: dict[str, object] = {
+    def make(**overrides: Unpack[SessionCreateParams]) -> stripe.checkout.Session:
+        params: SessionCreateParams = {
             "mode": "payment",
             "line_items": [
                 {
