@@ -241,6 +241,8 @@ REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 25,
     "DEFAULT_THROTTLE_RATES": {},
+    # One error envelope for every API error, 404 and throttling included (realtime_saas/api.py).
+    "EXCEPTION_HANDLER": "realtime_saas.api.exception_handler",
 }
 SPECTACULAR_SETTINGS: dict[str, Any] = {
     "TITLE": "realtime_saas API",

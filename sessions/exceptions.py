@@ -1,18 +1,12 @@
 """Why a call could not be started or changed. Each carries the HTTP status and stable code the
 API answers with, and a sentence a person can act on."""
 
+from realtime_saas.api import APIError
 
-class CallError(Exception):
+
+class CallError(APIError):
     status = 400
     code = "invalid_request"
-
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
-                 retry_after: int | None = None):
-        super().__init__(message)
-        self.message = message
-        self.code = code or self.code
-        self.status = status or self.status
-        self.retry_after = retry_after
 
 
 class InvalidOffer(CallError):

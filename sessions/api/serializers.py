@@ -96,11 +96,3 @@ class AttachRequestSerializer(serializers.Serializer):
     call_id = serializers.RegexField(r"^rtc_[A-Za-z0-9_]{4,90}$", help_text="OpenAI's call id (rtc_…).")
 
 
-class ErrorBodySerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-
-
-class ErrorSerializer(serializers.Serializer):
-    error = ErrorBodySerializer()
-    detail = serializers.CharField(help_text="The same message, where DRF clients look for it.")

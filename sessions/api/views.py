@@ -1,18 +1,19 @@
 """REST endpoints for assistants and calls. They parse, call sessions.services, and present.
 
-Errors are `{"error": {"code", "message"}, "detail": message}` (see docs/api.md).
+Errors are `{"error": {"code", "message"}, "detail": message}` (realtime_saas.api, docs/api.md).
 """
 
 from django.conf import settings
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, generics, status
 from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
 
+from realtime_saas.api import ErrorSerializer
+from realtime_saas.throttles import CallControlThrottle, CallStartThrottle, KeyMintThrottle
 from sessions import exceptions as errors
 from sessions import openai_client, services
 from sessions.api.serializers import (
@@ -21,9 +22,7 @@ from sessions.api.serializers import (
     CallSerializer,
     ClientSecretRequestSerializer,
     ClientSecretSerializer,
-    ErrorSerializer,
 )
-from sessions.api.throttles import CallControlThrottle, CallStartThrottle, KeyMintThrottle
 from sessions.models import Assistant, Cause, RealtimeCall
 
 
@@ -50,63 +49,7 @@ class SDPParser(BaseParser):
             raise errors.InvalidOffer("The SDP offer must be UTF-8 text.") from None
 
 
-_DRF_CODES = {
-    exceptions.NotAuthenticated: "not_authenticated",
-    exceptions.AuthenticationFailed: "not_authenticated",
-    exceptions.NotFound: "not_found",
-    exceptions.MethodNotAllowed: "method_not_allowed",
-    exceptions.UnsupportedMediaType: "unsupported_media_type",
-    exceptions.NotAcceptable: "not_acceptable",
-    exceptions.ParseError: "invalid_request",
-    exceptions.ValidationError: "invalid_request",
-    exceptions.Throttled: "rate_limited",
-    PayloadTooLarge: "payload_too_large",
-}
-
-
-def _message(detail) -> str:
-    if isinstance(detail, dict):
-        return " ".join(f"{key}: {_message(value)}" for key, value in detail.items())
-    if isinstance(detail, list):
-        return " ".join(_message(item) for item in detail)
-    return str(detail)
-
-
-def error_response(*, status_code: int, code: str, message: str, retry_after: int | None = None) -> Response:
-    response = Response({"error": {"code": code, "message": message}, "detail": message}, status=status_code)
-    if retry_after is not None:
-        response["Retry-After"] = str(retry_after)
-    return response
-
-
-def api_exception_handler(exc, context):
-    """Our error envelope for every failure of these views, DRF's own included."""
-    if isinstance(exc, errors.CallError):
-        return error_response(status_code=exc.status, code=exc.code, message=exc.message, retry_after=exc.retry_after)
-    response = drf_exception_handler(exc, context)
-    if response is None:
-        return None
-    if isinstance(exc, Http404):
-        code = "not_found"
-        exc = exceptions.NotFound("No such call.")
-    elif isinstance(exc, exceptions.PermissionDenied):
-        code = "csrf_failed" if "CSRF" in str(exc.detail) else "permission_denied"
-    else:
-        code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
-    message = _message(getattr(exc, "detail", response.data))
-    if isinstance(exc, exceptions.NotAuthenticated):
-        message = "Sign in to use this endpoint."
-    retry_after = response.get("Retry-After")
-    response.data = {"error": {"code": code, "message": message}, "detail": message}
-    if retry_after:
-        response["Retry-After"] = retry_after
-    return response
-
-
 class SessionsAPIView(generics.GenericAPIView):
-    def get_exception_handler(self):
-        return api_exception_handler
-
     def perform_content_negotiation(self, request, force=False):
         # A client that asks for application/sdp still gets its errors, in JSON.
         return super().perform_content_negotiation(request, force=True)

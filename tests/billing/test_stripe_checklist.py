@@ -338,7 +338,8 @@ def test_item15_api_checkout_ignores_posted_amounts(alice_client, pack, stripe_s
     assert (purchase.credits, purchase.amount_cents) == (1000, 1000)
     bad = alice_client.post("/api/billing/checkout/", {"pack": "nope"}, content_type="application/json")
     assert bad.status_code == 400
-    assert "nope" in bad.json()["pack"][0]
+    assert bad.json()["error"]["code"] == "invalid_request"
+    assert "nope" in bad.json()["error"]["field_errors"]["pack"][0]
 
 
 def test_item16_a_session_not_matching_its_pack_is_refused(alice, pack, stripe_settings, deliver, caplog):

@@ -278,7 +278,7 @@ def test_start_rate_limit_is_429_with_retry_after(alice_client, funded_alice, of
 
 def test_the_named_throttle_limits_starts(alice_client, funded_alice, assistant, offer_sdp, openai_settings,
                                           monkeypatch):
-    from sessions.api.throttles import CallStartThrottle
+    from realtime_saas.throttles import CallStartThrottle
 
     monkeypatch.setattr(CallStartThrottle, "THROTTLE_RATES", {"call_start": "1/min"})
     assert start(alice_client, assistant, "bad offer").status_code == 400

@@ -1,6 +1,6 @@
-"""Named throttles for the sessions API; rates live in settings (REST_FRAMEWORK
-DEFAULT_THROTTLE_RATES). They sit in front of the assistants' own per-user limits, which count
-call starts in the database."""
+"""Every named API throttle, in one module (STYLE rule 12); rates live in settings
+(REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], THROTTLE_* variables). They sit in front of the
+assistants' own per-user limits, which count call starts in the database."""
 
 from rest_framework.throttling import UserRateThrottle
 
