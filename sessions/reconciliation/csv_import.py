@@ -165,14 +165,14 @@ def import_csv(*, kind: str, data: bytes, file_name: str = "", uploaded_by: User
     now = timezone.now()
     upsert: Callable[[], int]
     if kind == UsageUpload.Kind.USAGE:
-        usage = importer._merge_duplicates([
+        usage = importer.merge_duplicates([
             importer.usage_bucket(start=r["start"], end=r["end"], result=r["result"], source=ImportSource.CSV, now=now)
             for r in rows
         ], importer.USAGE_KEY)
         starts = [b.start_time for b in usage]
         upsert = partial(importer.upsert_usage, usage)
     else:
-        costs = importer._merge_duplicates([
+        costs = importer.merge_duplicates([
             importer.cost_bucket(start=r["start"], end=r["end"], result=r["result"], source=ImportSource.CSV, now=now)
             for r in rows
         ], importer.COST_KEY)

@@ -124,8 +124,9 @@ def upsert_costs(buckets: list[CostBucket]) -> int:
 Bucket = TypeVar("Bucket", UsageBucket, CostBucket)
 
 
-def _merge_duplicates(buckets: list[Bucket], key: list[str]) -> list[Bucket]:
-    # One page never repeats a group, but a CSV may; the last row of a natural key wins.
+def merge_duplicates(buckets: list[Bucket], key: list[str]) -> list[Bucket]:
+    """One bucket per natural key (`key`: USAGE_KEY or COST_KEY), the last one winning. One page
+    never repeats a group, but a CSV may (csv_import uses this before its upsert)."""
     found = {tuple(getattr(b, f) for f in key): b for b in buckets}
     return list(found.values())
 
@@ -167,7 +168,7 @@ def _pull(
                 for item in bucket.get("results") or []
             ]
             with transaction.atomic():
-                result.buckets += upsert(_merge_duplicates(rows, key))
+                result.buckets += upsert(merge_duplicates(rows, key))
             result.pages += 1
             page = body.get("next_page")
             if not body.get("has_more") or not page:
