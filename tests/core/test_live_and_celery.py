@@ -91,7 +91,7 @@ def test_a_real_celery_worker_consumes_the_configured_broker(tmp_path, settings)
     try:
         from celery import Celery
 
-        app = Celery("probe")
+        app = Celery("probe", set_as_current=False)  # never the current app of later tests
         app.conf.broker_url = extra.get("CELERY_BROKER_URL", "filesystem://")
         if "CELERY_DATA_DIR" in extra:
             queue = str(tmp_path / "celery" / "queue")
