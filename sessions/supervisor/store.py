@@ -100,28 +100,24 @@ def _payload(call: RealtimeCall) -> dict | None:
 
 
 def claim(*, owner: str, lease_seconds: float, limit: int) -> list[CallSnapshot]:
-    """Take up to `limit` open calls with an OpenAI call id that nobody holds (or whose holder died)."""
+    """Take up to `limit` open calls with an OpenAI call id that nobody holds (or whose holder died).
+
+    One conditional UPDATE takes the batch: each row's lease is checked again as the row is
+    updated (PostgreSQL re-evaluates the condition on a row another transaction changed meanwhile),
+    so two supervisors never both take a call. The calls taken are read back by this claim's own
+    expiry, which no other claim or renewal writes.
+    """
     close_old_connections()
-    candidates = list(
-        RealtimeCall.objects.filter(state__in=WATCHED_STATES, openai_call_id__isnull=False)
-        .filter(_free())
-        .order_by("pk")
-        .values_list("pk", flat=True)[:limit]
-    )
-    claimed = []
     until = timezone.now() + timedelta(seconds=lease_seconds)
-    for pk in candidates:
-        took = (
-            RealtimeCall.objects.filter(pk=pk, state__in=WATCHED_STATES)
-            .filter(_free())
-            .update(lease_owner=owner, lease_expires_at=until)
-        )
-        if took:
-            claimed.append(pk)
-    if not claimed:
+    free = RealtimeCall.objects.filter(state__in=WATCHED_STATES, openai_call_id__isnull=False).filter(_free())
+    took = free.filter(pk__in=free.order_by("pk").values("pk")[:limit]).update(
+        lease_owner=owner, lease_expires_at=until
+    )
+    if not took:
         return []
     calls = list(
-        RealtimeCall.objects.filter(pk__in=claimed, lease_owner=owner)
+        RealtimeCall.objects.filter(lease_owner=owner, lease_expires_at=until)
+        .order_by("pk")
         .select_related("assistant")
         .prefetch_related("events")
     )
@@ -179,6 +175,24 @@ def mark_attached(*, pk: int, first: bool, detail: str = "") -> None:
             call_id=pk, at=now, kind=EVENT_SIDEBAND_ATTACHED,
             detail=detail or ("Supervisor attached to the sideband." if (newly or first) else "Sideband re-attached."),
         )
+
+
+def mark_attached_batch(*, items: list[tuple[int, bool, str]]) -> None:
+    """`mark_attached` for many calls, `(pk, first, detail)` each, in one transaction: two
+    statements whatever the batch's size (a burst of attaches writes a batch, not a transaction
+    per call)."""
+    now = timezone.now()
+    pks = [pk for pk, _, _ in items]
+    with transaction.atomic(durable=True):
+        newly: set[int] = set()
+        if any(not detail for _, _, detail in items):
+            newly = set(RealtimeCall.objects.filter(pk__in=pks, metered_at__isnull=True).values_list("pk", flat=True))
+        RealtimeCall.objects.filter(pk__in=pks, metered_at__isnull=True).update(metered_at=now)
+        CallEvent.objects.bulk_create([
+            CallEvent(call_id=pk, at=now, kind=EVENT_SIDEBAND_ATTACHED, detail=detail or (
+                "Supervisor attached to the sideband." if (pk in newly or first) else "Sideband re-attached."))
+            for pk, first, detail in items
+        ])
 
 
 def flag_policy_violation(*, pk: int, summary: str, evidence: dict) -> None:
