@@ -48,6 +48,14 @@ LOST_DETAIL = "Not watched: the sideband was lost and could not be re-attached, 
 PRE_ATTACH_DETAIL = ("The conversation had items before the supervisor attached (the browser started a response "
                      "before it was watched), so the call was ended and flagged for staff.")
 
+# Attaching (see CallWatcher._attach, Supervisor._claim_loop): a call nobody watched yet answers 404
+# until its browser has connected (ICE/DTLS, normally well under a second after the start), so while
+# it is that young the retries stay this close together; only an older call backs off further.
+FRESH_CALL_SECONDS = 5.0
+FRESH_RETRY_SECONDS = 0.25
+# Users start calls in bursts: after a claim that found calls, look again this soon.
+BUSY_POLL_SECONDS = 0.1
+
 
 class CallWatcher:
     """Watches one call: attach (with backoff), configure, police, meter, enforce, settle. One task.
@@ -218,6 +226,7 @@ class CallWatcher:
                     self.sup.client, self.snap.openai_call_id, timeout=self.sup.connect_timeout
                 )
             except openai_client.SidebandNotFound:
+                self.sup.stats["attach_not_found"] += 1
                 if self.enforcing is not None or self.ending_seen:
                     return None  # hung up: nothing left to watch
                 if attached_ever:
@@ -230,7 +239,16 @@ class CallWatcher:
             if remaining <= 0:
                 return None
             await asyncio.sleep(min(delay, remaining))
-            delay = min(delay * 2, self.conf.attach_backoff_max)
+            cap = self.conf.attach_backoff_max
+            if not attached_ever and self._age() < FRESH_CALL_SECONDS:
+                cap = min(cap, FRESH_RETRY_SECONDS)  # its browser is still connecting
+            delay = min(delay * 2, cap)
+
+    def _age(self) -> float:
+        """Seconds since the call started (since our claim when it has no start time)."""
+        if self.snap.started_at is not None:
+            return (timezone.now() - self.snap.started_at).total_seconds()
+        return time.monotonic() - self.claimed_mono
 
     def _event_id(self, what: str) -> str:
         self._event_seq += 1
@@ -718,8 +736,10 @@ class Supervisor:
                 raise
             except Exception:
                 logger.exception("supervisor: claiming calls failed")
+                snaps = []
+            poll = min(self.conf.poll_seconds, BUSY_POLL_SECONDS) if snaps else self.conf.poll_seconds
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.conf.poll_seconds)
+                await asyncio.wait_for(self._wake.wait(), timeout=poll)
             self._wake.clear()
 
     async def _check_loop(self) -> None:
