@@ -188,7 +188,7 @@ class CallWatcher:
             self.sup.stats["attached"] += 1
             # The policy first, then the database: the call waits for our turn detection.
             configured = await self._configure(sideband, greet=first and self.snap.greeting)
-            await self.sup.db(store.mark_attached, pk=self.snap.pk, first=first, detail=configured)
+            await self.sup.attach_writer.mark(pk=self.snap.pk, first=first, detail=configured)
             self.push(force=True)
             self._judge()
             try:
@@ -632,6 +632,53 @@ class MeterWriter:
                     self._progress.notify_all()
 
 
+class AttachWriter:
+    """Records attaches (`store.mark_attached`) in batches: every call attached within the same
+    few milliseconds in one transaction, as a burst of arrivals or a takeover attaches them, instead
+    of one transaction (and ~1.6 ms of ORM work under the GIL) per call. `mark` returns once its
+    call's row is written, or raises as `store.mark_attached` would."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.sup = supervisor
+        self.pending: list[tuple[tuple[int, bool, str], asyncio.Future]] = []
+        self._wake = asyncio.Event()
+
+    async def mark(self, *, pk: int, first: bool, detail: str) -> None:
+        done = asyncio.get_running_loop().create_future()
+        self.pending.append(((pk, first, detail), done))
+        self._wake.set()
+        await done
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await asyncio.sleep(0.02)  # let the attaches of the same moment join the batch
+            batch, self.pending = self.pending, []
+            try:
+                await self.sup.db(store.mark_attached_batch, items=[item for item, _ in batch])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # One call at a time, so only a call whose row cannot be written fails (its
+                # watcher then gives the call back, as before batching).
+                for (pk, first, detail), done in batch:
+                    try:
+                        await self.sup.db(store.mark_attached, pk=pk, first=first, detail=detail)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:
+                        if not done.done():
+                            done.set_exception(exc)
+                    else:
+                        if not done.done():
+                            done.set_result(None)
+                continue
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
+
+
 class Supervisor:
     """Many calls, one loop. `await Supervisor().run(stop_event)`; any number may run side by side."""
 
@@ -719,6 +766,9 @@ class Supervisor:
             executor.shutdown(wait=False)
 
     async def _claim_loop(self) -> None:
+        # Watchers exist only once claimed here, so their attach writer is started first.
+        self.attach_writer = AttachWriter(self)
+        self.spawn(self.attach_writer.run())
         while True:
             try:
                 snaps = await self.db_control(store.claim, owner=self.owner, lease_seconds=self.conf.lease_seconds,
