@@ -16,10 +16,11 @@ benchmark's assistant (`tests.supervisor.helpers.make_assistant`, greeting on un
    `--connect-delay` (uniform, seconds: the browser's ICE/DTLS before the call is connected), as
    OpenAI does until the browser is connected. Attach latency = the fake's first sideband attach −
    the moment the call was connected (`connected_at` + the connect delay). Target: p99 ≤ 1 s.
-2. **Burst** (reported, no target): the supervisor is stopped (SIGTERM: it releases its leases)
-   and a new one started, which finds every call waiting at once: a restart or takeover. Its
-   latency runs from the new process printing that it is watching (Django loaded) to each call's
-   re-attach; the process start-up before that is printed beside it.
+2. **Burst** (reported, no target): the supervisor is stopped (SIGTERM: it releases its leases;
+   if it has not exited after 20 s it is killed and the benchmark releases them as `store.release`
+   would, see benchmarks/README.md) and a new one started, which finds every call waiting at once:
+   a restart or takeover. Its latency runs from the new process printing that it is watching
+   (Django loaded) to each call's re-attach; the process start-up before that is printed beside it.
 3. **Enforcement** (issue 6's targets): each call emits a scripted `response.done` (1 credit of
    usage) every `--interval` s for `--duration` s. A fraction (`--exhausting`) of the calls hold few
    enough credits to run out during the run, at staggered times; the fake records when the
