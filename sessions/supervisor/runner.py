@@ -281,7 +281,10 @@ class CallWatcher:
             if self.closing_deadline is not None and time.monotonic() >= self.closing_deadline:
                 return True
             try:
-                event = await asyncio.wait_for(sideband.recv(), timeout=1.0)
+                # Not asyncio.wait_for: on Python 3.11 it can swallow a cancellation that arrives as
+                # the event does, so a stopping supervisor kept reading (benchmarks/README "Shutdown").
+                async with asyncio.timeout(1.0):
+                    event = await sideband.recv()
             except TimeoutError:
                 continue
             except openai_client.SidebandClosed as closed:
