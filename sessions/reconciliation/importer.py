@@ -189,10 +189,9 @@ def _pull(
     return result
 
 
-def import_usage(*, since: datetime | None = None, until: datetime | None = None) -> ImportResult:
-    """Pull 1-minute usage buckets (project × key × model) from the watermark minus the overlap."""
+def _pull_usage(name: str, *, since: datetime | None, until: datetime | None) -> ImportResult:
     return _pull(
-        USAGE,
+        name,
         fetch=openai_client.usage_completions_page,
         convert=usage_bucket,
         upsert=upsert_usage,
@@ -201,21 +200,17 @@ def import_usage(*, since: datetime | None = None, until: datetime | None = None
         since=since,
         until=until,
     )
+
+
+def import_usage(*, since: datetime | None = None, until: datetime | None = None) -> ImportResult:
+    """Pull 1-minute usage buckets (project × key × model) from the watermark minus the overlap."""
+    return _pull_usage(USAGE, since=since, until=until)
 
 
 def import_usage_range(*, since: datetime, until: datetime) -> ImportResult:
     """Pull the 1-minute usage buckets of [since, until) only (whole minutes), upserted like every
     other import. The periodic import's watermark is left alone."""
-    return _pull(
-        KEY_WINDOWS,
-        fetch=openai_client.usage_completions_page,
-        convert=usage_bucket,
-        upsert=upsert_usage,
-        key=USAGE_KEY,
-        width=60,
-        since=since,
-        until=until,
-    )
+    return _pull_usage(KEY_WINDOWS, since=since, until=until)
 
 
 def import_costs(*, since: datetime | None = None, until: datetime | None = None) -> ImportResult:
