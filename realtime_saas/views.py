@@ -33,10 +33,14 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @never_cache
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
+    """Ready or not for everyone (load balancers); which service failed, and why, for staff only:
+    the detail names internal hosts and error messages an outsider has no use for."""
     checks = run_checks()
     ready = all(result == "ok" for result in checks.values())
-    failed = [name for name, result in checks.items() if result != "ok"]
-    body: dict[str, Any] = {"status": "ready" if ready else "unavailable", "checks": checks}
-    if failed:
-        body["failed"] = failed
+    body: dict[str, Any] = {"status": "ready" if ready else "unavailable"}
+    if checks.get("database") == "ok" and request.user.is_authenticated and request.user.is_staff:
+        body["checks"] = checks
+        failed = [name for name, result in checks.items() if result != "ok"]
+        if failed:
+            body["failed"] = failed
     return JsonResponse(body, status=200 if ready else 503)
