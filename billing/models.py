@@ -10,13 +10,15 @@ from typing import Any, NoReturn
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
+
+from billing.templatetags.money import format_credits, format_money
 
 
 def money(amount_cents: int, currency: str) -> str:
-    """Cents as the user reads them ("$12.00", "12.00 CHF")."""
-    symbol = {"usd": "$", "eur": "€", "gbp": "£"}.get(currency.lower())
-    amount = f"{amount_cents / 100:,.2f}"
-    return f"{symbol}{amount}" if symbol else f"{amount} {currency.upper()}"
+    """Minor units as the user reads them ("$12.00"): the one helper pages and e-mails use
+    (`billing.templatetags.money`), in the active language's way."""
+    return format_money(amount_cents, currency)
 
 
 class Wallet(models.Model):
@@ -229,6 +231,7 @@ class Purchase(models.Model):
         PAID = "paid", "Paid"
         FAILED = "failed", "Payment failed"
         EXPIRED = "expired", "Expired"
+        CANCELED = "canceled", "Canceled"
         REJECTED = "rejected", "Rejected (does not match the pack)"
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -241,6 +244,9 @@ class Purchase(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING, db_index=True)
     checkout_session_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
     checkout_url = models.URLField(max_length=2000, blank=True)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="When Stripe expires the checkout session if it is not paid."
+    )
     payment_intent_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
     failure_reason = models.CharField(max_length=500, blank=True)
     refunded_amount_cents = models.PositiveIntegerField(default=0)
@@ -270,22 +276,36 @@ class Purchase(models.Model):
         return money(self.amount_cents, self.currency)
 
     @property
+    def resumable(self) -> bool:
+        """The buyer can still go back to its Stripe checkout and pay."""
+        return (
+            self.status == self.Status.PENDING
+            and bool(self.checkout_url)
+            and (self.expires_at is None or self.expires_at > timezone.now())
+        )
+
+    @property
     def status_message(self) -> str:
-        """A sentence for the user about where this purchase stands."""
+        """The one note for the user about where this purchase stands (a failure's own reason,
+        when there is one, instead of the generic words, never both)."""
+        credits = format_credits
         if self.status == self.Status.PAID:
-            parts = [f"{self.credits:,} credits added."]
+            parts = [f"{credits(self.credits)} credits added."]
             if self.refunded_amount_cents >= self.amount_cents:
-                parts.append(f"Refunded in full; {self.refunded_credits:,} credits taken back.")
+                parts.append(f"Refunded in full; {credits(self.refunded_credits)} credits taken back.")
             elif self.refunded_amount_cents:
-                parts.append(f"Partly refunded; {self.refunded_credits:,} credits taken back.")
+                parts.append(f"Partly refunded; {credits(self.refunded_credits)} credits taken back.")
             if self.disputed_credits:
-                parts.append(f"Disputed; {self.disputed_credits:,} credits held back.")
+                parts.append(f"Disputed; {credits(self.disputed_credits)} credits held back.")
             return " ".join(parts)
+        if self.status == self.Status.FAILED and self.failure_reason:
+            return self.failure_reason
         messages: dict[str, str] = {
             self.Status.PENDING: "Waiting for payment at Stripe.",
             self.Status.PROCESSING: "Your bank payment is processing; credits arrive when it clears.",
             self.Status.FAILED: "The payment failed or was declined; nothing was charged.",
             self.Status.EXPIRED: "The checkout expired before payment; nothing was charged.",
+            self.Status.CANCELED: "You canceled the checkout; nothing was charged.",
             self.Status.REJECTED: "This payment did not match the pack; staff have been told.",
         }
         return messages[self.status]
