@@ -26,9 +26,14 @@ RETRY_BACKOFF_SECONDS = 15
 RETRY_BACKOFF_MAX_SECONDS = 1800
 
 
+# acks_late: processing claims the row by a conditional UPDATE and every ledger entry it writes has
+# a unique idempotency key, so a re-delivered run finds the event done (or re-claims a failed one)
+# and writes nothing twice. Stripe calls time out after STRIPE_TIMEOUT_SECONDS, far below the limits.
 @shared_task(
     name="billing.process_stripe_event",
     acks_late=True,
+    soft_time_limit=60,
+    time_limit=90,
     autoretry_for=TRANSIENT_ERRORS,
     retry_backoff=RETRY_BACKOFF_SECONDS,
     retry_backoff_max=RETRY_BACKOFF_MAX_SECONDS,
@@ -47,7 +52,8 @@ def process_stripe_event_task(event_pk: int) -> None:
         logger.exception("stripe event %s failed; kept for a retry from the admin", event_pk)
 
 
-@shared_task(name="billing.sweep_stripe_events")
+# Periodic (beat) tasks are not acks_late: a run lost with its worker is replaced by the next one.
+@shared_task(name="billing.sweep_stripe_events", soft_time_limit=120, time_limit=150)
 def sweep_stripe_events(stuck_after_seconds: int = 900) -> int:
     """Re-enqueue events that no task finished: lost from the broker, or a worker died."""
     cutoff = timezone.now() - timedelta(seconds=stuck_after_seconds)
@@ -64,7 +70,7 @@ def sweep_stripe_events(stuck_after_seconds: int = 900) -> int:
     return count
 
 
-@shared_task(name="billing.reconcile_purchases")
+@shared_task(name="billing.reconcile_purchases", soft_time_limit=240, time_limit=300)
 def reconcile_purchases(older_than_seconds: int = 3600) -> int:
     """Bring purchases that are still pending an hour later up to date from Stripe (a webhook
     may never have come)."""
@@ -75,4 +81,19 @@ def reconcile_purchases(older_than_seconds: int = 3600) -> int:
             done += 1
         except StripeUnavailable:
             logger.warning("could not reconcile %s now; next sweep will", session_id)
+    return done
+
+
+@shared_task(name="billing.expire_stale_checkouts")
+def expire_stale_checkouts() -> int:
+    """Purchases still waiting for payment after their checkout session's `expires_at` (an
+    abandoned checkout whose `checkout.session.expired` event was lost): each is brought up to date
+    from Stripe, and so ends Expired (or Paid, if it was paid after all). Returns how many."""
+    done = 0
+    for purchase_id in checkout.stale_checkouts():
+        try:
+            checkout.expire_stale_checkout(purchase_id=purchase_id)
+            done += 1
+        except StripeUnavailable:
+            logger.warning("could not expire stale purchase %s now; the next sweep will", purchase_id)
     return done

@@ -33,7 +33,39 @@ def _redact_celery_logs(logger: logging.Logger, **kwargs: Any) -> None:
         handler.addFilter(RedactSecretsFilter())
 
 
-@app.task(name="realtime_saas.ping")
+# acks_late: a task that does nothing but answer can safely run twice.
+@app.task(name="realtime_saas.ping", acks_late=True)
 def ping() -> str:
     """A no-op task: proves a worker consumes the broker (used by tests and `make run`)."""
     return "pong"
+
+
+# Beat heartbeat: beat sends this every BEAT_HEARTBEAT_SECONDS and a worker records when it ran, so
+# its age proves beat, the broker and a worker all work. /readyz (staff detail) and the worker's
+# metrics (realtime_saas.metrics) read it. Kept in the "heartbeat" cache (Redis when there is one):
+# every process reads the same value. Not acks_late: a lost beat is replaced by the next one.
+BEAT_HEARTBEAT_KEY = "celery-beat-heartbeat"
+
+
+@app.task(name="realtime_saas.beat_heartbeat", soft_time_limit=10, time_limit=20)
+def beat_heartbeat() -> float:
+    """Record now (a UNIX timestamp) as the last beat heartbeat."""
+    import time
+
+    from django.core.cache import caches
+
+    now = time.time()
+    caches["heartbeat"].set(BEAT_HEARTBEAT_KEY, now, timeout=None)
+    return now
+
+
+def last_beat_heartbeat() -> float | None:
+    """When a worker last ran the beat heartbeat (UNIX time), or None if never (or unreadable)."""
+    from django.core.cache import caches
+
+    try:
+        value = caches["heartbeat"].get(BEAT_HEARTBEAT_KEY)
+    except Exception:  # a cache outage is reported as "no heartbeat", not as a crash of /readyz
+        logging.getLogger(__name__).warning("beat heartbeat unreadable", exc_info=True)
+        return None
+    return float(value) if value is not None else None

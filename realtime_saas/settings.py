@@ -150,7 +150,9 @@ ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_EMAIL_VERIFICATION = "mandatory"
-ACCOUNT_CONFIRM_EMAIL_ON_GET = False
+# The link in the email confirms and signs in at once (in the browser that signed up: allauth
+# signs in only the session that made the account), without a second click.
+ACCOUNT_CONFIRM_EMAIL_ON_GET = True
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_UNIQUE_EMAIL = True
@@ -199,6 +201,13 @@ if REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# The beat heartbeat is written by a worker and read by web processes: Redis when there is one,
+# else a file cache under var/ (the embedded default runs them as separate processes).
+CACHES["heartbeat"] = (
+    {**CACHES["default"], "KEY_PREFIX": CACHES["default"].get("KEY_PREFIX", "rs") + "-hb"}
+    if REDIS_URL
+    else {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(VAR_DIR / "cache")}
+)
 # Sessions are written to the database and read from the cache: a request does not pay a query
 # for its session, and a flushed cache loses nobody's sign-in.
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
@@ -221,17 +230,30 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
 CELERY_BROKER_CONNECTION_TIMEOUT = 5
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_ACKS_LATE = True
+# acks_late is set per task, only on those that are idempotent (each says why): a late ack re-runs
+# a task whose worker died half-way. Every task has a time limit: the soft one raises
+# SoftTimeLimitExceeded in the task, the hard one kills its process. Tasks that need other limits
+# set their own. The Redis visibility timeout (3600 s) stays above every hard limit and retry delay.
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_TASK_SOFT_TIME_LIMIT = 240
+CELERY_TASK_TIME_LIMIT = 300
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE: dict = {}
+# The beat heartbeat (realtime_saas/celery.py): /readyz and the worker's metrics show its age.
+BEAT_HEARTBEAT_SECONDS = 30.0
+CELERY_BEAT_SCHEDULE["celery-beat-heartbeat"] = {
+    "task": "realtime_saas.beat_heartbeat",
+    "schedule": BEAT_HEARTBEAT_SECONDS,
+    "options": {"expires": BEAT_HEARTBEAT_SECONDS - 5},
+}
 # billing: re-enqueue Stripe events no task finished; bring pending purchases up to date from Stripe.
 CELERY_BEAT_SCHEDULE["billing-sweep-stripe-events"] = {"task": "billing.sweep_stripe_events", "schedule": 300.0}
 CELERY_BEAT_SCHEDULE["billing-reconcile-purchases"] = {"task": "billing.reconcile_purchases", "schedule": 600.0}
+CELERY_BEAT_SCHEDULE["billing-expire-stale-checkouts"] = {"task": "billing.expire_stale_checkouts", "schedule": 300.0}
 
 # Django REST framework and the OpenAPI schema.
 REST_FRAMEWORK: dict[str, Any] = {
@@ -267,6 +289,8 @@ EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="realtime_saas <noreply@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 STAFF_NOTIFY_EMAILS = env.list("STAFF_NOTIFY_EMAILS", default=[])
+# Where users write for help: linked wherever a page says "contact us" and in every email.
+SUPPORT_EMAIL = env.str("SUPPORT_EMAIL", default="support@localhost")
 
 # Upstream services. With no keys, `make run` points these at the offline fakes it starts.
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")

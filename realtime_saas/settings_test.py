@@ -50,3 +50,5 @@ os.environ.setdefault("TEST_CACHE_PREFIX", f"test-{os.getpid()}-{os.urandom(3).h
 CACHES["default"]["KEY_PREFIX"] = (  # noqa: F405
     f"{os.environ['TEST_CACHE_PREFIX']}-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 )
+if "KEY_PREFIX" in CACHES["heartbeat"]:  # noqa: F405
+    CACHES["heartbeat"]["KEY_PREFIX"] = CACHES["default"]["KEY_PREFIX"] + "-hb"  # noqa: F405

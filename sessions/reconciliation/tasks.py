@@ -31,9 +31,15 @@ KEY_WINDOWS_RETRY_BACKOFF_SECONDS = 5
 KEY_WINDOWS_RETRY_BACKOFF_MAX_SECONDS = 30
 
 
+# acks_late: the import upserts buckets by their natural key and moves its watermark only after
+# them, and reconciling upserts flags, so a run re-delivered after its worker died writes the same
+# rows. Limits: a day of minute buckets in chunks, each Usage API page within OPENAI_TIMEOUT_SECONDS.
 @shared_task(
     name="sessions.reconciliation.import_and_reconcile",
     ignore_result=True,
+    acks_late=True,
+    soft_time_limit=600,
+    time_limit=660,
     autoretry_for=TRANSIENT_ERRORS,
     retry_backoff=IMPORT_RETRY_BACKOFF_SECONDS,
     retry_backoff_max=IMPORT_RETRY_BACKOFF_MAX_SECONDS,
@@ -51,16 +57,22 @@ def import_and_reconcile() -> dict:
     return {"usage_buckets": usage.buckets, "cost_buckets": costs.buckets, "flags_created": result.created}
 
 
-@shared_task(name="sessions.reconciliation.reconcile_window", ignore_result=True)
+# acks_late: it reads what was imported and upserts flags (no upstream call, no ledger entry).
+@shared_task(name="sessions.reconciliation.reconcile_window", ignore_result=True, acks_late=True,
+             soft_time_limit=600, time_limit=660)
 def reconcile_window(since_iso: str, until_iso: str) -> int:
     """Reconcile one window of what was already imported (no upstream call, so nothing to retry)."""
     result = reconcile.reconcile(since=datetime.fromisoformat(since_iso), until=datetime.fromisoformat(until_iso))
     return result.created
 
 
+# Every minute (expires 55 s): not acks_late, windows a lost run left stay due for the next one;
+# its limits keep it within its minute.
 @shared_task(
     name="sessions.reconciliation.reconcile_key_windows",
     ignore_result=True,
+    soft_time_limit=45,
+    time_limit=55,
     autoretry_for=TRANSIENT_ERRORS,
     retry_backoff=KEY_WINDOWS_RETRY_BACKOFF_SECONDS,
     retry_backoff_max=KEY_WINDOWS_RETRY_BACKOFF_MAX_SECONDS,

@@ -9,7 +9,9 @@ from sessions.supervisor import store
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="sessions.supervisor.tasks.free_dead_leases", ignore_result=True)
+# Every minute; not acks_late: the next run frees what a lost one did not.
+@shared_task(name="sessions.supervisor.tasks.free_dead_leases", ignore_result=True, soft_time_limit=30,
+             time_limit=45)
 def free_dead_leases() -> int:
     """Every minute: clear leases that nobody renewed (their supervisor died). Such a call is already
     claimable once its lease expired; this only keeps `lease_owner` honest for staff, and lets
