@@ -2,4 +2,4 @@ from django.conf import settings
 
 
 def site(request) -> dict:
-    return {"SITE_NAME": "realtime_saas", "DEBUG": settings.DEBUG}
+    return {"SITE_NAME": "realtime_saas", "DEBUG": settings.DEBUG, "SUPPORT_EMAIL": settings.SUPPORT_EMAIL}
