@@ -27,7 +27,14 @@ from sessions.models import (
     UsageRecord,
 )
 from sessions.reconciliation.flags import Finding
-from sessions.reconciliation.streams import MINUTE, CallWindow, epoch_minute, scope_q
+from sessions.reconciliation.streams import (
+    METERED_COLUMNS,
+    MINUTE,
+    USAGE_COLUMNS,
+    CallWindow,
+    epoch_minute,
+    scope_q,
+)
 
 DAY = timedelta(days=1)
 WORST_CASE_PER_MINUTE = sum(WORST_CASE_TOKENS_PER_MINUTE.as_dict().values())
@@ -192,7 +199,7 @@ def record_unexplained_usage(
 
 def call_overruns(since: datetime, until: datetime, grace: timedelta) -> list[Finding]:
     """Responses our supervisor metered after a call's expected end or after our hangup."""
-    tokens = sum(F(f"{name}_tokens") for name in TokenCounts.CLASSES)
+    tokens = sum(F(column) for column in METERED_COLUMNS.values())
     late = (
         UsageRecord.objects.filter(at__gte=since, at__lt=until)
         .filter(
@@ -284,17 +291,6 @@ def unmonitored_calls(since: datetime, until: datetime) -> list[Finding]:
 
 
 # --- per day: cost drift -------------------------------------------------------------------------
-
-# Our token class -> the UsageBucket column holding it (uncached input, as the Usage API reports it).
-USAGE_COLUMNS = {
-    "text_in": "input_text_tokens",
-    "text_cached": "input_cached_text_tokens",
-    "text_out": "output_text_tokens",
-    "audio_in": "input_audio_tokens",
-    "audio_cached": "input_cached_audio_tokens",
-    "audio_out": "output_audio_tokens",
-}
-
 
 def our_cost_of_usage(start: datetime, end: datetime) -> tuple[int, dict[str, int], list[str]]:
     """Our price table applied to the reported usage in [start, end): (micro-dollars, per model, unpriced)."""

@@ -148,13 +148,13 @@ def due_windows(*, now: datetime | None = None, limit: int = BATCH) -> list[Real
 
 def _reported(model: str, since: datetime, until: datetime) -> dict[datetime, dict]:
     """minute -> {"total", <class>...} of the usage OpenAI reported for `model` (our scope)."""
-    names = ["total", *checks.USAGE_COLUMNS]
+    names = ["total", *streams.USAGE_COLUMNS]
     rows = (
         UsageBucket.objects.filter(streams.scope_q(), model=model, start_time__gte=since, start_time__lt=until)
         .values("start_time")
         .annotate(
             total=Sum(F("input_tokens") + F("output_tokens")),
-            **{name: Sum(column) for name, column in checks.USAGE_COLUMNS.items()},
+            **{name: Sum(column) for name, column in streams.USAGE_COLUMNS.items()},
         )
         .order_by("start_time")
         .values_list("start_time", *names)
@@ -168,13 +168,13 @@ def _metered(model: str, since: datetime, until: datetime) -> dict[int, dict]:
         UsageRecord.objects.filter(call__model=model, at__gte=since, at__lt=until)
         .annotate(minute=streams.EpochMinute("at"))
         .values("minute")
-        .annotate(**{name: Sum(f"{name}_tokens") for name in TokenCounts.CLASSES})
+        .annotate(**{name: Sum(column) for name, column in streams.METERED_COLUMNS.items()})
         .order_by("minute")
-        .values_list("minute", *TokenCounts.CLASSES)
+        .values_list("minute", *streams.METERED_COLUMNS)
     )
     result = {}
     for minute, *sums in rows:
-        classes = {k: int(v or 0) for k, v in zip(TokenCounts.CLASSES, sums, strict=True)}
+        classes = {k: int(v or 0) for k, v in zip(streams.METERED_COLUMNS, sums, strict=True)}
         result[minute] = {"total": sum(classes.values()), **classes}
     return result
 

@@ -22,7 +22,6 @@ from datetime import datetime
 from django.utils import timezone
 
 from sessions.reconciliation.checks import (
-    USAGE_COLUMNS,
     WORST_CASE_PER_MINUTE,
     cost_drift_findings,
     neighbour_surplus,
@@ -32,7 +31,9 @@ from sessions.reconciliation.checks import (
 )
 from sessions.reconciliation.flags import Finding, notify_staff, upsert
 from sessions.reconciliation.streams import (
+    METERED_COLUMNS,
     MINUTE,
+    USAGE_COLUMNS,
     CallWindow,
     EpochMinute,
     call_windows,
@@ -44,6 +45,7 @@ from sessions.reconciliation.streams import (
 from sessions.reconciliation.sweep import ReconcileResult, Sweep
 
 __all__ = [
+    "METERED_COLUMNS",
     "MINUTE",
     "USAGE_COLUMNS",
     "WORST_CASE_PER_MINUTE",

@@ -6,8 +6,9 @@
 - windows: our calls by start, each open from its creation to its end (expected end for a
   key-mode call that never reported its call id; the real end otherwise), widened by a grace.
 
-Also what decides which usage is ours (`scope_q`) and where a call's window ends (`window_end`),
-which the key-mode check shares. Reads only; nothing here writes.
+Also what decides which usage is ours (`scope_q`), where a call's window ends (`window_end`) and
+which columns hold each token class on either side (`METERED_COLUMNS`, `USAGE_COLUMNS`), which the
+key-mode check shares. Reads only; nothing here writes.
 """
 
 from collections.abc import Iterator
@@ -19,10 +20,31 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import BigIntegerField, F, Func, Q, Sum
 
-from sessions.models import CallMode, Cause, RealtimeCall, TokenCounts, UsageBucket, UsageRecord
+from sessions.models import CallMode, Cause, RealtimeCall, TokenColumns, UsageBucket, UsageRecord
 
 MINUTE = timedelta(minutes=1)
 RECENT_WINDOWS = 3  # how many recently ended windows an "outside every window" flag names
+
+
+# --- token columns -------------------------------------------------------------------------------
+
+# Our token class -> its column on RealtimeCall and UsageRecord, read from the one model that
+# declares them (sessions.models.TokenColumns: `<modality>_<direction>_tokens`).
+METERED_COLUMNS = {f.name.removesuffix("_tokens"): f.name for f in TokenColumns._meta.get_fields()}
+# How UsageBucket (the Usage API's result) names our directions: `text_cached` ->
+# `input_cached_text_tokens`.
+_USAGE_DIRECTIONS = {"in": "input", "cached": "input_cached", "out": "output"}
+
+
+def _usage_column(token_class: str) -> str:
+    modality, direction = token_class.split("_")
+    column = f"{_USAGE_DIRECTIONS[direction]}_{modality}_tokens"
+    UsageBucket._meta.get_field(column)  # fails at import if the two namings ever part ways
+    return column
+
+
+# Our token class -> the UsageBucket column holding it (uncached input, as the Usage API reports it).
+USAGE_COLUMNS = {token_class: _usage_column(token_class) for token_class in METERED_COLUMNS}
 
 
 # --- scope ---------------------------------------------------------------------------------------
@@ -87,7 +109,7 @@ def epoch_minute(dt: datetime) -> int:
 
 def metered(since: datetime, until: datetime, chunk: int) -> Iterator[tuple[int, str, int]]:
     """(epoch minute, model, metered tokens) in minute order."""
-    tokens = sum(F(f"{name}_tokens") for name in TokenCounts.CLASSES)
+    tokens = sum(F(column) for column in METERED_COLUMNS.values())
     rows = (
         UsageRecord.objects.filter(at__gte=since, at__lt=until)
         .annotate(minute=EpochMinute("at"))

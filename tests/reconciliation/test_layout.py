@@ -54,3 +54,13 @@ def test_no_module_uses_another_modules_private_names():
             ):
                 offenders.append(f"{name}:{node.lineno}: {node.value.id}.{node.attr}")
     assert offenders == []
+
+
+def test_the_token_columns_come_from_the_one_abstract_model():
+    from sessions.models import TokenColumns, TokenCounts
+    from sessions.reconciliation.reconcile import METERED_COLUMNS, USAGE_COLUMNS
+    from tests.reconciliation.conftest import CLASS_MAP
+
+    assert list(METERED_COLUMNS) == list(TokenCounts.CLASSES)
+    assert list(METERED_COLUMNS.values()) == [field.name for field in TokenColumns._meta.get_fields()]
+    assert USAGE_COLUMNS == CLASS_MAP  # the Usage API's naming, as the tests' fake speaks it
