@@ -357,6 +357,9 @@ class StripeEvent(models.Model):
         PROCESSED = "processed", "Processed"
         IGNORED = "ignored", "Ignored"
         FAILED = "failed", "Failed"
+        # Dead letter: it failed STRIPE_EVENT_MAX_ATTEMPTS times, nothing retries it by itself any
+        # more; staff look at last_error and retry it from the admin.
+        DEAD = "dead", "Dead (attempts exhausted)"
 
     event_id = models.CharField(max_length=255, unique=True)
     type = models.CharField(max_length=100, db_index=True)
@@ -371,6 +374,7 @@ class StripeEvent(models.Model):
     received_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    dead_at = models.DateTimeField(null=True, blank=True, help_text="When its attempts ran out.")
 
     class Meta:
         ordering = ["-id"]
