@@ -6,6 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
+from realtime_saas.live import close_user_sockets
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +24,9 @@ def suspend_user(*, user: User, reason: str, actor: User | None = None) -> User:
             locked.suspended_at = timezone.now()
             locked.save(update_fields=["is_suspended", "suspended_reason", "suspended_at"])
             logger.info("user %s suspended by %s: %s", locked.pk, actor.pk if actor else "system", reason)
+            # Open live sockets were authorised before: they are closed, not left receiving.
+            user_pk = locked.pk
+            transaction.on_commit(lambda: close_user_sockets(user_pk))
     return locked
 
 

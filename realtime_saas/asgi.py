@@ -10,9 +10,9 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from realtime_saas.routing import websocket_urlpatterns  # noqa: E402
+from realtime_saas.websocket_origin import SameOriginValidator  # noqa: E402
 
 # types-channels' URLRouter takes only a stub-only pattern type that Django's path() never returns.
 websocket_router = URLRouter(websocket_urlpatterns)  # type: ignore[arg-type]
@@ -20,6 +20,6 @@ websocket_router = URLRouter(websocket_urlpatterns)  # type: ignore[arg-type]
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(websocket_router)),
+        "websocket": SameOriginValidator(AuthMiddlewareStack(websocket_router)),
     }
 )

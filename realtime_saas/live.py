@@ -27,6 +27,10 @@ def staff_group() -> str:
     return "staff"
 
 
+CLOSE_SUSPENDED = 4403
+"""The close code of a suspended user's sockets (4000-4999: the application's own)."""
+
+
 async def apush(group: str, kind: str, data: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
@@ -91,3 +95,15 @@ def push(group: str, kind: str, data: dict[str, Any]) -> None:
 
 def push_to_user(user_id: int, kind: str, data: dict[str, Any]) -> None:
     push(user_group(user_id), kind, data)
+
+
+def close_user_sockets(user_id: int, *, code: int = CLOSE_SUSPENDED) -> None:
+    """Close every open live socket of the user, in every web process (e.g. on suspension).
+    Waits for the layer to take the message; a failure is logged as an error (the sockets may
+    still be open) and never undoes the caller's committed change."""
+    try:
+        layer = get_channel_layer()
+        if layer is not None:
+            async_to_sync(layer.group_send)(user_group(user_id), {"type": "live.close", "code": code})
+    except Exception:
+        logger.error("could not close the live sockets of user %s", user_id, exc_info=True)

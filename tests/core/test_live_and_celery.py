@@ -29,7 +29,9 @@ def _session_cookie(user) -> str:
 
 
 async def test_anonymous_websocket_is_refused():
-    communicator = WebsocketCommunicator(application, "/ws/live/", headers=[(b"origin", b"http://127.0.0.1")])
+    communicator = WebsocketCommunicator(
+        application, "/ws/live/", headers=[(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1")]
+    )
     connected, code = await communicator.connect()
     assert not connected
     assert code == 4401
@@ -138,7 +140,7 @@ def test_a_server_with_the_production_connection_pool_serves_concurrent_requests
         with ThreadPoolExecutor(max_workers=8) as pool:
             statuses = list(pool.map(dashboard, range(40)))
         assert statuses == [200] * 40
-        assert httpx.get(f"{server.url}/readyz", timeout=10).json()["checks"]["database"] == "ok"
+        assert httpx.get(f"{server.url}/readyz", timeout=10).json() == {"status": "ready"}
     finally:
         server.stop()
     assert "PoolTimeout" not in server.log()
