@@ -139,11 +139,12 @@ class PurchaseAdmin(ReadOnlyAdmin):
 
 @admin.register(StripeEvent)
 class StripeEventAdmin(ReadOnlyAdmin):
-    list_display = ["received_at", "event_id", "type", "status", "attempts", "deliveries", "note"]
+    # The dead letter: filter by status "Dead" (attempts exhausted); "Retry processing" revives them.
+    list_display = ["received_at", "event_id", "type", "status", "attempts", "deliveries", "note", "dead_at"]
     list_filter = ["status", "type", "livemode"]
     search_fields = ["event_id", "object_id", "last_error"]
     readonly_fields = ["event_id", "type", "livemode", "object_id", "status", "attempts", "deliveries",
-                       "last_error", "note", "received_at", "processed_at", "payload"]
+                       "last_error", "note", "received_at", "processed_at", "dead_at", "payload"]
     actions = ["retry_processing"]
 
     @admin.action(description="Retry processing")
@@ -154,4 +155,4 @@ class StripeEventAdmin(ReadOnlyAdmin):
             for event in queryset
         )
         skipped = queryset.count() - retried
-        self.message_user(request, f"Re-enqueued {retried} event(s); {skipped} were not failed or stuck.")
+        self.message_user(request, f"Re-enqueued {retried} event(s); {skipped} were not failed, dead or stuck.")

@@ -43,10 +43,14 @@ RETRY_BACKOFF_MAX_SECONDS = 1800
 def process_stripe_event_task(event_pk: int) -> None:
     """Process one stored Stripe event. Transient Stripe failures are retried (the policy above);
     when they run out, or on any other failure, the event stays failed (status, last_error) for
-    Stripe's redelivery, the sweep or staff (admin) to process again."""
+    Stripe's redelivery, the sweep or staff (admin) to process again, until its attempts reach
+    STRIPE_EVENT_MAX_ATTEMPTS: then it is dead, and only staff retry it (docs/operations.md)."""
     try:
         stripe_events.process_stripe_event(event_pk=event_pk)
     except TRANSIENT_ERRORS:
+        if stripe_events.is_dead(event_pk=event_pk):
+            logger.error("stripe event %s is dead; kept for a retry from the admin", event_pk)
+            return
         raise  # to autoretry_for
     except Exception:
         logger.exception("stripe event %s failed; kept for a retry from the admin", event_pk)
@@ -55,14 +59,16 @@ def process_stripe_event_task(event_pk: int) -> None:
 # Periodic (beat) tasks are not acks_late: a run lost with its worker is replaced by the next one.
 @shared_task(name="billing.sweep_stripe_events", soft_time_limit=120, time_limit=150)
 def sweep_stripe_events(stuck_after_seconds: int = 900) -> int:
-    """Re-enqueue events that no task finished: lost from the broker, or a worker died."""
+    """Re-enqueue events that no task finished (lost from the broker, or a worker died) and failed
+    ones whose retries ran out, until they succeed or their attempts make them dead."""
     cutoff = timezone.now() - timedelta(seconds=stuck_after_seconds)
     stuck = StripeEvent.objects.filter(
-        status__in=[StripeEvent.Status.RECEIVED, StripeEvent.Status.PROCESSING], updated_at__lt=cutoff
+        status__in=[StripeEvent.Status.RECEIVED, StripeEvent.Status.PROCESSING, StripeEvent.Status.FAILED],
+        updated_at__lt=cutoff,
     )
     count = 0
     for event in stuck:
-        if event.status == StripeEvent.Status.PROCESSING:
+        if event.status in (StripeEvent.Status.PROCESSING, StripeEvent.Status.FAILED):
             stripe_events.retry_stripe_event(event=event, enqueue=process_stripe_event_task.delay)
         else:
             process_stripe_event_task.delay(event.pk)

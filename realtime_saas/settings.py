@@ -301,6 +301,10 @@ STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")  # empty: Stripe itself
 STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=10.0)
+# A webhook event that failed this many times is dead: nothing retries it until staff do (admin).
+STRIPE_EVENT_MAX_ATTEMPTS = env.int("STRIPE_EVENT_MAX_ATTEMPTS", default=10)
+if STRIPE_EVENT_MAX_ATTEMPTS < 1:
+    raise ImproperlyConfigured("STRIPE_EVENT_MAX_ATTEMPTS must be ≥ 1.")
 
 # Security. Behind TLS in production; `DEBUG=true` for local development only.
 SESSION_COOKIE_HTTPONLY = True

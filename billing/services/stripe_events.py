@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -125,13 +126,22 @@ def receive_stripe_event(*, event: StripeObject, enqueue: Enqueue) -> tuple[Stri
 def process_stripe_event(*, event_pk: int) -> StripeEvent | None:
     """Process one stored event: claim it, run its handler, record the outcome.
 
-    Returns None when another worker holds it or it is already done. A handler's exception is
-    recorded on the row (status failed, last_error) and re-raised for the task to retry.
+    Returns None when another worker holds it or it is already done (or dead). A handler's
+    exception is recorded on the row (status failed, last_error) and re-raised for the task to
+    retry; the attempt that reaches STRIPE_EVENT_MAX_ATTEMPTS leaves it dead instead (the dead
+    letter: only staff retry it). An event whose attempts ran out without recording a failure (its
+    worker was killed each time, e.g. by the task's time limit) is marked dead at its next claim.
     """
-    claimed = StripeEvent.objects.filter(
-        pk=event_pk, status__in=[StripeEvent.Status.RECEIVED, StripeEvent.Status.FAILED]
-    ).update(status=StripeEvent.Status.PROCESSING, attempts=F("attempts") + 1, updated_at=timezone.now())
+    max_attempts = settings.STRIPE_EVENT_MAX_ATTEMPTS
+    claimable = [StripeEvent.Status.RECEIVED, StripeEvent.Status.FAILED]
+    claimed = StripeEvent.objects.filter(pk=event_pk, status__in=claimable, attempts__lt=max_attempts).update(
+        status=StripeEvent.Status.PROCESSING, attempts=F("attempts") + 1, updated_at=timezone.now()
+    )
     if not claimed:
+        if StripeEvent.objects.filter(pk=event_pk, status__in=claimable, attempts__gte=max_attempts).update(
+            status=StripeEvent.Status.DEAD, dead_at=timezone.now(), updated_at=timezone.now()
+        ):
+            logger.error("stripe event %s is dead: %d attempts", event_pk, max_attempts)
         return None
     row = StripeEvent.objects.get(pk=event_pk)
     status: str
@@ -141,11 +151,15 @@ def process_stripe_event(*, event_pk: int) -> StripeEvent | None:
         else:
             status, note = dispatch(row.payload)
     except Exception as exc:
+        dead = row.attempts >= max_attempts
         StripeEvent.objects.filter(pk=event_pk).update(
-            status=StripeEvent.Status.FAILED,
+            status=StripeEvent.Status.DEAD if dead else StripeEvent.Status.FAILED,
+            dead_at=timezone.now() if dead else None,
             last_error="".join(traceback.format_exception_only(exc)).strip()[:4000],
             updated_at=timezone.now(),
         )
+        if dead:
+            logger.error("stripe event %s (%s) is dead after %d attempts", row.event_id, row.type, row.attempts)
         raise
     StripeEvent.objects.filter(pk=event_pk).update(
         status=status, note=note[:500], last_error="", processed_at=timezone.now(), updated_at=timezone.now()
@@ -154,12 +168,24 @@ def process_stripe_event(*, event_pk: int) -> StripeEvent | None:
     return row
 
 
+def is_dead(*, event_pk: int) -> bool:
+    """Whether the event's attempts ran out (a retry of the task would only find it dead)."""
+    return StripeEvent.objects.filter(pk=event_pk, status=StripeEvent.Status.DEAD).exists()
+
+
 def retry_stripe_event(*, event: StripeEvent, enqueue: Enqueue, actor: User | None = None) -> bool:
-    """Staff: process a failed (or stuck) event again. Returns whether it was enqueued."""
+    """Process a failed (or stuck) event again: staff (`actor`) or the sweep. Returns whether it was
+    enqueued. Staff may also revive a dead event: its attempts start again from zero."""
     with transaction.atomic(durable=True):
-        updated = StripeEvent.objects.filter(
-            pk=event.pk, status__in=[StripeEvent.Status.FAILED, StripeEvent.Status.PROCESSING]
-        ).update(status=StripeEvent.Status.FAILED, note=f"retry requested by {actor}"[:500] if actor else "retry")
+        retryable = [StripeEvent.Status.FAILED, StripeEvent.Status.PROCESSING]
+        note = f"retry requested by {actor}"[:500] if actor else "retry"
+        updated = StripeEvent.objects.filter(pk=event.pk, status__in=retryable).update(
+            status=StripeEvent.Status.FAILED, note=note
+        )
+        if not updated and actor is not None:
+            updated = StripeEvent.objects.filter(pk=event.pk, status=StripeEvent.Status.DEAD).update(
+                status=StripeEvent.Status.FAILED, attempts=0, dead_at=None, note=note
+            )
         if updated:
             pk = event.pk
             transaction.on_commit(lambda: enqueue(pk))
