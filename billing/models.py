@@ -276,6 +276,15 @@ class Purchase(models.Model):
         return money(self.amount_cents, self.currency)
 
     @property
+    def badge(self) -> str:
+        """The status badge's colour class on every page: paid green, waiting orange, a failure red,
+        an expired or canceled checkout (nothing happened) plain."""
+        return {
+            self.Status.PAID: "ok", self.Status.PENDING: "warn", self.Status.PROCESSING: "warn",
+            self.Status.FAILED: "err", self.Status.REJECTED: "err",
+        }.get(self.Status(self.status), "")
+
+    @property
     def resumable(self) -> bool:
         """The buyer can still go back to its Stripe checkout and pay."""
         return (

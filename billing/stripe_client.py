@@ -101,6 +101,12 @@ def retrieve_checkout_session(session_id: str) -> StripeObject:
     return _plain(session)
 
 
+def expire_checkout_session(session_id: str) -> StripeObject:
+    """POST /v1/checkout/sessions/:id/expire: only an `open` session can be expired; Stripe then
+    sends `checkout.session.expired`."""
+    return _plain(_call(get_client().v1.checkout.sessions.expire, session_id))
+
+
 def retrieve_payment_intent(payment_intent_id: str) -> StripeObject:
     return _plain(_call(get_client().v1.payment_intents.retrieve, payment_intent_id))
 

@@ -58,9 +58,28 @@ def buy_credits(request: AuthenticatedHttpRequest) -> HttpResponse:
             return redirect("buy_credits")
         return redirect(purchase.checkout_url, permanent=False)
     if request.GET.get("canceled"):
-        messages.info(request, "Checkout canceled. Nothing was charged.")
+        _cancel_returned_checkout(request)
     packs = CreditPack.objects.filter(active=True)
     return render(request, "billing/buy.html", {"packs": packs, **_wallet_context(request.user)})
+
+
+def _cancel_returned_checkout(request: AuthenticatedHttpRequest) -> None:
+    """The buyer came back by Stripe's cancel link: that purchase becomes Canceled."""
+    public_id = request.GET.get("purchase", "")
+    try:
+        UUID(public_id)
+    except ValueError:
+        messages.info(request, "Checkout canceled. Nothing was charged.")
+        return
+    try:
+        purchase = services.cancel_checkout(user=request.user, public_id=public_id)
+    except StripeFailure:
+        logger.warning("could not reach Stripe to cancel purchase %s; the expiry sweep will", public_id)
+        purchase = Purchase.objects.filter(public_id=public_id, user=request.user).first()
+    if purchase is not None and purchase.status == Purchase.Status.PAID:
+        messages.success(request, f"That checkout was paid after all: {purchase.status_message}")
+    else:
+        messages.info(request, "Checkout canceled. Nothing was charged.")
 
 
 @login_required
@@ -90,6 +109,7 @@ def purchase_status(request: AuthenticatedHttpRequest, public_id: UUID) -> JsonR
         {
             "status": purchase.status,
             "status_display": purchase.get_status_display(),
+            "badge": purchase.badge,
             "message": purchase.status_message,
             "credits": purchase.credits,
             "credited": purchase.credited_at is not None,

@@ -17,9 +17,12 @@ One module per seam, imported one way (a module imports only those below it):
 """
 
 from billing.services.checkout import (
+    cancel_checkout,
+    expire_stale_checkout,
     fail_checkout,
     fulfil_checkout,
     settings_summary,
+    stale_checkouts,
     stale_purchases_to_reconcile,
     start_checkout,
 )
@@ -81,9 +84,12 @@ __all__ = [
     "release_hold",
     "settle_hold",
     # checkout
+    "cancel_checkout",
     "fail_checkout",
+    "expire_stale_checkout",
     "fulfil_checkout",
     "settings_summary",
+    "stale_checkouts",
     "stale_purchases_to_reconcile",
     "start_checkout",
     # refunds and disputes

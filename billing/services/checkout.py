@@ -8,7 +8,7 @@ Stripe is called before or after the transactions here, never inside one.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -63,6 +63,9 @@ def start_checkout(*, user: User, pack_key: str, success_url: str, cancel_url: s
                 "quantity": 1,
             }
         joiner = "&" if "?" in success_url else "?"
+        # The cancel link names the purchase, so the page it returns to can mark it canceled.
+        cancel_joiner = "&" if "?" in cancel_url else "?"
+        cancel_url = f"{cancel_url}{cancel_joiner}purchase={purchase.public_id}"
         session = stripe_client.create_checkout_session(
             params={
                 "mode": "payment",
@@ -81,7 +84,11 @@ def start_checkout(*, user: User, pack_key: str, success_url: str, cancel_url: s
             status=Purchase.Status.FAILED, failure_reason=f"Could not start the checkout: {exc}"[:500]
         )
         raise
-    Purchase.objects.filter(pk=purchase.pk).update(checkout_session_id=session["id"], checkout_url=session["url"])
+    expires_at = session.get("expires_at")
+    Purchase.objects.filter(pk=purchase.pk).update(
+        checkout_session_id=session["id"], checkout_url=session["url"],
+        expires_at=datetime.fromtimestamp(expires_at, tz=UTC) if expires_at else None,
+    )
     purchase.refresh_from_db()
     return purchase
 
@@ -181,6 +188,62 @@ def fail_checkout(*, session_id: str, reason: str) -> Purchase | None:
     if not updated:
         return Purchase.objects.filter(checkout_session_id=session_id).first()
     return Purchase.objects.get(checkout_session_id=session_id)
+
+
+def cancel_checkout(*, user: User, public_id: str) -> Purchase | None:
+    """The buyer left Stripe Checkout by its cancel link: the purchase is canceled and its session
+    expired at Stripe, so it cannot be paid later by mistake. Returns None when no waiting purchase
+    of this user has that id (already paid, expired, or not theirs).
+
+    Marked canceled before Stripe is asked: if the buyer paid meanwhile (another tab), the expiry is
+    refused and the payment wins (`fulfil_checkout` grants a paid session whatever the status).
+    The `checkout.session.expired` event that follows leaves a canceled purchase as it is.
+    """
+    purchase = Purchase.objects.filter(public_id=public_id, user_id=user.pk).first()
+    if purchase is None:
+        return None
+    updated = Purchase.objects.filter(pk=purchase.pk, status=Purchase.Status.PENDING).update(
+        status=Purchase.Status.CANCELED, checkout_url=""
+    )
+    if not updated:
+        return None
+    if purchase.checkout_session_id:
+        try:
+            stripe_client.expire_checkout_session(purchase.checkout_session_id)
+        except StripeFailure as exc:
+            # Not open any more (paid in another tab, or expired already): Stripe's own record
+            # decides; a paid session is credited.
+            logger.info("could not expire checkout %s: %s", purchase.checkout_session_id, exc)
+            fulfil_checkout(session_id=purchase.checkout_session_id)
+    return Purchase.objects.get(pk=purchase.pk)
+
+
+def expire_stale_checkout(*, purchase_id: int) -> Purchase:
+    """A purchase still waiting past its session's `expires_at`: ask Stripe where the session
+    stands (a lost `checkout.session.expired` or `completed` event) and, if it is somehow still
+    open, expire it, so the purchase ends Expired (or Paid) instead of waiting forever."""
+    purchase = Purchase.objects.get(pk=purchase_id)
+    session_id = purchase.checkout_session_id
+    if session_id is None or purchase.status != Purchase.Status.PENDING:
+        return purchase
+    session = stripe_client.retrieve_checkout_session(session_id)
+    if session.get("status") == "open":
+        try:
+            stripe_client.expire_checkout_session(session_id)
+        except StripeUnavailable:
+            raise
+        except StripeFailure as exc:  # completed in between: fulfil below reads it
+            logger.info("could not expire stale checkout %s: %s", session_id, exc)
+    return fulfil_checkout(session_id=session_id) or purchase
+
+
+def stale_checkouts(*, now: datetime | None = None, limit: int = 200) -> list[int]:
+    """Ids of purchases still waiting for payment after their checkout session's `expires_at`."""
+    return list(
+        Purchase.objects.filter(
+            status=Purchase.Status.PENDING, expires_at__lt=now or timezone.now(), checkout_session_id__isnull=False
+        ).order_by("expires_at").values_list("pk", flat=True)[:limit]
+    )
 
 
 def purchase_for_payment_intent(payment_intent_id: str | None) -> Purchase | None:

@@ -465,6 +465,11 @@ def _require_open(session: dict[str, Any]) -> None:
 
 
 def expire_session(store: Store, session: dict[str, Any]) -> dict[str, Any]:
+    # "A Checkout Session can be expired when it is in one of these statuses: open. After it
+    # expires, a customer can't complete a Checkout Session" (POST /v1/checkout/sessions/:id/expire,
+    # https://docs.stripe.com/api/checkout/sessions/expire); an expiry, asked for or at
+    # `expires_at`, sends `checkout.session.expired`, "Occurs when a Checkout Session is expired"
+    # (https://docs.stripe.com/api/checkout/sessions, Events).
     _require_open(session)
     session["status"] = "expired"
     session["url"] = None

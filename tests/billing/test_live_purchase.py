@@ -120,7 +120,9 @@ def test_pay_later_success_and_failure(alice, live_pack, live_fake, billing_serv
     assert later.status == Purchase.Status.PAID
     assert failing.status == Purchase.Status.FAILED
     history = browser.get("/billing/purchases/").text
-    assert "The payment failed or was declined; nothing was charged." in history
+    # One note per failure: the failure's own reason, not the generic words beside it.
+    assert history.count("The bank payment failed; nothing was charged.") == 1
+    assert "The payment failed or was declined" not in history
 
 
 def test_decline_grants_nothing_and_a_later_pay_does(alice, live_pack, live_fake, billing_server):
