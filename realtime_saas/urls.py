@@ -1,5 +1,5 @@
+from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
-from django.contrib.auth.decorators import login_required
 from django.templatetags.static import static
 from django.urls import include, path
 from django.utils.functional import lazy
@@ -13,8 +13,10 @@ from realtime_saas.api_router import api_urlpatterns
 admin.site.site_header = "realtime_saas staff"
 admin.site.site_title = "realtime_saas"
 # Staff sign in through allauth like everyone else, so its checks (verified email, suspension)
-# apply to the admin too. (mypy refuses any assignment to a method, even this deliberate wrap.)
-admin.site.login = login_required(admin.site.login)  # type: ignore[method-assign]
+# and its login limits (ACCOUNT_RATE_LIMITS "login_failed") apply to the admin too: allauth's
+# documented decorator sends visitors to its login and refuses (403) a signed-in non-staff user
+# the admin's own form. (mypy refuses any assignment to a method, even this deliberate wrap.)
+admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-assign]
 
 urlpatterns = [
     path("", views.home, name="home"),
