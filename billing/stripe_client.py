@@ -16,6 +16,7 @@ from typing import Any
 
 import stripe
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 
 from billing.exceptions import InvalidWebhook, PaymentsNotConfigured, StripeFailure, StripeUnavailable
 
@@ -42,6 +43,7 @@ def livemode() -> bool:
     return key.startswith(("sk_live_", "rk_live_"))
 
 
+@sensitive_variables("config")
 def get_client() -> stripe.StripeClient:
     """The process's client; rebuilt when the settings it came from change (tests override them)."""
     global _client, _client_config
@@ -116,26 +118,60 @@ def list_charge_refunds(charge_id: str) -> list[StripeObject]:
     return [_plain(refund) for refund in page.data]
 
 
+MAX_ID_LENGTH = 255  # StripeEvent.event_id / object_id; Stripe's own ids are far shorter
+
+
+def _event_shape_error(event: Any) -> str | None:
+    """Why a verified body is not an event we can store, or None. The signature proves who sent
+    it, not that it is well formed: a malformed body is refused (400), never half-stored."""
+    if not isinstance(event, dict):
+        return "the body is not a JSON object"
+    if event.get("object") != "event":
+        return "Not a Stripe event (object is not 'event')"
+    event_id = event.get("id")
+    if not isinstance(event_id, str) or not event_id or len(event_id) > MAX_ID_LENGTH:
+        return f"id must be a non-empty string of at most {MAX_ID_LENGTH} characters"
+    if not isinstance(event.get("type", ""), str):
+        return "type must be a string"
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict):
+        return "data.object must be a JSON object"
+    object_id = obj.get("id", "")
+    if not isinstance(object_id, str) or len(object_id) > MAX_ID_LENGTH:
+        return f"data.object.id must be a string of at most {MAX_ID_LENGTH} characters"
+    return None
+
+
+@sensitive_variables("secret")
 def construct_event(*, payload: bytes, sig_header: str | None) -> StripeObject:
     """Verify a webhook's `Stripe-Signature` (v1 HMAC, 300 s tolerance) and return the event.
 
     stripe-python checks only that the timestamp is not too old; a timestamp from the future is
-    refused here too, so a captured request cannot be replayed later by pre-dating it.
+    refused here too, so a captured request cannot be replayed later by pre-dating it. The body is
+    parsed here, not by `stripe.Webhook.construct_event` (which fails with a TypeError on a
+    signed JSON list or string), and its shape checked before anything is stored.
     """
     secret = settings.STRIPE_WEBHOOK_SECRET
     if not secret:
         raise InvalidWebhook("STRIPE_WEBHOOK_SECRET is not configured")
     try:
-        stripe.Webhook.construct_event(payload, sig_header or "", secret, tolerance=SIGNATURE_TOLERANCE_SECONDS)
-        event = json.loads(payload)
+        text = payload.decode("utf-8")
+        stripe.WebhookSignature.verify_header(text, sig_header or "", secret, tolerance=SIGNATURE_TOLERANCE_SECONDS)
     except (ValueError, stripe.SignatureVerificationError) as exc:
         raise InvalidWebhook(str(exc)) from exc
     timestamps = [p.split("=", 1)[1] for p in (sig_header or "").split(",") if p.startswith("t=")]
     if not timestamps or int(timestamps[0]) > time.time() + SIGNATURE_TOLERANCE_SECONDS:
         raise InvalidWebhook("Timestamp outside the tolerance zone (in the future)")
-    if not isinstance(event, dict) or not event.get("id") or event.get("object") != "event":
-        raise InvalidWebhook("Not a Stripe event")
-    return event
+    try:
+        event = json.loads(text)
+    except ValueError as exc:
+        raise InvalidWebhook(f"the body is not JSON: {exc}") from exc
+    problem = _event_shape_error(event)
+    if problem:
+        raise InvalidWebhook(problem)
+    plain: StripeObject = event
+    return plain
 
 
 def signature_header_for_tests(payload: str, secret: str, timestamp: int | None = None) -> str:

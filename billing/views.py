@@ -146,7 +146,7 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         event = stripe_client.construct_event(payload=request.body, sig_header=request.headers.get("Stripe-Signature"))
     except InvalidWebhook as exc:
         logger.warning("rejected a Stripe webhook: %s", exc)
-        return HttpResponseBadRequest("Invalid Stripe signature or payload.")
+        return HttpResponseBadRequest(f"Invalid Stripe webhook: {exc}", content_type="text/plain")
     row, created = services.receive_stripe_event(event=event, enqueue=tasks.process_stripe_event_task.delay)
     if not created:
         return HttpResponse(f"Duplicate of {row.event_id}; already {row.status}.", status=200)

@@ -323,6 +323,8 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+# Secrets (sensitive_variables, secret-looking settings) are hidden on the DEBUG page too.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "realtime_saas.error_reports.AlwaysSafeExceptionReporterFilter"
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING: dict[str, Any] = {
