@@ -41,6 +41,16 @@ def duration_seconds(call: RealtimeCall, *, now: datetime | None = None) -> int 
     return max(int((end - call.started_at).total_seconds()), 0)
 
 
+def spoken_duration(seconds: int | None) -> str:
+    """A call's length as a customer says it: "45 s", "4 min", "1 h 5 min"; None: it never connected."""
+    if seconds is None:
+        return "did not connect"
+    if seconds < 60:
+        return f"{seconds} s"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
 def seconds_to_end(expected_end_at: datetime, *, now: datetime | None = None) -> int:
     """Whole seconds until `expected_end_at`, never below 0: the countdown of a call in flight."""
     return max(int((expected_end_at - (now or timezone.now())).total_seconds()), 0)

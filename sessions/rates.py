@@ -8,6 +8,7 @@ worst case assumes the whole conversation is re-read uncached several times a mi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -33,6 +34,36 @@ class CreditRates:
         """(worst case, typical) minutes that `credits` pay for, capped by the call's maximum."""
         credits = max(credits, 0)
         return (min(credits / self.worst_per_minute, max_minutes), min(credits / self.typical_per_minute, max_minutes))
+
+    def minutes_range(self, credits: int, *, max_minutes: float | None = None) -> MinutesRange:
+        """What `credits` buy as words: worst case (the hold rate) to typical, in whole minutes
+        rounded down (never promise more than the credits buy); capped by one call's maximum when
+        given (what is available for the next call), not for a pack (which pays for many)."""
+        credits = max(credits, 0)
+        worst, typical = credits / self.worst_per_minute, credits / self.typical_per_minute
+        capped = max_minutes is not None and typical >= max_minutes
+        if max_minutes is not None:
+            worst, typical = min(worst, max_minutes), min(typical, max_minutes)
+        return MinutesRange(worst=format_minutes(worst), typical=format_minutes(typical), capped=capped,
+                            measured=self.measured)
+
+
+def format_minutes(minutes: float) -> str:
+    """Minutes rounded down: whole ones from 10 on, tenths below ("2.5"), as static/js/talk.js does."""
+    if minutes >= 10:
+        return f"{math.floor(minutes):,}"
+    return f"{math.floor(minutes * 10) / 10:g}"
+
+
+@dataclass(frozen=True)
+class MinutesRange:
+    worst: str  # minutes at the hold rate
+    typical: str  # minutes at the typical rate
+    capped: bool  # one call's maximum length caps it
+    measured: bool  # the typical rate comes from our metering
+
+    def __str__(self) -> str:
+        return f"{self.worst} min" if self.worst == self.typical else f"{self.worst}–{self.typical} min"
 
 
 def credit_rates(assistants: list[Assistant]) -> dict[int, CreditRates]:

@@ -6,6 +6,7 @@ calls; these views only show what the API and the supervisor recorded.
 
 from dataclasses import dataclass
 
+from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, render
@@ -14,8 +15,9 @@ from django.views.decorators.http import require_GET
 from accounts.decorators import verified_email_required
 from billing.services import available_credits
 from sessions import presenters
+from sessions.exceptions import InvalidAssistant
 from sessions.models import Assistant, CallState, RealtimeCall, TokenCounts
-from sessions.rates import credit_rates
+from sessions.rates import CreditRates, credit_rates, format_minutes
 from sessions.receipts import receipt_for
 
 HISTORY_PAGE_SIZE = 25
@@ -40,6 +42,36 @@ END_REASON_WORDS = {
     "policy_violation": "The call was ended because the assistant's settings were changed from the browser.",
 }
 
+# The same end reasons as a headline: what happened to the call, in the customer's words.
+END_REASON_TITLES = {
+    "user_hangup": "You hung up",
+    "staff_hangup": "Ended by our staff",
+    "credits_exhausted": "Your credits ran out",
+    "time_limit": "Time limit reached",
+    "user_suspended": "Account suspended",
+    "call_closed": "The connection ended",
+    "insufficient_credits": "Not enough credits to start",
+    "wallet_blocked": "Credits blocked",
+    "invalid_offer": "Could not connect",
+    "upstream_error": "The voice service failed",
+    "upstream_timeout": "The voice service did not answer",
+    "upstream_rate_limited": "The voice service was busy",
+    "unmetered": "Charged its full reservation",
+    "not_watched": "Ended for safety",
+    "policy_violation": "Ended: settings changed from the browser",
+}
+
+# A call's state in the customer's words (the state itself is for staff pages).
+STATE_WORDS: dict[str, str] = {
+    CallState.PENDING: "Starting",
+    CallState.ACTIVE: "Live",
+    CallState.ENDING: "Ending",
+    CallState.ENDED: "Ended",
+    CallState.KILLED: "Ended",
+    CallState.EXPIRED: "Ended",
+    CallState.FAILED: "Did not start",
+}
+
 STATE_BADGES: dict[str, str] = {
     CallState.PENDING: "warn",
     CallState.ACTIVE: "ok",
@@ -62,6 +94,19 @@ class CallFigures:
     credits_label: str
     badge: str
     end_reason_words: str
+    end_reason_title: str
+    state_words: str
+
+    @property
+    def minutes(self) -> float | None:
+        return None if self.duration_seconds is None else self.duration_seconds / 60
+
+    @property
+    def credits_per_minute(self) -> str:
+        """What the call cost a minute, for the customer ("3.2"); "" before it is known."""
+        if self.credits is None or not self.duration_seconds or self.credits_label != "charged":
+            return ""
+        return f"{self.credits * 60 / self.duration_seconds:,.1f}"
 
 
 def figures_for(call: RealtimeCall) -> CallFigures:
@@ -82,6 +127,8 @@ def figures_for(call: RealtimeCall) -> CallFigures:
         end_reason_words=END_REASON_WORDS.get(call.end_reason, call.get_end_reason_display())
         if call.end_reason
         else "",
+        end_reason_title=END_REASON_TITLES.get(call.end_reason, "") if call.end_reason else "",
+        state_words=STATE_WORDS.get(call.state, ""),
     )
 
 
@@ -145,6 +192,8 @@ def call_history(request):
 @login_required
 @verified_email_required
 def call_detail(request, public_id: str):
+    """The customer's page of one call: what happened, how long, tokens and credits, and what the
+    credits left buy with this assistant. No states, events, cost or markup (`staff_call_detail`)."""
     # Another user's call is a 404, like a call that does not exist: its id tells nothing.
     call = get_object_or_404(
         RealtimeCall.objects.select_related("assistant"), public_id=public_id, user=request.user
@@ -154,10 +203,45 @@ def call_detail(request, public_id: str):
     token_rows = [
         {"label": presenters.TOKEN_CLASS_LABELS[name], "count": getattr(tokens, name)} for name in TokenCounts.CLASSES
     ]
-    events = list(call.events.all().order_by("at", "pk"))
+    available = available_credits(request.user)
+    assistant = call.assistant
+    try:
+        rates: CreditRates | None = credit_rates([assistant])[assistant.pk]
+    except InvalidAssistant:  # no price on file any more: nothing to say in minutes
+        rates = None
     return render(
         request,
         "sessions/call_detail.html",
+        {
+            "call": call,
+            "f": figures,
+            "duration": format_duration(figures.duration_seconds),
+            "length": presenters.spoken_duration(figures.duration_seconds),
+            "token_rows": token_rows,
+            "receipt": receipt_for(call),
+            "available_credits": available,
+            "rates": rates,
+            "next_call": rates.minutes_range(available or 0, max_minutes=assistant.max_call_seconds / 60)
+            if rates else None,
+            "max_minutes": format_minutes(assistant.max_call_seconds / 60),
+        },
+    )
+
+
+@require_GET
+@staff_member_required
+def staff_call_detail(request, public_id: str):
+    """Staff: any user's call with its internals (states, events, cost, prices, markup)."""
+    call = get_object_or_404(RealtimeCall.objects.select_related("assistant", "user"), public_id=public_id)
+    figures = figures_for(call)
+    tokens = call.tokens
+    token_rows = [
+        {"label": presenters.TOKEN_CLASS_LABELS[name], "count": getattr(tokens, name)} for name in TokenCounts.CLASSES
+    ]
+    events = list(call.events.all().order_by("at", "pk"))
+    return render(
+        request,
+        "sessions/staff_call_detail.html",
         {
             "call": call,
             "f": figures,

@@ -66,3 +66,12 @@ def credits_label_filter(credits: int | str | None) -> str:
         return "–"
     count = int(credits)
     return f"{format_credits(count)} credit{'' if abs(count) == 1 else 's'}"
+
+
+@register.filter(name="signed_credits")
+def signed_credits_filter(credits: int | str | None) -> str:
+    """A ledger change: "+1,000", "−4" (a real minus sign)."""
+    if credits is None or credits == "":
+        return "–"
+    count = int(credits)
+    return f"{'+' if count > 0 else '−' if count < 0 else ''}{format_credits(abs(count))}"

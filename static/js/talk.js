@@ -38,7 +38,13 @@
     audio: $("[data-remote-audio]"),
     assistantInfo: $("[data-assistant-info]"),
     coverage: $("[data-testid=coverage]"),
+    startBlocked: $("[data-testid=start-blocked]"),
+    startBlockedText: $("[data-start-blocked-text]"),
+    rate: $("[data-testid=rate]"),
+    rateTimeLeft: $("[data-testid=rate-time-left]"),
+    summary: $("[data-testid=call-summary]"),
   };
+  const fmt = (n) => (window.liveFigures ? window.liveFigures.format(n) : Number(n).toLocaleString());
   const buyUrl = root.dataset.buyUrl || "";
   const historyUrl = root.dataset.historyUrl || "";
   const POLL_MS = 3000;
@@ -406,7 +412,27 @@
     const failed = figures && figures.state === "failed";
     setState(failed ? "failed" : "ended", words || STATE_WORDS.ended);
     if (!current.userStopped && words) showAlert(failed ? "error" : "warning", words);
+    showSummary(current, figures);
     finish(null);
+    // The hold is settled a moment after the end: ask for the wallet now and shortly after (with
+    // Redis the server's push usually comes first; without it live.js polls as well).
+    if (window.liveFigures) {
+      window.liveFigures.refresh();
+      setTimeout(window.liveFigures.refresh, 700);
+    }
+  }
+
+  // After the call: what it cost, in minutes and credits a minute.
+  function showSummary(current, figures) {
+    if (!els.summary) return;
+    const seconds = figures && figures.duration_seconds != null ? Number(figures.duration_seconds) : null;
+    const credits = figures && figures.credits_charged != null ? Number(figures.credits_charged)
+      : (current.creditsUsed != null ? current.creditsUsed : null);
+    if (seconds == null || credits == null) { els.summary.hidden = true; return; }
+    const minutes = seconds / 60;
+    const rate = minutes > 0 ? ` (${(credits / minutes).toFixed(1)} credits a minute)` : "";
+    els.summary.textContent = `This call: ${fmt(credits)} credit${credits === 1 ? "" : "s"} for ${fmtDuration(seconds)}${rate}.`;
+    els.summary.hidden = false;
   }
 
   function finish(state) {
@@ -416,9 +442,9 @@
       closePeer(call);
     }
     call = null;
-    els.start.disabled = !els.assistant.value;
     els.assistant.disabled = false;
     els.stop.disabled = true;
+    updateStartable();
   }
 
   // --- figures from the server ------------------------------------------------------------------
@@ -496,10 +522,29 @@
     if (current.serverStartedAt) elapsed = (Date.now() - current.serverStartedAt) / 1000;
     else if (current.connectedAt) elapsed = (performance.now() - current.connectedAt) / 1000;
     if (elapsed != null) els.elapsed.textContent = fmtDuration(elapsed);
+    showRate(current, elapsed);
     if (current.deadline != null) {
       const left = (current.deadline - performance.now()) / 1000;
       els.timeLeft.textContent = fmtDuration(left);
       els.timeLeft.classList.toggle("low", left < 30);
+    }
+  }
+
+  // Credits a minute so far, and how long the rest of the hold lasts at that rate (never past the
+  // call's own time left). Shown once the call has run 10 s and used a credit.
+  function showRate(current, elapsed) {
+    if (!els.rate) return;
+    if (elapsed == null || elapsed < 10 || !current.creditsUsed) {
+      els.rate.textContent = "–";
+      els.rateTimeLeft.textContent = "–";
+      return;
+    }
+    const perMinute = current.creditsUsed / (elapsed / 60);
+    els.rate.textContent = perMinute.toFixed(1);
+    if (current.creditsHeld != null && perMinute > 0) {
+      let left = Math.max(current.creditsHeld - current.creditsUsed, 0) / perMinute * 60;
+      if (current.deadline != null) left = Math.min(left, Math.max((current.deadline - performance.now()) / 1000, 0));
+      els.rateTimeLeft.textContent = fmtDuration(left);
     }
   }
 
@@ -510,6 +555,8 @@
     els.creditsUsed.textContent = "–";
     els.creditsUsed.classList.remove("low");
     els.tokens.textContent = "–";
+    if (els.rate) { els.rate.textContent = "–"; els.rateTimeLeft.textContent = "–"; }
+    if (els.summary) els.summary.hidden = true;
     hideWarning();
     els.timeLeft.classList.remove("low");
     els.transcript.querySelectorAll("[data-line]").forEach((el) => el.remove());
@@ -596,6 +643,7 @@
     if (option.dataset.minCredits) parts.push(`needs at least ${Number(option.dataset.minCredits).toLocaleString()} credits`);
     els.assistantInfo.textContent = parts.join(" · ");
     describeCoverage(option);
+    updateStartable();
   }
 
   // What the available credits buy with this assistant, before the call: from the worst case (the
@@ -603,6 +651,26 @@
   function fmtMinutes(value) {
     // Rounded down: never promise more than the credits buy.
     return value >= 10 ? String(Math.floor(value)) : String(Math.floor(value * 10) / 10);
+  }
+
+  // Start only when the available credits cover the assistant's minimum; otherwise say why, with a
+  // Buy link (the server refuses the call anyway: this saves the round trip and the microphone).
+  function updateStartable() {
+    const option = els.assistant.selectedOptions[0];
+    let blocked = "";
+    if (option && option.value && els.coverage && els.coverage.dataset.availableCredits !== "") {
+      const available = Number(els.coverage.dataset.availableCredits);
+      const required = Math.max(Number(option.dataset.minCredits || 0), 1);
+      if (available < required) {
+        blocked = `You have ${fmt(Math.max(available, 0))} credits; a call with ${option.textContent.trim()} needs at least ${fmt(required)}.`;
+      }
+    }
+    if (els.startBlocked) {
+      els.startBlocked.hidden = !blocked;
+      els.startBlockedText.textContent = blocked;
+    }
+    root.dataset.startBlocked = blocked ? "true" : "false";
+    if (!call) els.start.disabled = !els.assistant.value || !!blocked;
   }
 
   function describeCoverage(option) {
@@ -617,24 +685,32 @@
     }
     const minCredits = Number(option.dataset.minCredits || 0);
     if (available < minCredits) {
-      els.coverage.textContent = `You have ${Math.max(available, 0).toLocaleString()} credits: not enough for a call with this assistant.`;
+      els.coverage.textContent = `You have ${fmt(Math.max(available, 0))} credits: not enough for a call with this assistant.`;
       return;
     }
     const low = Math.min(available / worst, maxMinutes);
     const high = Math.min(available / typical, maxMinutes);
     const range = fmtMinutes(low) === fmtMinutes(high) ? fmtMinutes(low) : `${fmtMinutes(low)}–${fmtMinutes(high)}`;
     const capped = high >= maxMinutes ? ` (a call lasts at most ${fmtMinutes(maxMinutes)} min)` : "";
-    els.coverage.textContent = `Your ${available.toLocaleString()} credits cover ≈ ${range} min with this assistant${capped}.`;
+    els.coverage.textContent = `Your ${fmt(available)} credits cover ≈ ${range} min with this assistant${capped}.`;
+    els.coverage.title = `${fmtMinutes(low)} min if every minute costs the most (${fmt(worst)} credits a minute); `
+      + `${fmtMinutes(high)} min at this assistant's typical rate (${fmt(typical)} credits a minute).`;
   }
+
+  // Every change of the wallet (live.js: a push, a poll or another tab) re-says what it buys.
+  document.addEventListener("wallet:figures", (event) => {
+    if (!els.coverage || !event.detail || event.detail.available == null) return;
+    els.coverage.dataset.availableCredits = String(event.detail.available);
+    describeAssistant();
+  });
 
   els.form.addEventListener("submit", start);
   els.stop.addEventListener("click", stop);
-  els.assistant.addEventListener("change", () => { els.start.disabled = !els.assistant.value || !!call; describeAssistant(); });
+  els.assistant.addEventListener("change", describeAssistant);
   // Leaving the page ends the call: nobody would hear it, and it would keep spending credits.
   window.addEventListener("pagehide", () => { if (call && call.id && !call.final) hangup(call); });
 
   describeAssistant();
-  els.start.disabled = !els.assistant.value;
   setState("idle");
   root.dataset.ready = "true";
 })();

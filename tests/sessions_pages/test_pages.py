@@ -123,11 +123,11 @@ def test_history_without_calls(alice_client):
     assert b'data-testid="no-calls"' in response.content
 
 
-def test_call_detail_shows_figures_and_timeline(alice_client, alice, assistant):
+def test_staff_call_page_shows_figures_and_timeline(staff_client, alice, assistant):
     call = make_call(
         user=alice, assistant=assistant, audio_in_tokens=640, audio_out_tokens=1200, cost_microusd=97_280
     )
-    response = alice_client.get(reverse("call_detail", args=[call.public_id]))
+    response = staff_client.get(reverse("staff_call_detail", args=[call.public_id]))
     assert response.status_code == 200
     html = response.content.decode()
     assert response.context["duration"] == "1:35"
@@ -163,4 +163,4 @@ def test_talk_shows_available_credits(alice_client, alice, assistant):
     grant(user=alice, credits=1234, idempotency_key="pages-grant", kind="bonus")
     response = alice_client.get(reverse("talk"))
     assert response.context["available_credits"] == 1234
-    assert b"<span data-live-balance>1234</span>" in response.content
+    assert b"<span data-live-balance>1,234</span>" in response.content

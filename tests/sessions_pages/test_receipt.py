@@ -1,4 +1,5 @@
-"""The call detail page's receipt: token classes × prices → cost → credits, and what billing did.
+"""The staff call page's receipt: token classes × prices → cost → credits, and what billing did
+(the customer's page shows the same bill without prices, cost or markup: tests/pages/).
 
 Usage is metered through the supervisor's own writer (`store.meter_batch`) and settled through
 `sessions.services.settle_call`, as in production; the page must show exactly those figures.
@@ -80,13 +81,13 @@ def _cell(html: str, testid: str) -> str:
     return match.group(1).strip()
 
 
-def test_the_receipt_itemises_each_token_class_and_adds_up_to_the_charge(alice_client, metered_call):
+def test_the_receipt_itemises_each_token_class_and_adds_up_to_the_charge(staff_client, metered_call):
     call = metered_call(held=120, balance=200)
     assert (call.state, call.credits_used, call.cost_microusd, call.credits_charged) == (
         CallState.KILLED, 25, 163_653, 25,
     )
 
-    response = alice_client.get(reverse("call_detail", args=[call.public_id]))
+    response = staff_client.get(reverse("staff_call_detail", args=[call.public_id]))
     html = response.content.decode()
     receipt = response.context["receipt"]
 
@@ -118,12 +119,12 @@ def test_the_receipt_itemises_each_token_class_and_adds_up_to_the_charge(alice_c
     assert 'data-testid="receipt-full-hold"' not in html
 
 
-def test_the_receipt_shows_overshoot_and_what_could_not_be_collected(alice_client, metered_call):
+def test_the_receipt_shows_overshoot_and_what_could_not_be_collected(staff_client, metered_call):
     # 25 credits used against a hold of 20, with 2 more available: 5 over, 2 collected, 3 not.
     call = metered_call(held=20, balance=22)
     assert call.credits_charged == 22
 
-    html = alice_client.get(reverse("call_detail", args=[call.public_id])).content.decode()
+    html = staff_client.get(reverse("staff_call_detail", args=[call.public_id])).content.decode()
 
     assert _cells(html, "receipt-used") == {"cost": "$0.163653", "credits": "25"}
     assert _cell(html, "receipt-held") == "20"
@@ -134,10 +135,10 @@ def test_the_receipt_shows_overshoot_and_what_could_not_be_collected(alice_clien
     assert _cell(html, "receipt-charged") == "22 credits"
 
 
-def test_the_timeline_shows_attach_warning_and_hangup_cause(alice_client, metered_call):
+def test_the_timeline_shows_attach_warning_and_hangup_cause(staff_client, metered_call):
     call = metered_call(held=120, balance=200)
 
-    response = alice_client.get(reverse("call_detail", args=[call.public_id]))
+    response = staff_client.get(reverse("staff_call_detail", args=[call.public_id]))
     html = response.content.decode()
 
     kinds = [(e.kind, e.to_state, e.cause) for e in response.context["events"]]
@@ -156,7 +157,7 @@ def test_the_timeline_shows_attach_warning_and_hangup_cause(alice_client, metere
     assert "Your credits for this call ran out, so it was ended." in html
 
 
-def test_an_unmetered_call_says_its_full_hold_was_charged(alice_client, alice, settings):
+def test_an_unmetered_call_says_its_full_hold_was_charged(staff_client, alice, settings):
     ModelPrice.objects.update_or_create(model="gpt-realtime", defaults=PRICES)
     assistant = make_assistant(name="Concierge")
     call = make_call(user=alice, assistant=assistant, state=CallState.ACTIVE, credits_held=40, credits_charged=None,
@@ -167,7 +168,7 @@ def test_an_unmetered_call_says_its_full_hold_was_charged(alice_client, alice, s
     call.save(update_fields=["hold_id"])
     services.settle_call(call=call, cause=Cause.UNMETERED)
 
-    html = alice_client.get(reverse("call_detail", args=[call.public_id])).content.decode()
+    html = staff_client.get(reverse("staff_call_detail", args=[call.public_id])).content.decode()
 
     assert 'data-testid="receipt-full-hold"' in html
     assert _cells(html, "receipt-used") == {"cost": "$0.000000", "credits": "0"}
