@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.apps import AppConfig
 
@@ -16,9 +16,22 @@ class BillingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.conf import settings
+        from django.db.models.signals import post_save
+
         from realtime_saas.dashboard import register_panel
 
         register_panel(wallet_panel, order=10)
+        post_save.connect(create_wallet, sender=settings.AUTH_USER_MODEL, dispatch_uid="billing.create_wallet")
+
+
+def create_wallet(sender: object, instance: Any, created: bool, raw: bool = False, **kwargs: object) -> None:
+    """Every user has a wallet from sign-up on, so staff can grant credits before a first purchase
+    (migration 0005 made the wallets of the users that existed before)."""
+    if created and not raw:
+        from billing.models import Wallet
+
+        Wallet.objects.get_or_create(user_id=instance.pk)
 
 
 def wallet_panel(request: HttpRequest) -> Panel | None:

@@ -36,6 +36,13 @@ class Wallet(models.Model):
     held = models.BigIntegerField(default=0, help_text="Credits reserved by active holds.")
     open_disputes = models.IntegerField(default=0, help_text="Payments under an open dispute.")
     stripe_customer_id = models.CharField(max_length=255, blank=True)
+    # The low-balance email: sent once when available credits fall to or below the threshold,
+    # again only after they rose above it (`low_balance_notified_at` is cleared then).
+    low_balance_threshold = models.PositiveBigIntegerField(
+        null=True, blank=True,
+        help_text="Credits; empty means 20% of the last pack bought.",
+    )
+    low_balance_notified_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -96,6 +103,9 @@ class LedgerEntry(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     memo = models.TextField(blank=True)
+    # A staff adjustment's reason is shown to the user only when the staff member said so. A
+    # database default too: billing's single-statement settlement inserts entries in SQL.
+    memo_shown_to_user = models.BooleanField(default=True, db_default=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     objects = LedgerQuerySet.as_manager()
@@ -139,7 +149,7 @@ class LedgerEntry(models.Model):
             self.Kind.ADJUSTMENT: f"Staff {'added' if self.credits > 0 else 'removed'} {amount:,} credits",
         }
         text = texts.get(self.kind, f"{self.credits:+,} credits")
-        return f"{text}: {self.memo}" if self.memo else text
+        return f"{text}: {self.memo}" if self.memo and self.memo_shown_to_user else text
 
 
 class Hold(models.Model):

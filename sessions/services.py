@@ -27,7 +27,7 @@ from billing import exceptions as billing_errors
 from billing import services as billing
 from realtime_saas.live import push_to_user
 from sessions import exceptions as errors
-from sessions import openai_client, presenters
+from sessions import notifications, openai_client, presenters
 from sessions.models import (
     FINAL_STATES,
     KILL_CAUSES,
@@ -270,10 +270,12 @@ def settle_call(*, call: RealtimeCall, cause: str, used_credits: int | None = No
             charged = settlement.charged_credits + settlement.overshoot_credits - settlement.uncollected_credits
     if used_credits is None and not detail:
         detail = "Not metered: charged the full hold."
-    transition(
+    settled = transition(
         call, to=_final_state(end_reason), cause=cause, actor=actor, detail=detail,
         end_reason=end_reason, credits_charged=charged,
     )
+    if settled and end_reason == Cause.CREDITS_EXHAUSTED:
+        notifications.call_cut_off(call)
     return call
 
 

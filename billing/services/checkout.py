@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from billing import locks, stripe_client
+from billing import locks, notifications, stripe_client
 from billing.exceptions import StripeFailure, StripeUnavailable, UnknownPack
 from billing.models import CreditPack, Purchase, Wallet
 from billing.services.ledger import Kind, get_wallet, post_entry
@@ -177,6 +177,7 @@ def fulfil_checkout(*, session_id: str) -> Purchase | None:
             locked.failure_reason = ""
             locked.payment_intent_id = session.get("payment_intent") or None
             locked.save()
+            notifications.purchase_fulfilled(locked)
     return locked
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from billing import locks
+from billing import locks, notifications
 from billing.exceptions import IdempotencyConflict, InsufficientCredits, InvalidAmount
 from billing.models import LedgerEntry, Wallet
 from realtime_saas import live
@@ -63,6 +63,7 @@ def post_entry(
     reference: str = "",
     actor: User | None = None,
     memo: str = "",
+    memo_shown_to_user: bool = True,
 ) -> tuple[LedgerEntry, bool]:
     """Append one entry and move the cached balance (the caller holds the wallet's lock). Returns
     (entry, created); a replayed key returns the first entry and changes nothing."""
@@ -77,6 +78,7 @@ def post_entry(
                 reference=reference[:255],
                 actor=actor,
                 memo=memo,
+                memo_shown_to_user=memo_shown_to_user,
             )
     except IntegrityError:
         first = LedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
@@ -88,6 +90,7 @@ def post_entry(
     wallet.balance += credits
     wallet.save(update_fields=["balance", "updated_at"])
     push_balance_on_commit(wallet)
+    notifications.note_balance_change(wallet_id=wallet.pk, credits=credits)
     return entry, True
 
 
@@ -154,10 +157,12 @@ def clawback(
 
 
 def adjust(
-    *, user: User, credits: int, actor: User | None, reason: str, idempotency_key: str | None = None
+    *, user: User, credits: int, actor: User | None, reason: str, idempotency_key: str | None = None,
+    show_reason_to_user: bool = True,
 ) -> LedgerEntry:
-    """A staff correction, signed. The reason is required and recorded with the staff member.
-    A removal may not take credits that are held or that the wallet does not have."""
+    """A staff correction, signed. The reason is required and recorded with the staff member; the
+    user's wallet page shows it only with `show_reason_to_user`. A removal may not take credits
+    that are held or that the wallet does not have."""
     if isinstance(credits, bool) or not isinstance(credits, int) or credits == 0:
         raise InvalidAmount("An adjustment must be a non-zero whole number of credits.")
     reason = (reason or "").strip()
@@ -174,7 +179,7 @@ def adjust(
                 raise InsufficientCredits(available=max(0, spare), required=-credits)
         entry, _ = post_entry(
             wallet, credits=credits, kind=Kind.ADJUSTMENT, idempotency_key=key,
-            reference=f"staff:{actor.pk}", actor=actor, memo=reason,
+            reference=f"staff:{actor.pk}", actor=actor, memo=reason, memo_shown_to_user=show_reason_to_user,
         )
     return entry
 

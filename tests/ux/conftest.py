@@ -1,0 +1,3 @@
+"""Fixtures of other test packages that the user-experience tests reuse."""
+
+from tests.billing.conftest import pack, stripe_settings  # noqa: F401  (pytest fixtures)
