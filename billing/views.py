@@ -19,6 +19,7 @@ from accounts.models import User
 from billing import services, stripe_client, tasks
 from billing.exceptions import BillingError, InvalidWebhook, StripeFailure, UnknownPack
 from billing.models import CreditPack, Hold, LedgerEntry, Purchase, Wallet
+from realtime_saas.throttles import CheckoutThrottle, throttle_page
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ def _wallet_context(user: User) -> WalletContext:
 @login_required
 @verified_email_required
 @require_http_methods(["GET", "POST"])
+@throttle_page(CheckoutThrottle)
 def buy_credits(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The packs on sale; POST names one pack (nothing else is read) and goes to Stripe Checkout."""
     if request.method == "POST":
@@ -84,6 +86,7 @@ def _cancel_returned_checkout(request: AuthenticatedHttpRequest) -> None:
 
 @login_required
 @require_GET
+@throttle_page(CheckoutThrottle, methods=("GET",))
 def checkout_success(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Where Stripe sends the buyer back. Brings the purchase up to date (the webhook may be late);
     shows only the signed-in user's own purchase."""

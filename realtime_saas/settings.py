@@ -367,6 +367,7 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"].update(
         "call_start": env.str("THROTTLE_CALL_START", default="20/min"),
         "key_mint": env.str("THROTTLE_KEY_MINT", default="20/min"),
         "call_control": env.str("THROTTLE_CALL_CONTROL", default="60/min"),
+        "checkout": env.str("THROTTLE_CHECKOUT", default="10/min"),
     }
 )
 CELERY_BEAT_SCHEDULE["realtime-sweep-calls"] = {"task": "sessions.tasks.sweep_calls", "schedule": 60.0}

@@ -19,6 +19,7 @@ from billing.api.serializers import (
 )
 from billing.exceptions import PaymentsNotConfigured, StripeFailure, UnknownPack
 from billing.models import CreditPack, LedgerEntry, Purchase, Wallet
+from realtime_saas.throttles import CheckoutThrottle
 
 
 class PaymentProviderUnavailable(APIException):
@@ -58,6 +59,8 @@ class PurchaseListView(generics.ListAPIView[Purchase]):
 
 class CheckoutView(APIView):
     """Start buying a pack: returns the Stripe Checkout URL to send the browser to."""
+
+    throttle_classes = [CheckoutThrottle]
 
     @extend_schema(request=CheckoutInputSerializer, responses={201: CheckoutOutputSerializer})
     def post(self, request: Request) -> Response:
