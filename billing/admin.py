@@ -1,6 +1,7 @@
 """Staff views of billing. Every change goes through billing.services; the ledger is read-only."""
 
-from typing import TYPE_CHECKING
+import secrets
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -39,6 +40,12 @@ class CreditPackAdmin(CreditPackAdminBase):
 class AdjustCreditsForm(forms.Form):
     credits = forms.IntegerField(help_text="Positive adds credits, negative removes them.")
     reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 3}))
+    # One token per opened form, the adjustment's idempotency key: submitting the same form twice
+    # (a double click, a resent POST) adjusts once; opening the form again makes a new one.
+    form_token = forms.CharField(widget=forms.HiddenInput, min_length=16, max_length=64)
+
+    def __init__(self, data: Any = None) -> None:
+        super().__init__(data, initial=None if data is not None else {"form_token": secrets.token_urlsafe(24)})
 
     def clean_credits(self) -> int:
         credits: int = self.cleaned_data["credits"]
@@ -64,6 +71,7 @@ class WalletAdmin(ReadOnlyAdmin):
                     services.adjust(
                         user=wallet.user, credits=form.cleaned_data["credits"], actor=signed_in_user(request),
                         reason=form.cleaned_data["reason"],
+                        idempotency_key=f"admin-adjust:{form.cleaned_data['form_token']}:{wallet.pk}",
                     )
                     done += 1
                 except BillingError as exc:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from billing import locks, notifications
 from billing.exceptions import IdempotencyConflict, InsufficientCredits, InvalidAmount
@@ -157,7 +156,7 @@ def clawback(
 
 
 def adjust(
-    *, user: User, credits: int, actor: User | None, reason: str, idempotency_key: str | None = None,
+    *, user: User, credits: int, actor: User | None, reason: str, idempotency_key: str,
     show_reason_to_user: bool = True,
 ) -> LedgerEntry:
     """A staff correction, signed. The reason is required and recorded with the staff member; the
@@ -170,7 +169,11 @@ def adjust(
         raise InvalidAmount("A reason is required for every adjustment.")
     if actor is None or not getattr(actor, "is_staff", False):
         raise InvalidAmount("Only staff may adjust credits.")
-    key = idempotency_key or f"adjust:{user.pk}:{timezone.now().timestamp()}:{actor.pk}"
+    # The key names the staff action (an admin form's one-time token, a flag), so a repeated
+    # submit adjusts once; a key made up here (it was a timestamp) would adjust twice.
+    if not isinstance(idempotency_key, str) or not idempotency_key.strip():
+        raise InvalidAmount("An adjustment needs an idempotency key (the staff action it comes from).")
+    key = idempotency_key
     with transaction.atomic(durable=True):
         wallet = locks.wallet_for_update(user_id=user.pk)
         if credits < 0 and _replayed_entry(key) is None:

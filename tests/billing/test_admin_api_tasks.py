@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -18,8 +20,9 @@ def test_admin_adjust_credits_asks_for_a_reason_and_records_the_staff_member(sta
                                       "credits": "40", "reason": ""})
     assert missing.status_code == 200
     assert not LedgerEntry.objects.exists()
+    token = re.search(r'name="form_token" value="([^"]+)"', form.content.decode()).group(1)
     done = staff_client.post(url, {"action": "adjust_credits", "_selected_action": [wallet.pk], "apply": "1",
-                                   "credits": "40", "reason": "support ticket 12"}, follow=True)
+                                   "credits": "40", "reason": "support ticket 12", "form_token": token}, follow=True)
     assert done.status_code == 200
     entry = LedgerEntry.objects.get()
     assert (entry.credits, entry.actor, entry.memo, entry.kind) == (40, staff, "support ticket 12", "adjustment")

@@ -173,10 +173,11 @@ def test_clawback_below_zero_blocks_new_holds_but_running_holds_still_settle(ali
 
 def test_adjust_requires_a_reason_and_staff_and_records_the_actor(alice, staff):
     with pytest.raises(InvalidAmount):
-        services.adjust(user=alice, credits=50, actor=staff, reason="  ")
+        services.adjust(user=alice, credits=50, actor=staff, reason="  ", idempotency_key="adj:1")
     with pytest.raises(InvalidAmount):
-        services.adjust(user=alice, credits=50, actor=alice, reason="because")
-    entry = services.adjust(user=alice, credits=50, actor=staff, reason="goodwill after an outage")
+        services.adjust(user=alice, credits=50, actor=alice, reason="because", idempotency_key="adj:1")
+    entry = services.adjust(user=alice, credits=50, actor=staff, reason="goodwill after an outage",
+                            idempotency_key="adj:1")
     assert (entry.kind, entry.credits, entry.actor, entry.memo) == ("adjustment", 50, staff, "goodwill after an outage")
 
 
@@ -184,8 +185,8 @@ def test_adjust_cannot_remove_held_credits(alice, staff):
     fund(alice, 100)
     services.place_hold(user=alice, credits=80, idempotency_key="h1", reference="s:1")
     with pytest.raises(InsufficientCredits):
-        services.adjust(user=alice, credits=-21, actor=staff, reason="mistake")
-    services.adjust(user=alice, credits=-20, actor=staff, reason="mistake")
+        services.adjust(user=alice, credits=-21, actor=staff, reason="mistake", idempotency_key="adj:1")
+    services.adjust(user=alice, credits=-20, actor=staff, reason="mistake", idempotency_key="adj:2")
     assert wallet_of(alice).balance == 80
 
 
@@ -218,7 +219,7 @@ def test_balance_equals_the_sum_of_the_ledger(alice, staff):
     fund(alice, 1000)
     hold = services.place_hold(user=alice, credits=500, idempotency_key="h1", reference="s:1")
     services.settle_hold(hold=hold, used_credits=321)
-    services.adjust(user=alice, credits=-9, actor=staff, reason="typo")
+    services.adjust(user=alice, credits=-9, actor=staff, reason="typo", idempotency_key="adj:1")
     services.clawback(user=alice, credits=2000, idempotency_key="c", kind=Kind.DISPUTE, reference="p")
     wallet = wallet_of(alice)
     total = sum(LedgerEntry.objects.filter(wallet=wallet).values_list("credits", flat=True))

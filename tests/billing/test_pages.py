@@ -49,7 +49,7 @@ def test_pages_need_login(client):
 def test_wallet_page_explains_each_entry_and_paginates(alice_client, alice, staff):
     for i in range(30):
         services.grant(user=alice, credits=10, idempotency_key=f"g{i}", kind=Kind.BONUS)
-    services.adjust(user=alice, credits=-5, actor=staff, reason="duplicate bonus")
+    services.adjust(user=alice, credits=-5, actor=staff, reason="duplicate bonus", idempotency_key="adj:1")
     first = alice_client.get(reverse("billing_wallet")).content.decode()
     assert "Staff removed 5 credits: duplicate bonus" in first
     assert "Page 1 of 2" in first
