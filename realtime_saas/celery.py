@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from celery.signals import after_setup_logger, after_setup_task_logger
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "realtime_saas.settings")
 
@@ -27,10 +27,35 @@ def _make_filesystem_queue_dirs(sender: Celery, **kwargs: Any) -> None:
 @after_setup_logger.connect
 @after_setup_task_logger.connect
 def _redact_celery_logs(logger: logging.Logger, **kwargs: Any) -> None:
-    from realtime_saas.logging import RedactSecretsFilter
+    # Celery sets up its own handlers: the same filters (and, with LOG_FORMAT=json, the same
+    # formatter) as Django's LOGGING.
+    from django.conf import settings
+
+    from realtime_saas.logging import ContextFilter, JsonFormatter, RedactSecretsFilter
 
     for handler in logger.handlers:
         handler.addFilter(RedactSecretsFilter())
+        handler.addFilter(ContextFilter())
+        if settings.LOG_FORMAT == "json":
+            handler.setFormatter(JsonFormatter())
+
+
+@worker_init.connect
+def _worker_metrics(**kwargs: Any) -> None:
+    """The worker's main process serves the worker's metrics (WORKER_METRICS_PORT); the task
+    counters are kept by whichever process runs the task (prefork children: multiprocess mode)."""
+    from realtime_saas import metrics
+
+    metrics.start_worker_listener()
+
+
+def _count_tasks() -> None:
+    from realtime_saas import metrics
+
+    metrics.connect_worker_signals()
+
+
+_count_tasks()
 
 
 # acks_late: a task that does nothing but answer can safely run twice.
@@ -40,32 +65,10 @@ def ping() -> str:
     return "pong"
 
 
-# Beat heartbeat: beat sends this every BEAT_HEARTBEAT_SECONDS and a worker records when it ran, so
-# its age proves beat, the broker and a worker all work. /readyz (staff detail) and the worker's
-# metrics (realtime_saas.metrics) read it. Kept in the "heartbeat" cache (Redis when there is one):
-# every process reads the same value. Not acks_late: a lost beat is replaced by the next one.
-BEAT_HEARTBEAT_KEY = "celery-beat-heartbeat"
-
-
+# The beat heartbeat (realtime_saas/beat.py). Not acks_late: a lost beat is replaced by the next one.
 @app.task(name="realtime_saas.beat_heartbeat", soft_time_limit=10, time_limit=20)
 def beat_heartbeat() -> float:
-    """Record now (a UNIX timestamp) as the last beat heartbeat."""
-    import time
+    """Record now as the last beat heartbeat (UNIX time)."""
+    from realtime_saas.beat import record_beat_heartbeat
 
-    from django.core.cache import caches
-
-    now = time.time()
-    caches["heartbeat"].set(BEAT_HEARTBEAT_KEY, now, timeout=None)
-    return now
-
-
-def last_beat_heartbeat() -> float | None:
-    """When a worker last ran the beat heartbeat (UNIX time), or None if never (or unreadable)."""
-    from django.core.cache import caches
-
-    try:
-        value = caches["heartbeat"].get(BEAT_HEARTBEAT_KEY)
-    except Exception:  # a cache outage is reported as "no heartbeat", not as a crash of /readyz
-        logging.getLogger(__name__).warning("beat heartbeat unreadable", exc_info=True)
-        return None
-    return float(value) if value is not None else None
+    return record_beat_heartbeat()

@@ -3,6 +3,7 @@
 Every variable is listed, with a comment, in `.env.example`. Bad values fail at start-up.
 """
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: the request id and the web metrics cover everything below (realtime_saas/middleware.py).
+    "realtime_saas.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -315,7 +318,7 @@ SECURE_REFERRER_POLICY = "same-origin"
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
@@ -346,6 +349,38 @@ LOGGING: dict[str, Any] = {
         "httpcore": {"level": "WARNING"},
     },
 }
+# LOG_FORMAT=json: one JSON object per line, with the request id, user id, call and Stripe event
+# where they apply (realtime_saas/logging.py); "plain" for people reading a terminal.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}.")
+LOGGING["filters"]["log_context"] = {"()": "realtime_saas.logging.ContextFilter"}
+LOGGING["formatters"]["json"] = {"()": "realtime_saas.logging.JsonFormatter"}
+LOGGING["handlers"]["console"]["formatter"] = LOG_FORMAT
+LOGGING["handlers"]["console"]["filters"] = ["redact_secrets", "log_context"]
+
+# Metrics (realtime_saas/metrics.py, docs/operations.md): a scrape needs the bearer token or an
+# address in the allowed networks; with neither, the endpoints answer 403.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
+# The supervisor's and the worker's own listeners (0: none); the web serves /metrics itself.
+METRICS_LISTEN_HOST = env.str("METRICS_LISTEN_HOST", default="127.0.0.1")
+SUPERVISOR_METRICS_PORT = env.int("SUPERVISOR_METRICS_PORT", default=0)
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)
+try:
+    import ipaddress as _ipaddress
+
+    for _network in METRICS_ALLOWED_NETWORKS:
+        _ipaddress.ip_network(_network, strict=False)
+except ValueError as _exc:
+    raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {_exc}") from None
+if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 16 characters (or empty).")
+# prometheus_client's multiprocess mode reads it when it is imported (before this file, and before
+# .env is read): it must be in the process's own environment. Checked here so a typo fails loudly.
+PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
+    raise ImproperlyConfigured(f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR!r} is not a directory.")
 
 # Realtime calls (sessions app, label `realtime`).
 # What one credit is worth at OpenAI's cost; an assistant's markup is added on top.

@@ -9,6 +9,7 @@ from rest_framework.permissions import IsAdminUser
 
 from realtime_saas import views
 from realtime_saas.api_router import api_urlpatterns
+from realtime_saas.metrics import web_metrics_view
 
 admin.site.site_header = "realtime_saas staff"
 admin.site.site_title = "realtime_saas"
@@ -26,6 +27,8 @@ urlpatterns = [
     # known only once the app is ready.
     path("favicon.ico", RedirectView.as_view(url=lazy(static, str)("favicon.ico"), permanent=True)),
     path("readyz", views.readyz, name="readyz"),
+    # Prometheus (token or network allowlist; docs/operations.md).
+    path("metrics", web_metrics_view, name="metrics"),
     path("accounts/", include("allauth.urls")),
     path("account/", include("accounts.urls")),
     path("admin/", admin.site.urls),

@@ -25,6 +25,7 @@ from billing import locks, stripe_client
 from billing.models import StripeEvent
 from billing.services import checkout, refunds
 from billing.stripe_client import StripeObject
+from realtime_saas.logging import log_context
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -144,6 +145,11 @@ def process_stripe_event(*, event_pk: int) -> StripeEvent | None:
             logger.error("stripe event %s is dead: %d attempts", event_pk, max_attempts)
         return None
     row = StripeEvent.objects.get(pk=event_pk)
+    with log_context(stripe_event=row.event_id):  # on every log line of the handler (LOG_FORMAT=json)
+        return _run_claimed(row, max_attempts=max_attempts)
+
+
+def _run_claimed(row: StripeEvent, *, max_attempts: int) -> StripeEvent:
     status: str
     try:
         if row.livemode != stripe_client.livemode():
@@ -152,7 +158,7 @@ def process_stripe_event(*, event_pk: int) -> StripeEvent | None:
             status, note = dispatch(row.payload)
     except Exception as exc:
         dead = row.attempts >= max_attempts
-        StripeEvent.objects.filter(pk=event_pk).update(
+        StripeEvent.objects.filter(pk=row.pk).update(
             status=StripeEvent.Status.DEAD if dead else StripeEvent.Status.FAILED,
             dead_at=timezone.now() if dead else None,
             last_error="".join(traceback.format_exception_only(exc)).strip()[:4000],
@@ -161,7 +167,7 @@ def process_stripe_event(*, event_pk: int) -> StripeEvent | None:
         if dead:
             logger.error("stripe event %s (%s) is dead after %d attempts", row.event_id, row.type, row.attempts)
         raise
-    StripeEvent.objects.filter(pk=event_pk).update(
+    StripeEvent.objects.filter(pk=row.pk).update(
         status=status, note=note[:500], last_error="", processed_at=timezone.now(), updated_at=timezone.now()
     )
     row.refresh_from_db()

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from sessions import openai_client
 from sessions.reconciliation import importer, keymode, reconcile
+from sessions.reconciliation.models import ImportWatermark
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,9 @@ IMPORT_RETRY_BACKOFF_MAX_SECONDS = 600
 KEY_WINDOWS_MAX_RETRIES = 3
 KEY_WINDOWS_RETRY_BACKOFF_SECONDS = 5
 KEY_WINDOWS_RETRY_BACKOFF_MAX_SECONDS = 30
+# How far reconciliation got: the end of the newest usage window reconciled (an ImportWatermark
+# row of its own); the worker's metrics show the lag behind now (realtime_saas/metrics.py).
+RECONCILED_WATERMARK = "reconciled"
 
 
 # acks_late: the import upserts buckets by their natural key and moves its watermark only after
@@ -54,10 +58,18 @@ def import_and_reconcile() -> dict:
     result = reconcile.reconcile(since=usage.start, until=usage.end, cost_days=False)
     today = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
     reconcile.upsert_flags(reconcile.cost_drift_findings(since=today - timedelta(days=2), until=today), result)
+    _mark_reconciled(until=usage.end)
     return {"usage_buckets": usage.buckets, "cost_buckets": costs.buckets, "flags_created": result.created}
 
 
 # acks_late: it reads what was imported and upserts flags (no upstream call, no ledger entry).
+def _mark_reconciled(*, until: datetime) -> None:
+    mark, _ = ImportWatermark.objects.get_or_create(name=RECONCILED_WATERMARK)
+    ImportWatermark.objects.filter(pk=mark.pk).update(
+        watermark=max(until, mark.watermark) if mark.watermark else until, last_finished_at=timezone.now()
+    )
+
+
 @shared_task(name="sessions.reconciliation.reconcile_window", ignore_result=True, acks_late=True,
              soft_time_limit=600, time_limit=660)
 def reconcile_window(since_iso: str, until_iso: str) -> int:

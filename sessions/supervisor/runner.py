@@ -26,6 +26,8 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
+from realtime_saas import logging as log_fields
+from realtime_saas import metrics
 from realtime_saas.live import apush, staff_group, user_group
 from sessions import openai_client, presenters
 from sessions import policy as policy_rules
@@ -102,6 +104,8 @@ class CallWatcher:
         self.confirmed_cap = self.output_cap  # in force at OpenAI (seen in a session.updated)
         self._event_seq = 0
         self._our_events: dict[str, str] = {}  # event_id -> what it was, to read OpenAI's errors about it
+        self.enforce_mono: float | None = None  # when enforce() decided (enforcement latency metric)
+        self.attached_by_us = False
 
     # --- decisions -------------------------------------------------------------------------
 
@@ -112,6 +116,7 @@ class CallWatcher:
         self.enforcing = cause
         self.gone_if_not_found = gone_if_not_found
         self.sup.stats["enforced:" + cause] += 1
+        self.enforce_mono = time.monotonic()
         self.hangup_task = asyncio.get_running_loop().create_task(self._hangup(cause, detail))
 
     def on_status(self, status: store.CallStatus) -> None:
@@ -147,6 +152,8 @@ class CallWatcher:
     # --- the task --------------------------------------------------------------------------
 
     async def run(self) -> None:
+        # This task's log lines (and the tasks it starts) name the call (LOG_FORMAT=json).
+        log_fields.call_public_id.set(self.snap.public_id)
         try:
             await self._run()
         except asyncio.CancelledError:
@@ -162,6 +169,15 @@ class CallWatcher:
             if self.hangup_task is not None and not self.hangup_task.done():
                 self.hangup_task.cancel()
             self.sup.watchers.pop(self.snap.pk, None)
+
+    def _observe_attach(self, *, first: bool) -> None:
+        """Attach latency: a new proxy call's from its start (what its user waits for), anything else
+        (key mode, a takeover) from our claim."""
+        if first and self.snap.mode == CallMode.PROXY and self.snap.started_at is not None:
+            seconds = (timezone.now() - self.snap.started_at).total_seconds()
+        else:
+            seconds = time.monotonic() - self.claimed_mono
+        metrics.supervisor().attach_latency.labels(kind="first" if first else "takeover").observe(max(seconds, 0.0))
 
     def _grace_deadline(self) -> float:
         """Monotonic deadline for the first attach of this watcher (fail closed after it).
@@ -186,6 +202,9 @@ class CallWatcher:
             first = not attached_ever
             attached_ever = self.attached_once = True
             self.sup.stats["attached"] += 1
+            if not self.attached_by_us:
+                self.attached_by_us = True
+                self._observe_attach(first=first)
             # The policy first, then the database: the call waits for our turn detection.
             configured = await self._configure(sideband, greet=first and self.snap.greeting)
             await self.sup.attach_writer.mark(pk=self.snap.pk, first=first, detail=configured)
@@ -522,6 +541,10 @@ class CallWatcher:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         self.sup.stats["hangups"] += 1
+        sup_metrics = metrics.supervisor()
+        sup_metrics.hangups.labels(cause=self.enforcing or "requested").inc()  # "": asked by the user or staff
+        if self.enforce_mono is not None and self.enforcing:
+            sup_metrics.enforcement_latency.labels(cause=self.enforcing).observe(time.monotonic() - self.enforce_mono)
         self.closing_deadline = time.monotonic() + self.conf.ending_timeout_seconds
         if cause is not None:
             await self.sup.db(store.begin_ending, pk=self.snap.pk, cause=cause, detail=detail, hangup_error=None)
@@ -783,6 +806,8 @@ class Supervisor:
                     self.watchers[snap.pk] = watcher
                     watcher.task = self.spawn(watcher.run())
                     self.stats["claimed"] += 1
+                    if snap.was_attached:  # another supervisor watched it before: its lease expired
+                        metrics.supervisor().takeovers.inc()
                 if len(snaps) >= self.conf.claim_batch:
                     continue  # more are waiting
             except asyncio.CancelledError:
@@ -807,6 +832,9 @@ class Supervisor:
                                          renew_seconds=self.conf.lease_seconds if renew else None)
                 if renew:
                     last_renew = time.monotonic()
+                sup_metrics = metrics.supervisor()
+                sup_metrics.heartbeat.set(time.time())  # the database answered, leases renewed
+                sup_metrics.calls_watched.set(len(self.watchers))
                 for pk, watcher in known:
                     if watcher.task is None or watcher.task.done():
                         continue
@@ -814,6 +842,7 @@ class Supervisor:
                     if status is None:
                         # Our lease is gone (we stalled past it and another supervisor took the call).
                         self.stats["lost"] += 1
+                        metrics.supervisor().leases_lost.inc()
                         watcher.stop()
                     else:
                         watcher.on_status(status)

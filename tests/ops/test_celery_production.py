@@ -5,7 +5,8 @@ import time
 
 from django.conf import settings
 
-from realtime_saas.celery import app, beat_heartbeat, last_beat_heartbeat
+from realtime_saas.beat import last_beat_heartbeat
+from realtime_saas.celery import app, beat_heartbeat
 
 # The tasks whose re-run after a lost worker writes nothing twice (each says why in its module).
 IDEMPOTENT_TASKS = {
