@@ -3,4 +3,5 @@ from django.apps import AppConfig
 
 class AccountsConfig(AppConfig):
     name = "accounts"
-    verbose_name = "Accounts"
+    # "Accounts" is django-allauth's (email addresses): one heading of that name on the admin index.
+    verbose_name = "Users"

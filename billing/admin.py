@@ -13,7 +13,7 @@ from accounts.http import signed_in_user
 from billing import services, tasks
 from billing.exceptions import BillingError
 from billing.models import CreditPack, Dispute, Hold, LedgerEntry, Purchase, Refund, StripeEvent, Wallet
-from realtime_saas.admin import ReadOnlyAdmin
+from realtime_saas.admin import ReadOnlyAdmin, cents_column
 
 # django-stubs makes ModelAdmin and TabularInline generic in their models; Django's own classes
 # cannot be subscripted at run time (without django_stubs_ext.monkeypatch(), a runtime dependency).
@@ -27,7 +27,8 @@ else:
 
 @admin.register(CreditPack)
 class CreditPackAdmin(CreditPackAdminBase):
-    list_display = ["key", "name", "credits", "price_cents", "currency", "active", "order", "stripe_price_id"]
+    list_display = ["key", "name", "credits", cents_column("price_cents", description="price"), "active", "order",
+                    "stripe_price_id"]
     list_editable = ["active", "order"]
     list_filter = ["active", "currency"]
     search_fields = ["key", "name", "stripe_price_id"]
@@ -126,7 +127,8 @@ class DisputeInline(_StripeRecordInline):
 
 @admin.register(Purchase)
 class PurchaseAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "user", "pack", "credits", "amount_cents", "currency", "status", "refunded_credits"]
+    list_display = ["created_at", "user", "pack", "credits", cents_column("amount_cents", description="amount"), "status",
+                    "refunded_credits"]
     list_select_related = ["user", "pack"]
     list_filter = ["status", "pack", "created_at"]
     search_fields = ["user__email", "public_id", "checkout_session_id", "payment_intent_id"]

@@ -2,6 +2,7 @@ import copy
 
 from django.contrib import admin, messages
 
+from realtime_saas.admin import microusd_column, microusd_per_mtok_column
 from sessions import exceptions as errors
 from sessions import services
 from sessions.models import (
@@ -65,11 +66,16 @@ class AssistantAdmin(admin.ModelAdmin):
         )
 
 
+_openai_cost = microusd_column("cost_microusd", description="OpenAI cost")
+
+
 @admin.register(ModelPrice)
 class ModelPriceAdmin(admin.ModelAdmin):
-    list_display = ["model", "text_in_microusd_per_mtok", "text_cached_microusd_per_mtok",
-                    "text_out_microusd_per_mtok", "audio_in_microusd_per_mtok", "audio_cached_microusd_per_mtok",
-                    "audio_out_microusd_per_mtok", "updated_at"]
+    # Kept in µ$ per million tokens; listed in dollars per million tokens.
+    list_display = ["model", *(
+        microusd_per_mtok_column(f"{kind}_microusd_per_mtok", description=kind.replace("_", " "))
+        for kind in ("text_in", "text_cached", "text_out", "audio_in", "audio_cached", "audio_out")
+    ), "updated_at"]
     search_fields = ["model"]
 
 
@@ -89,7 +95,8 @@ class RealtimeCallAdmin(admin.ModelAdmin):
     """Read-only: calls change only through sessions.services (the hang-up action)."""
 
     list_display = ["public_id", "user", "assistant", "mode", "state", "created_at", "expected_end_at",
-                    "credits_held", "credits_charged", "cost_microusd", "end_reason"]
+                    "credits_held", "credits_charged", microusd_column("cost_microusd", description="OpenAI cost"),
+                    "end_reason"]
     list_filter = ["state", "mode", "assistant", ("user", admin.RelatedOnlyFieldListFilter), "end_reason", "created_at"]
     list_select_related = ["user", "assistant"]
     search_fields = ["public_id", "openai_call_id", "user__email"]
@@ -125,11 +132,15 @@ class UsageRecordInline(admin.TabularInline):
 
     # A tuple: the stubs type `fields` and `readonly_fields` differently, and a list fits only one.
     fields = readonly_fields = (
-        "at", "kind", "response_id", *(f"{name}_tokens" for name in TokenCounts.CLASSES), "cost_microusd"
+        "at", "kind", "response_id", *(f"{name}_tokens" for name in TokenCounts.CLASSES), "cost"
     )
     extra = 0
     can_delete = False
     verbose_name_plural = "metered usage (supervisor)"
+
+    @admin.display(description="OpenAI cost")
+    def cost(self, obj):
+        return _openai_cost(obj)
 
     def has_add_permission(self, request, obj=None):
         return False

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from accounts.http import signed_in_user
-from realtime_saas.admin import ReadOnlyAdmin
+from realtime_saas.admin import ReadOnlyAdmin, microusd_column
 from sessions.reconciliation import csv_import, services
 from sessions.reconciliation.models import (
     CostBucket,
@@ -223,7 +223,7 @@ class CostBucketAdmin(ReadOnlyAdmin):
         "start_time",
         "project_id",
         "line_item",
-        "amount_microusd",
+        microusd_column("amount_microusd", description="amount"),
         "currency",
         "quantity",
         "quantity_unit",
