@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import Http404
+from django.http import Http404, HttpRequest, JsonResponse
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -105,3 +108,49 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if retry_after:
         response["Retry-After"] = retry_after
     return response
+
+
+# --- the statuses every operation can answer, in the schema -----------------------------------
+
+_GENERIC_ERRORS = {
+    "400": "invalid_request: the body or a parameter is malformed; `field_errors` names the fields.",
+    "403": "not_authenticated (no session), csrf_failed, or permission_denied.",
+    "404": "not_found: no such object of yours (other users' objects do not exist for you).",
+    "405": "method_not_allowed.",
+    "415": "unsupported_media_type: send application/json.",
+    "429": "rate_limited: Retry-After gives the seconds to wait.",
+}
+
+
+class ErrorEnvelopeAutoSchema(AutoSchema):
+    """drf-spectacular's AutoSchema, plus the error statuses any operation can answer (each with
+    the envelope), where the view did not document them itself: 403 (session auth answers 403,
+    never 401), 404 for a path with an id, 400/415 for a body, 429 for a throttled view."""
+
+    def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
+        responses: dict[str, Any] = super()._get_response_bodies(direction)
+        if direction != "response":
+            return responses
+        codes = ["405"]
+        if self.view.get_permissions() and not all(isinstance(p, AllowAny) for p in self.view.get_permissions()):
+            codes.append("403")
+        if "{" in self.path:
+            codes.append("404")
+        if self.method in ("POST", "PUT", "PATCH"):
+            codes += ["400", "415"]
+        if self.view.get_throttles():
+            codes.append("429")
+        if self.method == "GET" and self._is_list_view():
+            codes.append("404")  # a page number past the end
+        for code in codes:
+            if code not in responses:
+                responses[code] = self._get_response_for_code(
+                    OpenApiResponse(ErrorSerializer, description=_GENERIC_ERRORS[code]), code, direction=direction
+                )
+        return responses
+
+
+def not_found(request: HttpRequest, unmatched: str = "") -> JsonResponse:
+    """Any /api/ path no endpoint matches: the envelope's 404, not Django's HTML page."""
+    message = "No API endpoint at this path."
+    return JsonResponse({"error": {"code": "not_found", "message": message}, "detail": message}, status=404)

@@ -262,7 +262,8 @@ CELERY_BEAT_SCHEDULE["billing-expire-stale-checkouts"] = {"task": "billing.expir
 REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # drf-spectacular's, plus every error status (with the envelope) an operation can answer.
+    "DEFAULT_SCHEMA_CLASS": "realtime_saas.api.ErrorEnvelopeAutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 25,
     "DEFAULT_THROTTLE_RATES": {},

@@ -54,9 +54,11 @@ class CallEventSerializer(serializers.ModelSerializer):
 class CallSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="public_id", read_only=True)
     assistant = AssistantRefSerializer(read_only=True)
-    seconds_left = serializers.IntegerField(read_only=True, help_text="Until the expected end; null once over.")
+    seconds_left = serializers.IntegerField(
+        read_only=True, allow_null=True, help_text="Until the expected end; null once over."
+    )
     duration_seconds = serializers.IntegerField(
-        read_only=True, help_text="From start to hangup (or now); null if it never started."
+        read_only=True, allow_null=True, help_text="From start to hangup (or now); null if it never started."
     )
     tokens = TokensSerializer(read_only=True)
     watched = serializers.BooleanField(
