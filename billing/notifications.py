@@ -87,3 +87,12 @@ def send_low_balance_email(wallet_pk: int) -> None:
         send_to_user(to=wallet.user.email, template="low_balance", context=context)
     except Exception:
         logger.exception("low-balance warning for wallet %s could not be sent", wallet_pk)
+
+
+def set_low_balance_threshold(*, user_id: int, credits: int | None) -> None:
+    """The user's own threshold (None: back to the default share of the last pack). The warning
+    is re-armed: the next fall to or below the new threshold sends it."""
+    if credits is not None and (isinstance(credits, bool) or not isinstance(credits, int) or credits < 0):
+        raise ValueError(f"A threshold is a whole number of credits ≥ 0, not {credits!r}.")
+    Wallet.objects.get_or_create(user_id=user_id)
+    Wallet.objects.filter(user_id=user_id).update(low_balance_threshold=credits, low_balance_notified_at=None)

@@ -139,3 +139,25 @@ def test_a_call_the_user_hung_up_sends_no_email(alice_client, alice, openai_sett
         calls.settle_call(call=call, cause=Cause.USER_HANGUP, used_credits=10)
 
     assert mail.outbox == []
+
+
+def test_the_user_sets_the_threshold_on_the_account_page(alice_client, alice, buy, django_capture_on_commit_callbacks):
+    buy(alice)
+    mail.outbox.clear()
+    page = alice_client.get("/account/").content.decode()
+    assert "falls to 200 credits or below" in page  # the default: 20% of the 1,000-credit pack
+
+    response = alice_client.post("/account/", {"form": "low_balance", "threshold": "700"})
+
+    assert response.status_code == 302
+    assert Wallet.objects.get(user=alice).low_balance_threshold == 700
+    spend(alice, 300, "call-1", django_capture_on_commit_callbacks)
+    assert [m.subject for m in mail.outbox] == ["Your balance is low: 700 credits left"]
+
+
+def test_a_negative_threshold_is_refused_under_its_field(alice_client, alice):
+    response = alice_client.post("/account/", {"form": "low_balance", "threshold": "-5"})
+
+    assert response.status_code == 200
+    assert "greater than or equal to 0" in response.content.decode()
+    assert Wallet.objects.get(user=alice).low_balance_threshold is None
