@@ -2,13 +2,18 @@
 
 import asyncio
 import logging
+import time
 import uuid
+from datetime import UTC, datetime
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
 from kombu import Connection
+
+from realtime_saas.beat import last_beat_heartbeat
 
 logger = logging.getLogger(__name__)
 CHECK_TIMEOUT_SECONDS = 3
@@ -59,3 +64,17 @@ def run_checks() -> dict[str, str]:
             logger.warning("readiness check %s failed: %s", name, type(exc).__name__)
             results[name] = f"unavailable: {type(exc).__name__}"
     return results
+
+
+def beat_status() -> dict[str, Any]:
+    """The beat heartbeat (realtime_saas/beat.py): "ok" while it is at most three periods old,
+    "stale" after, "never" if no worker ever ran it."""
+    last = last_beat_heartbeat()
+    if last is None:
+        return {"status": "never", "last_heartbeat": None, "age_seconds": None}
+    age = max(time.time() - last, 0.0)
+    return {
+        "status": "ok" if age <= 3 * settings.BEAT_HEARTBEAT_SECONDS else "stale",
+        "last_heartbeat": datetime.fromtimestamp(last, tz=UTC).isoformat(),
+        "age_seconds": round(age, 1),
+    }

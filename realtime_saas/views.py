@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET
 from accounts.decorators import verified_email_required
 from accounts.http import AuthenticatedHttpRequest
 from realtime_saas.dashboard import panels_for
-from realtime_saas.health import run_checks
+from realtime_saas.health import beat_status, run_checks
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -43,4 +43,5 @@ def readyz(request: HttpRequest) -> JsonResponse:
         failed = [name for name, result in checks.items() if result != "ok"]
         if failed:
             body["failed"] = failed
+        body["beat"] = beat_status()  # detail only: a stale beat does not make the web unready
     return JsonResponse(body, status=200 if ready else 503)
