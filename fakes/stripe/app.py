@@ -404,8 +404,15 @@ def _success_redirect(session: dict[str, Any]) -> web.StreamResponse:
 
 async def checkout_get(request: web.Request) -> web.Response:
     fake: FakeStripe = request.app["fake"]
-    html = page.checkout_page(_checkout_session(fake, request), async_delay=fake.async_delay)
+    session = _checkout_session(fake, request)
+    html = page.checkout_page(session, async_delay=fake.async_delay, customer_email=_customer_email(fake, session))
     return web.Response(text=html, content_type="text/html")
+
+
+def _customer_email(fake: FakeStripe, session: dict[str, Any]) -> str:
+    if not session["customer"]:
+        return ""
+    return str(fake.store.get("customer", session["customer"]).get("email") or "")
 
 
 async def checkout_post(request: web.Request) -> web.StreamResponse:
@@ -427,7 +434,9 @@ async def checkout_post(request: web.Request) -> web.StreamResponse:
         else:
             raise web.HTTPBadRequest(text=f"unknown action {action!r}")
     if action == "decline":
-        html = page.checkout_page(session, error=error["message"], async_delay=fake.async_delay)
+        html = page.checkout_page(
+            session, error=error["message"], async_delay=fake.async_delay, customer_email=_customer_email(fake, session)
+        )
         return web.Response(text=html, content_type="text/html", status=402)
     return _success_redirect(session)
 

@@ -36,7 +36,9 @@ def _layout(title: str, body: str) -> str:
     )
 
 
-def checkout_page(session: dict[str, Any], *, error: str | None = None, async_delay: float = 3.0) -> str:
+def checkout_page(
+    session: dict[str, Any], *, error: str | None = None, async_delay: float = 3.0, customer_email: str = ""
+) -> str:
     sid = escape(session["id"])
     rows = "".join(
         f"<tr><td>{escape(item['description'] or 'Item')} × {item['quantity']}</td>"
@@ -62,7 +64,14 @@ def checkout_page(session: dict[str, Any], *, error: str | None = None, async_de
         if error
         else ""
     )
-    email = session["customer_email"] or (session.get("customer_details") or {}).get("email") or ""
+    # A session created with `customer` shows the Customer's email already filled in: Stripe
+    # documents that a Customer attached to a Checkout Session has its saved payment methods,
+    # email and billing information populate the page
+    # (https://docs.stripe.com/payments/checkout/update-customer; `customer` on
+    # https://docs.stripe.com/api/checkout/sessions/create).
+    email = (
+        session["customer_email"] or (session.get("customer_details") or {}).get("email") or customer_email or ""
+    )
     cancel = (
         f'<p class=note><a id=cancel href="{escape(session["cancel_url"])}">← Cancel and go back</a></p>'
         if session["cancel_url"]
