@@ -134,3 +134,23 @@ def test_a_user_made_before_wallets_came_with_sign_up_gets_one_from_the_migratio
     migration.create_missing_wallets(apps, None)
 
     assert Wallet.objects.filter(user=user).count() == 1
+
+
+def test_reconciliation_days_are_dates(staff_client):
+    response = staff_client.get("/staff/reconciliation/?since=2026-03-01&until=2026-03-03")
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    rows = re.findall(r'<td><time datetime="([0-9-]+)">([^<]+)</time></td>', html)
+    assert rows == [("2026-03-01", "Sun 1 Mar 2026"), ("2026-03-02", "Mon 2 Mar 2026"), ("2026-03-03", "Tue 3 Mar 2026")]
+
+
+@pytest.mark.parametrize("query, field", [("since=2026-13-45", "since"), ("until=yesterday", "until"),
+                                          ("since=2026-03-05&until=2026-03-01", "since")])
+def test_a_bad_reconciliation_date_is_a_form_error(staff_client, query, field):
+    response = staff_client.get(f"/staff/reconciliation/?{query}")
+
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert f'data-testid="errors-{field}"' in html
+    assert "until the dates are fixed" in html

@@ -2,10 +2,12 @@
 
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from sessions.openai_client import UpstreamError
 from sessions.reconciliation import importer, reconcile
 
 
@@ -39,8 +41,16 @@ class Command(BaseCommand):
         if since >= until:
             raise CommandError("--since must be before --until.")
         if options["do_import"]:
-            usage = importer.import_usage(since=since, until=until)
-            costs = importer.import_costs(since=since, until=until)
+            if not settings.OPENAI_ADMIN_KEY:
+                raise CommandError(
+                    "--import needs OPENAI_ADMIN_KEY (an OpenAI admin key, for the Usage and Costs APIs); "
+                    "without it, reconcile what was imported or uploaded already."
+                )
+            try:
+                usage = importer.import_usage(since=since, until=until)
+                costs = importer.import_costs(since=since, until=until)
+            except UpstreamError as exc:
+                raise CommandError(f"--import could not reach OpenAI's Usage and Costs APIs: {exc}") from None
             self.stdout.write(f"imported {usage.buckets} usage and {costs.buckets} cost bucket(s)")
         result = reconcile.reconcile(since=since, until=until, chunk_size=options["chunk_size"])
         self.stdout.write(
