@@ -8,7 +8,7 @@ TEST_WORKERS ?= auto
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format migrate superuser fakes check-deploy clean
+.PHONY: help run test lint format migrate superuser fakes check-deploy fuzz clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -56,6 +56,10 @@ superuser: $(VENV)/.installed ## Create a staff account interactively
 check-deploy: $(VENV)/.installed ## Django's deployment checklist with production-like settings
 	DEBUG=false SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))') \
 	  ALLOWED_HOSTS=example.com $(PY) manage.py check --deploy --fail-level WARNING
+
+# A throwaway SQLite database, fakes/openai, fakes/stripe and daphne on free ports (scripts/fuzz.py).
+fuzz: $(VENV)/.installed-dev ## Fuzz the REST API with schemathesis, signed in (bounded; FUZZ_ARGS="--max-examples 50")
+	$(PY) scripts/fuzz.py $(FUZZ_ARGS)
 
 clean: ## Remove the virtualenv and local state (var/: SQLite database, Celery queue)
 	rm -rf $(VENV) var staticfiles .mypy_cache

@@ -262,6 +262,9 @@ CELERY_BEAT_SCHEDULE["billing-expire-stale-checkouts"] = {"task": "billing.expir
 REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON only (views that take SDP say so): daphne's Twisted parses multipart bodies itself and
+    # answers a malformed one with a bare 400 before Django sees it, outside the error envelope.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     # drf-spectacular's, plus every error status (with the envelope) an operation can answer.
     "DEFAULT_SCHEMA_CLASS": "realtime_saas.api.ErrorEnvelopeAutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
