@@ -51,6 +51,16 @@ def staff_client(client, staff):
 
 
 @pytest.fixture
+def openai_settings(settings, fake_openai):
+    """The product talking to a freshly reset fakes/openai with our standard key. The timeout is
+    shorter than the `timeout` faults tests inject (3-4 s), so those end as client timeouts."""
+    settings.OPENAI_BASE_URL = fake_openai.base_url
+    settings.OPENAI_API_KEY = fake_openai.project_key
+    settings.OPENAI_TIMEOUT_SECONDS = 2.0
+    return fake_openai
+
+
+@pytest.fixture
 def is_postgres() -> bool:
     return connection.vendor == "postgresql"
 

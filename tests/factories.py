@@ -4,6 +4,8 @@ import factory
 from allauth.account.models import EmailAddress
 
 from accounts.models import User
+from billing import services as billing
+from billing.models import LedgerEntry, Wallet
 
 DEFAULT_PASSWORD = "correct horse battery staple"
 
@@ -29,3 +31,13 @@ class UserFactory(factory.django.DjangoModelFactory[User]):
 class StaffFactory(UserFactory):
     is_staff = True
     is_superuser = True
+
+
+def fund(user: User, credits: int = 1000, *, key: str = "fund") -> LedgerEntry:
+    """Credits granted through billing's one write path (a bonus), idempotent per user and `key`."""
+    return billing.grant(user=user, credits=credits, idempotency_key=f"{key}:{user.pk}", kind=LedgerEntry.Kind.BONUS)
+
+
+def wallet_of(user: User) -> Wallet:
+    """The user's wallet as the database holds it now (created empty if they have none yet)."""
+    return billing.get_wallet(user)

@@ -8,12 +8,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 from django.db import connections
+
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,18 +83,21 @@ def start_daphne(log_dir: Path, **extra_env: str) -> LiveServer:
             stderr=subprocess.STDOUT,
         )
     server = LiveServer(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path, env=env)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def healthy() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"daphne exited with {process.returncode}:\n{server.log()}")
         try:
-            if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
-                return server
+            return httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"daphne did not answer /healthz within 30 s:\n{server.log()}")
+            return False
+
+    try:
+        wait_until(healthy, timeout=30, interval=0.1, what=lambda: f"daphne to answer /healthz:\n{server.log()}")
+    except AssertionError:
+        server.stop()
+        raise
+    return server
 
 
 def start_celery_worker(log_dir: Path, **extra_env: str) -> subprocess.Popen:

@@ -10,18 +10,11 @@ from billing.exceptions import (
     WalletBlocked,
 )
 from billing.models import Hold, LedgerEntry, Wallet
+from tests.factories import fund, wallet_of
 
 pytestmark = pytest.mark.django_db
 
 Kind = LedgerEntry.Kind
-
-
-def wallet_of(user) -> Wallet:
-    return Wallet.objects.get(user=user)
-
-
-def fund(user, credits=1000, key="fund"):
-    return services.grant(user=user, credits=credits, idempotency_key=key, kind=Kind.BONUS)
 
 
 def test_get_wallet_creates_an_empty_wallet_once(alice):

@@ -3,7 +3,6 @@ fakes/stripe → its hosted page ("Pay", "Pay later", "Decline") → signed webh
 server → Celery task → credits in the wallet."""
 
 import re
-import time
 
 import httpx
 import pytest
@@ -13,6 +12,7 @@ from django.test import Client
 from billing.models import Purchase, Wallet
 from tests.billing.factories import CreditPackFactory
 from tests.live import start_celery_worker, start_daphne
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -66,15 +66,6 @@ def press(checkout_url: str, action: str) -> httpx.Response:
                       timeout=10)
 
 
-def wait_for(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def balance(user) -> int:
     wallet = Wallet.objects.filter(user=user).first()
     return wallet.balance if wallet else 0
@@ -97,7 +88,8 @@ def test_pay_on_the_hosted_page_credits_the_wallet_over_a_real_webhook(alice, li
     assert url.startswith(live_fake.api_base)
     response = press(url, "pay")
     assert response.status_code in (200, 302, 303)
-    assert wait_for(lambda: balance(alice) == 1500), billing_server.log()[-3000:]
+    wait_until(lambda: balance(alice) == 1500, timeout=20,
+               what=lambda: "1,500 credits in the wallet; server log:\n" + billing_server.log()[-3000:])
     purchase.refresh_from_db()
     assert purchase.status == Purchase.Status.PAID
     deliveries = live_fake.wait_for_deliveries()
@@ -113,7 +105,8 @@ def test_pay_later_success_and_failure(alice, live_pack, live_fake, billing_serv
     press(url, "pay_later")
     failing, url2 = buy(browser, "livepack")
     press(url2, "pay_later_fail")
-    assert wait_for(lambda: balance(alice) == 1500), billing_server.log()[-3000:]
+    wait_until(lambda: balance(alice) == 1500, timeout=20,
+               what=lambda: "1,500 credits in the wallet; server log:\n" + billing_server.log()[-3000:])
     live_fake.wait_for_deliveries()
     later.refresh_from_db()
     failing.refresh_from_db()
@@ -135,7 +128,8 @@ def test_decline_grants_nothing_and_a_later_pay_does(alice, live_pack, live_fake
     assert purchase.status == Purchase.Status.PENDING
     assert balance(alice) == 0
     press(url, "pay")
-    assert wait_for(lambda: balance(alice) == 1500), billing_server.log()[-3000:]
+    wait_until(lambda: balance(alice) == 1500, timeout=20,
+               what=lambda: "1,500 credits in the wallet; server log:\n" + billing_server.log()[-3000:])
 
 
 def test_purchase_processed_by_a_real_celery_worker(alice, live_pack, fake_stripe, tmp_path, django_db_blocker):
@@ -148,9 +142,10 @@ def test_purchase_processed_by_a_real_celery_worker(alice, live_pack, fake_strip
         browser = browser_for(alice, server)
         purchase, url = buy(browser, "livepack")
         press(url, "pay")
-        assert wait_for(lambda: balance(alice) == 1500, timeout=45), (
-            server.log()[-2000:] + "\n---\n" + "".join(p.read_text() for p in tmp_path.glob("celery-*.log"))[-3000:]
-        )
+        wait_until(lambda: balance(alice) == 1500, timeout=45, what=lambda: (
+            "1,500 credits in the wallet; logs:\n" + server.log()[-2000:] + "\n---\n"
+            + "".join(p.read_text() for p in tmp_path.glob("celery-*.log"))[-3000:]
+        ))
         purchase.refresh_from_db()
         assert purchase.status == Purchase.Status.PAID
     finally:

@@ -1,6 +1,5 @@
 import asyncio
 import json
-import time
 
 import httpx
 import pytest
@@ -11,6 +10,7 @@ from django.test import Client
 
 from realtime_saas.asgi import application
 from realtime_saas.live import apush, user_group
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -106,16 +106,13 @@ def test_a_real_celery_worker_consumes_the_configured_broker(tmp_path, settings)
                 "control_folder": str(tmp_path / "celery" / "control"),
             }
         app.send_task("realtime_saas.ping")
-        log = tmp_path.glob("celery-*.log")
-        log_path = next(log)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        log_path = next(tmp_path.glob("celery-*.log"))
+
+        def ran() -> bool:
             text = log_path.read_text(errors="replace")
-            if "realtime_saas.ping" in text and "succeeded" in text:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("the worker did not run the task:\n" + log_path.read_text(errors="replace"))
+            return "realtime_saas.ping" in text and "succeeded" in text
+
+        wait_until(ran, timeout=30, what=lambda: "the worker running the task:\n" + log_path.read_text(errors="replace"))
     finally:
         worker.terminate()
         worker.wait(timeout=20)

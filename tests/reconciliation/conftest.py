@@ -5,8 +5,9 @@ import pytest
 from django.core.cache import cache
 
 from sessions.models import ModelPrice, RealtimeCall, UsageRecord
+from tests.factories import fund
 from tests.sessions.factories import AssistantFactory
-from tests.sessions.helpers import fund, make_offer
+from tests.sessions.helpers import make_offer
 
 REFERENCE_PRICES = {  # reference §7, micro-dollars per million tokens
     "gpt-realtime": (4_000_000, 400_000, 16_000_000, 32_000_000, 400_000, 64_000_000),

@@ -31,11 +31,11 @@ from sessions.models import (
 from sessions.reconciliation import importer, keymode
 from sessions.reconciliation.models import Flag, FlagKind, ImportWatermark
 from sessions.reconciliation.tasks import reconcile_key_windows
-from tests.factories import UserFactory
+from tests.factories import UserFactory, fund, wallet_of
 from tests.reconciliation.conftest import USAGE, meter_from_fake, outside_call
 from tests.sessions.factories import AssistantFactory
-from tests.sessions.helpers import fund, wallet_of
-from tests.supervisor.helpers import SupervisorThread, wait_for
+from tests.supervisor.helpers import SupervisorThread
+from tests.waiting import wait_until
 
 DELAY = 120
 
@@ -122,15 +122,15 @@ def test_a_secret_used_for_four_calls_is_flagged_withdrawn_and_charged_within_fi
 
     supervisor = SupervisorThread(owner="key-mode-test").start()
     try:
-        wait_for(lambda: fake.call(rtcs[0])["sidebands"] >= 1, what="the supervisor watching the reported call")
-        wait_for(lambda: UsageRecord.objects.filter(call=call).exists(), what="the greeting metered")
+        wait_until(lambda: fake.call(rtcs[0])["sidebands"] >= 1, what="the supervisor watching the reported call")
+        wait_until(lambda: UsageRecord.objects.filter(call=call).exists(), what="the greeting metered")
         # The browser asks for a response on the watched call; the three others talk unwatched.
         fake.send_event(rtcs[0], {"type": "response.create"})
         for rtc in rtcs[1:]:
             fake.response_done(rtc, USAGE)
-        wait_for(lambda: UsageRecord.objects.filter(call=call).count() == 2, what="the response metered")
+        wait_until(lambda: UsageRecord.objects.filter(call=call).count() == 2, what="the response metered")
         assert hang_up(client, public_id) == 202
-        wait_for(lambda: RealtimeCall.objects.get(pk=call.pk).state in (CallState.ENDED, CallState.KILLED),
+        wait_until(lambda: RealtimeCall.objects.get(pk=call.pk).state in (CallState.ENDED, CallState.KILLED),
                  what="the supervisor settling the call")
     finally:
         supervisor.stop()
@@ -371,7 +371,8 @@ def test_two_runs_racing_on_one_window_flag_charge_and_mark_it_once(fake, key_as
     for thread in threads:
         thread.join(timeout=30)
     assert errors == []
-    assert sum(1 for outcome in outcomes if outcome is not None) >= 1
+    # Only the run that marks the window reconciled returns its assessment; the other finds it done.
+    assert len(outcomes) == 2 and sum(1 for outcome in outcomes if outcome is not None) == 1
     assert Flag.objects.count() == 1
     assert LedgerEntry.objects.filter(idempotency_key=keymode.charge_key(call)).count() == 1
     assert LedgerEntry.objects.get(idempotency_key=keymode.charge_key(call)).credits == -unexplained_credits(

@@ -14,7 +14,7 @@ from sessions.models import CallMode, CallState, RealtimeCall, UsageRecord
 from sessions.reconciliation import csv_import, flags, reconcile, services, sweep
 from sessions.reconciliation.flags import Finding
 from sessions.reconciliation.models import CostBucket, Flag, FlagKind, FlagStatus, UsageBucket, UsageUpload
-from tests.sessions.helpers import fund
+from tests.factories import fund
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)

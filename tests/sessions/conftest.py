@@ -1,8 +1,9 @@
 import pytest
 from django.core.cache import cache
 
+from tests.factories import fund
 from tests.sessions.factories import AssistantFactory
-from tests.sessions.helpers import fund, make_offer
+from tests.sessions.helpers import make_offer
 
 
 @pytest.fixture(autouse=True)
@@ -15,14 +16,6 @@ def _clear_throttles():
 @pytest.fixture(scope="session")
 def offer_sdp() -> str:
     return make_offer()
-
-
-@pytest.fixture
-def openai_settings(settings, fake_openai):
-    settings.OPENAI_BASE_URL = fake_openai.base_url
-    settings.OPENAI_API_KEY = fake_openai.project_key
-    settings.OPENAI_TIMEOUT_SECONDS = 2.0
-    return fake_openai
 
 
 @pytest.fixture

@@ -3,13 +3,11 @@
 import asyncio
 import json
 import re
-import time
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack
 
-from billing import services as billing
-from billing.models import LedgerEntry
+from tests.waiting import await_until
 
 KEY_PATTERN = re.compile(r"(?<![A-Za-z0-9])(sk-[A-Za-z0-9_\-]{3,}|ek_[A-Za-z0-9]{4,})")
 
@@ -31,19 +29,14 @@ class Caller:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
 
     async def wait_for(self, event_type: str, timeout: float = 10.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for event in self.events:
-                if event["type"] == event_type:
-                    return event
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"no {event_type} within {timeout} s; got {[e['type'] for e in self.events]}")
+        def arrived() -> dict | None:
+            return next((event for event in self.events if event["type"] == event_type), None)
+
+        return await await_until(arrived, timeout=timeout, what=f"{event_type} at the caller")
 
     async def wait_connected(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.pc.connectionState != "connected":
-            assert time.monotonic() < deadline, f"peer connection is {self.pc.connectionState}"
-            await asyncio.sleep(0.02)
+        await await_until(lambda: self.pc.connectionState == "connected", timeout=timeout,
+                          what="the peer connection connected")
 
     async def close(self) -> None:
         await self.pc.close()
@@ -65,10 +58,3 @@ def make_offer() -> str:
 def find_keys(text: str) -> list[str]:
     return KEY_PATTERN.findall(text)
 
-
-def fund(user, credits: int, key: str = "test-grant") -> None:
-    billing.grant(user=user, credits=credits, idempotency_key=f"{key}:{user.pk}", kind=LedgerEntry.Kind.BONUS)
-
-
-def wallet_of(user):
-    return billing.get_wallet(user)

@@ -9,8 +9,8 @@ from django.utils import timezone
 from billing.models import Hold
 from sessions import services
 from sessions.models import CallEvent, CallState, Cause, RealtimeCall
+from tests.factories import fund, wallet_of
 from tests.sessions.factories import AssistantFactory
-from tests.sessions.helpers import fund, wallet_of
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from django.db import connection
 
 from sessions import services
 from sessions.models import CallState, Cause, RealtimeCall
+from tests.factories import fund, wallet_of
 from tests.sessions.factories import AssistantFactory
-from tests.sessions.helpers import fund, wallet_of
 
 pytestmark = pytest.mark.postgres
 

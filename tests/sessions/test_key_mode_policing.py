@@ -8,8 +8,8 @@ from django.contrib.admin.models import LogEntry
 from accounts import services as accounts
 from billing.models import Hold, LedgerEntry
 from sessions.models import RealtimeCall
+from tests.factories import fund, wallet_of
 from tests.sessions.factories import AssistantFactory
-from tests.sessions.helpers import fund, wallet_of
 
 
 def mint(client, assistant):

@@ -9,10 +9,10 @@ from openai import AsyncOpenAI
 
 from billing.models import Hold
 from sessions.models import CallState, RealtimeCall
-from tests.factories import UserFactory
+from tests.factories import UserFactory, fund, wallet_of
 from tests.live import start_daphne
 from tests.sessions.factories import AssistantFactory
-from tests.sessions.helpers import Caller, find_keys, fund, wallet_of
+from tests.sessions.helpers import Caller, find_keys
 
 pytestmark = pytest.mark.slow
 CSRF = "b" * 32

@@ -4,7 +4,7 @@ import pytest
 
 from billing.models import Hold
 from sessions.models import CallEvent, CallState, Cause, RealtimeCall
-from tests.sessions.helpers import wallet_of
+from tests.factories import fund, wallet_of
 
 
 def start(client, assistant, offer, **extra):
@@ -64,8 +64,6 @@ def test_a_partial_hold_keeps_the_assistants_maximum_length_as_its_only_clock(
 ):
     """Issue 11: a hold capped by what the user can afford no longer shortens the call to a
     worst-case clock (100 of 423 credits used to mean 141 s); the supervisor ends it by credits."""
-    from tests.sessions.helpers import fund
-
     fund(alice, 100)
     response = start(alice_client, assistant, offer_sdp)
     assert response.status_code == 201
@@ -78,8 +76,6 @@ def test_a_partial_hold_keeps_the_assistants_maximum_length_as_its_only_clock(
 
 
 def test_a_full_hold_is_not_partial(alice_client, alice, assistant, offer_sdp, openai_settings):
-    from tests.sessions.helpers import fund
-
     fund(alice, 1_000)
     assert start(alice_client, assistant, offer_sdp).status_code == 201
     call = RealtimeCall.objects.get()
@@ -87,8 +83,6 @@ def test_a_full_hold_is_not_partial(alice_client, alice, assistant, offer_sdp, o
 
 
 def test_too_few_credits_is_402_and_nothing_is_written(alice_client, alice, assistant, offer_sdp, openai_settings):
-    from tests.sessions.helpers import fund
-
     fund(alice, 9)
     response = start(alice_client, assistant, offer_sdp)
     assert response.status_code == 402
@@ -217,7 +211,6 @@ def test_anonymous_is_refused(client, assistant, offer_sdp, openai_settings):
 
 def test_unverified_email_is_403(client, assistant, offer_sdp, openai_settings):
     from tests.factories import UserFactory
-    from tests.sessions.helpers import fund
 
     user = UserFactory(verified=False)
     fund(user, 1000)

@@ -15,8 +15,8 @@ from billing.models import Hold
 from sessions import presenters
 from sessions.api.serializers import CallSerializer
 from sessions.models import CallEvent, CallState, Cause, RealtimeCall
+from tests.factories import wallet_of
 from tests.sessions.factories import AssistantFactory
-from tests.sessions.helpers import wallet_of
 
 
 def start(client, assistant, offer):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from datetime import timedelta
 
 from django.utils import timezone
@@ -13,6 +12,7 @@ from billing import services as billing
 from sessions.models import Assistant, CallMode, CallState, ModelPrice, RealtimeCall
 from sessions.supervisor.conf import SupervisorConf
 from sessions.supervisor.runner import Supervisor
+from tests.waiting import wait_until
 
 MODEL = "supervisor-test-model"
 # 100 µ$ per output text token, markup 0, 100 credits per USD: 100 text-out tokens = 1 credit.
@@ -109,9 +109,7 @@ class SupervisorThread:
 
     def start(self) -> SupervisorThread:
         self.thread.start()
-        deadline = time.monotonic() + 5
-        while self.stop_event is None and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: self.stop_event is not None, timeout=5, what=f"supervisor {self.supervisor.owner} running")
         return self
 
     def crash(self) -> None:
@@ -130,17 +128,6 @@ class SupervisorThread:
         self.thread.join(timeout=15)
         if self.error is not None:
             raise self.error
-
-
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
 
 
 def credits_from_fake_usage(fake, openai_call_id: str, *, model: str, markup_percent: int) -> int:

@@ -6,9 +6,9 @@ from tests.supervisor.helpers import (
     credits_from_fake_usage,
     upstream_call,
     usage_for,
-    wait_for,
     watched_call,
 )
+from tests.waiting import wait_until
 
 LEASE, GRACE = 3.0, 2.0  # tests/supervisor/helpers.FAST
 
@@ -35,7 +35,7 @@ def test_a_taken_over_call_gets_a_fresh_attach_grace_and_nothing_escapes(
         fake.wait_for_call(rtc, lambda c: c["sidebands"] >= 1, timeout=5)
         fake.response_done(rtc, usage_for(2))
     for call in calls:
-        wait_for(lambda call=call: RealtimeCall.objects.get(pk=call.pk).credits_used == 2, what="metered")
+        wait_until(lambda call=call: RealtimeCall.objects.get(pk=call.pk).credits_used == 2, what="metered")
     second = supervisor(owner="second")
 
     first.crash()
@@ -53,7 +53,7 @@ def test_a_taken_over_call_gets_a_fresh_attach_grace_and_nothing_escapes(
         fake.response_done(rtc, usage_for(3))
         fake.end_call(rtc)
     for call, rtc in zip(calls, rtcs, strict=True):
-        wait_for(_final(call), what="settled")
+        wait_until(_final(call), what="settled")
         expected = credits_from_fake_usage(fake, rtc, model=assistant.model, markup_percent=0)
         assert expected == 5
         assert (call.state, call.end_reason, call.credits_charged) == (CallState.ENDED, Cause.CALL_CLOSED, expected)
@@ -68,13 +68,13 @@ def test_a_call_whose_sideband_cannot_be_reattached_is_hung_up_before_it_is_sett
     supervisor()
     fake.wait_for_call(rtc, lambda c: c["sidebands"] >= 1, timeout=5)
     fake.response_done(rtc, usage_for(4))
-    wait_for(lambda: RealtimeCall.objects.get(pk=call.pk).credits_used == 4, what="metered")
+    wait_until(lambda: RealtimeCall.objects.get(pk=call.pk).credits_used == 4, what="metered")
 
     fake.fault("sideband", 500, count=1000)  # OpenAI's sideband is down; the call itself is not
     fake.drop_sidebands(rtc)
     info = fake.wait_for_call(rtc, lambda c: c["state"] == "ended", timeout=GRACE + 5)
     assert info["end_reason"] == "hangup" and info["hangup_requests"]
-    wait_for(_final(call), what="settled")
+    wait_until(_final(call), what="settled")
     assert (call.state, call.end_reason, call.credits_charged) == (CallState.KILLED, Cause.NOT_WATCHED, 4)
     assert "could not be re-attached" in CallEvent.objects.get(call=call, kind=CallEvent.Kind.HANGUP_SENT).detail
 
@@ -90,12 +90,12 @@ def test_a_hangup_that_fails_is_retried_until_openai_confirms_and_only_then_sett
 
     fake.fault("calls.hangup", 500, count=4)
     fake.response_done(rtc, usage_for(5))  # exhausted: hang up
-    wait_for(lambda: RealtimeCall.objects.get(pk=call.pk).state == CallState.ENDING, what="ending")
+    wait_until(lambda: RealtimeCall.objects.get(pk=call.pk).state == CallState.ENDING, what="ending")
     assert fake.call(rtc)["state"] != "ended"
     assert RealtimeCall.objects.get(pk=call.pk).credits_charged is None  # not settled while it may run
 
     fake.wait_for_call(rtc, lambda c: c["state"] == "ended", timeout=10)  # the fifth request went through
-    wait_for(_final(call), what="settled")
+    wait_until(_final(call), what="settled")
     assert (call.state, call.end_reason, call.credits_charged) == (CallState.KILLED, Cause.CREDITS_EXHAUSTED, 5)
     kinds = list(CallEvent.objects.filter(call=call, kind__in=[CallEvent.Kind.HANGUP_FAILED,
                                                                 CallEvent.Kind.HANGUP_SENT])

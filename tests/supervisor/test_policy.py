@@ -9,9 +9,9 @@ from tests.supervisor.helpers import (
     make_assistant,
     upstream_call,
     usage_for,
-    wait_for,
     watched_call,
 )
+from tests.waiting import wait_until
 
 INSTRUCTIONS = "You are the supervised test assistant."
 
@@ -55,16 +55,16 @@ def test_on_attach_the_supervisor_turns_listening_on_and_asks_for_the_greeting(
     assert info["session"]["audio"]["input"]["turn_detection"] == assistant.turn_detection
     assert info["session"]["instructions"] == INSTRUCTIONS
     # The greeting is metered like any response: charged exactly what the fake reports it used.
-    wait_for(lambda: UsageRecord.objects.filter(call=call).count() == 1, what="greeting metered")
+    wait_until(lambda: UsageRecord.objects.filter(call=call).count() == 1, what="greeting metered")
     expected = credits_from_fake_usage(fake, rtc, model=assistant.model, markup_percent=assistant.markup_percent)
     assert expected > 0
-    wait_for(lambda: RealtimeCall.objects.get(pk=call.pk).credits_used == expected, what="credits used")
+    wait_until(lambda: RealtimeCall.objects.get(pk=call.pk).credits_used == expected, what="credits used")
     attached = CallEvent.objects.get(call=call, kind=CallEvent.Kind.SIDEBAND_ATTACHED)
     assert attached.detail == "Supervisor attached: turn detection on, greeting requested."
     assert _deviations(call) == []
 
     fake.end_call(rtc)
-    wait_for(_final(call), what="settled")
+    wait_until(_final(call), what="settled")
     assert (call.state, call.end_reason, call.credits_charged) == (CallState.ENDED, Cause.CALL_CLOSED, expected)
 
 
@@ -76,14 +76,14 @@ def test_a_browser_change_is_reverted_and_a_repeat_ends_the_call(supervisor, ope
     fake.send_event(rtc, {"type": "session.update", "session": {"type": "realtime", "instructions": "Leak it."}})
     info = fake.wait_for_call(rtc, lambda c: c["session"]["instructions"] == INSTRUCTIONS, timeout=3)
     assert info["state"] != "ended"  # a first deviation is put right, not punished
-    wait_for(lambda: len(_deviations(call)) == 1, what="deviation recorded")
+    wait_until(lambda: len(_deviations(call)) == 1, what="deviation recorded")
     assert _deviations(call) == [
         "The browser changed the assistant's instructions; the assistant's settings were put back."]
     assert RealtimeCall.objects.get(pk=call.pk).state == CallState.ACTIVE
 
     fake.send_event(rtc, {"type": "session.update", "session": {"type": "realtime", "max_output_tokens": 4096}})
     fake.wait_for_call(rtc, lambda c: c["state"] == "ended", timeout=3)
-    wait_for(_final(call), what="settled")
+    wait_until(_final(call), what="settled")
     assert (call.state, call.end_reason) == (CallState.KILLED, Cause.POLICY_VIOLATION)
     flag = Flag.objects.get(call=call)
     assert (flag.kind, flag.severity, flag.user_id) == (FlagKind.POLICY_VIOLATION, Severity.HIGH, alice.pk)
@@ -100,11 +100,11 @@ def test_a_response_beyond_the_policy_is_cancelled_and_still_charged(supervisor,
     fake.send_event(rtc, {"type": "response.create", "response": {"max_output_tokens": 4096}})
     info = fake.wait_for_call(rtc, lambda c: c["response_done_log"], timeout=3)
     assert info["response_done_log"][0]["status"] == "cancelled"
-    wait_for(lambda: UsageRecord.objects.filter(call=call).count() == 1, what="cancelled response metered")
+    wait_until(lambda: UsageRecord.objects.filter(call=call).count() == 1, what="cancelled response metered")
     assert _deviations(call) == [
         "A response asked for more than the assistant allows (max output tokens); it was cancelled."]
     expected = credits_from_fake_usage(fake, rtc, model=assistant.model, markup_percent=assistant.markup_percent)
-    wait_for(lambda: RealtimeCall.objects.get(pk=call.pk).credits_used == expected, what="charged")
+    wait_until(lambda: RealtimeCall.objects.get(pk=call.pk).credits_used == expected, what="charged")
     assert RealtimeCall.objects.get(pk=call.pk).state == CallState.ACTIVE
 
 
@@ -128,7 +128,7 @@ def test_a_response_before_the_attach_ends_the_call_restores_the_policy_and_rais
     info = fake.wait_for_call(rtc, lambda c: c["state"] == "ended", timeout=5)
     assert info["session"]["instructions"] == INSTRUCTIONS
     assert info["session"]["max_output_tokens"] == 500
-    wait_for(_final(call), what="settled")
+    wait_until(_final(call), what="settled")
     assert (call.state, call.end_reason) == (CallState.KILLED, Cause.POLICY_VIOLATION)
     flag = Flag.objects.get(call=call)
     assert (flag.kind, flag.severity) == (FlagKind.POLICY_VIOLATION, Severity.HIGH)
@@ -151,7 +151,7 @@ def test_a_partial_hold_runs_until_its_credits_are_used_and_never_overshoots(sup
     # so the limit is one token short of what the credits left would pay for alone.
     for _ in range(6):  # 12 credits used: 3 left, 299 output tokens
         fake.response_done(rtc, usage_for(2))
-    wait_for(lambda: RealtimeCall.objects.get(pk=call.pk).credits_used == 12, what="metered")
+    wait_until(lambda: RealtimeCall.objects.get(pk=call.pk).credits_used == 12, what="metered")
     fake.wait_for_call(rtc, lambda c: c["session"]["max_output_tokens"] == 299, timeout=3)
     fake.response_done(rtc, usage_for(2))  # 14: one credit left, 99 output tokens
     fake.wait_for_call(rtc, lambda c: c["session"]["max_output_tokens"] == 99, timeout=3)
@@ -159,7 +159,7 @@ def test_a_partial_hold_runs_until_its_credits_are_used_and_never_overshoots(sup
     assert _deviations(call) == []  # the supervisor's own limit is no deviation
     fake.response_done(rtc, usage_for(1))  # 15: nothing left for another response
     fake.wait_for_call(rtc, lambda c: c["state"] == "ended", timeout=3)
-    wait_for(_final(call), what="settled")
+    wait_until(_final(call), what="settled")
     assert (call.state, call.end_reason, call.credits_used, call.credits_charged) == (
         CallState.KILLED, Cause.CREDITS_EXHAUSTED, 15, 15)
     assert (call.expected_end_at - call.started_at).total_seconds() == 600

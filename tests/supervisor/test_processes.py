@@ -10,7 +10,8 @@ import pytest
 
 from sessions.models import CallState, Cause, RealtimeCall
 from tests.live import ROOT, stop_process, subprocess_env
-from tests.supervisor.helpers import credits_from_fake_usage, upstream_call, usage_for, wait_for, watched_call
+from tests.supervisor.helpers import credits_from_fake_usage, upstream_call, usage_for, watched_call
+from tests.waiting import wait_until
 
 LEASE = 3.0
 GRACE = 10.0
@@ -51,12 +52,14 @@ def test_the_takeover_repro_leaves_no_call_unwatched_and_charges_what_openai_ser
     procs = {"sup-a": _start("sup-a", env, tmp_path)}
     try:
         for rtc in rtcs:
-            wait_for(lambda rtc=rtc: fake.call(rtc)["sidebands"] == 1, timeout=40, what="attached")
+            wait_until(lambda rtc=rtc: fake.call(rtc)["sidebands"] == 1, timeout=40, what="attached")
             fake.response_done(rtc, usage_for(2))
         for call in calls:
-            wait_for(lambda call=call: RealtimeCall.objects.get(pk=call.pk).credits_used == 2, what="metered")
+            wait_until(lambda call=call: RealtimeCall.objects.get(pk=call.pk).credits_used == 2, what="metered")
         procs["sup-b"] = _start("sup-b", env, tmp_path)
-        time.sleep(1.0)  # sup-b is polling; sup-a holds every call
+        # sup-b's claim loop runs from its start (logged); sup-a holds every call.
+        wait_until(lambda: "supervisor sup-b starting" in (tmp_path / "sup-b.log").read_text(errors="replace"),
+                   timeout=40, what="sup-b running")
         assert set(RealtimeCall.objects.filter(pk__in=[c.pk for c in calls]).values_list("lease_owner", flat=True)) \
             == {"sup-a"}
 
@@ -77,11 +80,11 @@ def test_the_takeover_repro_leaves_no_call_unwatched_and_charges_what_openai_ser
         for rtc in rtcs:
             fake.response_done(rtc, usage_for(1))
         for call in calls:
-            wait_for(lambda call=call: RealtimeCall.objects.get(pk=call.pk).credits_used == 3, what="metered")
+            wait_until(lambda call=call: RealtimeCall.objects.get(pk=call.pk).credits_used == 3, what="metered")
         for rtc in rtcs:
             fake.end_call(rtc)
         for call, rtc in zip(calls, rtcs, strict=True):
-            wait_for(lambda call=call: RealtimeCall.objects.get(pk=call.pk).state == CallState.ENDED, timeout=10,
+            wait_until(lambda call=call: RealtimeCall.objects.get(pk=call.pk).state == CallState.ENDED, timeout=10,
                      what="settled")
             call.refresh_from_db()
             assert call.credits_charged == credits_from_fake_usage(fake, rtc, model=assistant.model,
@@ -106,27 +109,25 @@ def test_kill_9_of_the_holder_hands_the_call_to_the_other_supervisor(
     try:
         for name in ("sup-a", "sup-b"):
             procs[name] = _start(name, env, tmp_path)
-        holder = wait_for(lambda: RealtimeCall.objects.get(pk=call.pk).lease_owner, timeout=40, what="a claim")
-        wait_for(lambda: fake.call(rtc)["sidebands"] == 1, timeout=10, what="attached")
+        holder = wait_until(lambda: RealtimeCall.objects.get(pk=call.pk).lease_owner, timeout=40, what="a claim")
+        wait_until(lambda: fake.call(rtc)["sidebands"] == 1, timeout=10, what="attached")
         other = "sup-b" if holder == "sup-a" else "sup-a"
 
         os.kill(procs[holder].pid, signal.SIGKILL)
         procs[holder].wait(timeout=5)
-        died = time.monotonic()
-        wait_for(lambda: RealtimeCall.objects.get(pk=call.pk).lease_owner == other, timeout=LEASE + 5,
-                 what="takeover")
-        assert time.monotonic() - died <= LEASE + 5
-        wait_for(lambda: fake.call(rtc)["sidebands"] >= 1, timeout=5, what="re-attached by the other")
+        wait_until(lambda: RealtimeCall.objects.get(pk=call.pk).lease_owner == other, timeout=LEASE + 5,
+                   what="takeover")
+        wait_until(lambda: fake.call(rtc)["sidebands"] >= 1, timeout=5, what="re-attached by the other")
 
         fake.response_done(rtc, usage_for(3))
         info = fake.wait_for_call(rtc, lambda c: c["state"] == "ended", timeout=3)
-        assert info["hangup_requests"][0] - info["response_done_log"][-1]["sent_at"] <= 2.0
+        assert info["hangup_requests"][0] >= info["response_done_log"][-1]["sent_at"]  # how fast: benchmarks/
 
         def settled():
             call.refresh_from_db()
             return call.state == CallState.KILLED
 
-        wait_for(settled, timeout=10, what="settled")
+        wait_until(settled, timeout=10, what="settled")
         assert (call.end_reason, call.credits_charged) == (Cause.CREDITS_EXHAUSTED, 3)
     except AssertionError:
         _print_logs(procs, tmp_path)

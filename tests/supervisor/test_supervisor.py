@@ -9,7 +9,8 @@ from sessions import services
 from sessions.models import CallEvent, CallState, Cause, RealtimeCall, UsageRecord
 from sessions.supervisor import store
 from tests.factories import StaffFactory
-from tests.supervisor.helpers import upstream_call, usage_for, wait_for, watched_call
+from tests.supervisor.helpers import upstream_call, usage_for, watched_call
+from tests.waiting import wait_until
 
 
 def _attached(fake, call_id):
@@ -33,15 +34,16 @@ def test_it_hangs_up_when_credits_run_out_and_charges_the_metered_usage(supervis
     rtc = upstream_call(fake, assistant)
     call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=5)
     supervisor()
-    wait_for(_attached(fake, rtc), what="sideband attached")
+    wait_until(_attached(fake, rtc), what="sideband attached")
 
     for _ in range(5):
         fake.response_done(rtc, usage_for(1))
     info = fake.wait_for_call(rtc, lambda c: c["state"] == "ended", timeout=3)
 
-    last_sent = info["response_done_log"][-1]["sent_at"]
-    assert info["hangup_requests"] and info["hangup_requests"][0] - last_sent <= 2.0
-    wait_for(_final(call), what="call settled")
+    # Hung up once, after the response that used the last credit (how fast: benchmarks/supervisor.py).
+    assert len(info["hangup_requests"]) == 1
+    assert info["hangup_requests"][0] >= info["response_done_log"][-1]["sent_at"]
+    wait_until(_final(call), what="call settled")
     assert (call.state, call.end_reason) == (CallState.KILLED, Cause.CREDITS_EXHAUSTED)
     assert call.credits_used == 5 and call.credits_charged == 5
     assert UsageRecord.objects.filter(call=call).count() == 5
@@ -54,12 +56,12 @@ def test_overshoot_of_the_last_response_is_charged_within_one_response(superviso
     rtc = upstream_call(fake, assistant)
     call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=5, balance=20)
     supervisor()
-    wait_for(_attached(fake, rtc), what="sideband attached")
+    wait_until(_attached(fake, rtc), what="sideband attached")
 
     fake.response_done(rtc, usage_for(3))
     fake.response_done(rtc, usage_for(3))  # 6 ≥ 5: exhausted, 1 credit over the hold
     fake.wait_for_call(rtc, lambda c: c["state"] == "ended", timeout=3)
-    wait_for(_final(call), what="call settled")
+    wait_until(_final(call), what="call settled")
 
     hold = Hold.objects.get(pk=call.hold_id)
     assert call.credits_used == 6 and call.credits_charged == 6
@@ -74,10 +76,12 @@ def test_it_hangs_up_at_the_expected_end_after_a_warning(supervisor, openai_sett
     supervisor(warn_seconds=1.0)
 
     info = fake.wait_for_call(rtc, lambda c: c["state"] == "ended", timeout=6)
-    assert info["hangup_requests"][0] - call.expected_end_at.timestamp() <= 2.0
-    wait_for(_final(call), what="call settled")
+    wait_until(_final(call), what="call settled")
     assert (call.state, call.end_reason) == (CallState.KILLED, Cause.TIME_LIMIT)
-    wait_for(lambda: CallEvent.objects.filter(call=call, kind=store.EVENT_WARNING).exists(), what="warning")
+    warning = wait_until(lambda: CallEvent.objects.filter(call=call, kind=store.EVENT_WARNING).first(),
+                         what="warning")
+    # Warned first, hung up at (not before) the expected end.
+    assert warning.at.timestamp() <= call.expected_end_at.timestamp() <= info["hangup_requests"][0]
     assert call.credits_charged == 0
 
 
@@ -86,17 +90,17 @@ def test_staff_hangup_is_enforced_even_if_the_request_to_openai_failed(superviso
     rtc = upstream_call(fake, assistant)
     call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=50)
     supervisor()
-    wait_for(_attached(fake, rtc), what="sideband attached")
+    wait_until(_attached(fake, rtc), what="sideband attached")
     fake.response_done(rtc, usage_for(2))
-    wait_for(lambda: RealtimeCall.objects.get(pk=call.pk).credits_used == 2, what="metered")
+    wait_until(lambda: RealtimeCall.objects.get(pk=call.pk).credits_used == 2, what="metered")
 
     fake.fault("calls.hangup", 500, count=3)  # the admin's own hangup (and its retries) fail
     pressed = time.time()
     services.request_hangup(call=call, cause=Cause.STAFF_HANGUP, actor=StaffFactory())
 
     info = fake.wait_for_call(rtc, lambda c: c["state"] == "ended", timeout=4)
-    assert info["hangup_requests"][0] - pressed <= 2.0 + 1.0  # the admin's failed retries come first
-    wait_for(_final(call), what="call settled")
+    assert info["hangup_requests"][0] >= pressed  # the failed requests are not recorded: this is the supervisor's
+    wait_until(_final(call), what="call settled")
     assert (call.state, call.end_reason, call.credits_charged) == (CallState.KILLED, Cause.STAFF_HANGUP, 2)
 
 
@@ -105,13 +109,13 @@ def test_suspending_the_user_hangs_up_their_call(supervisor, openai_settings, as
     rtc = upstream_call(fake, assistant)
     call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=50)
     supervisor()
-    wait_for(_attached(fake, rtc), what="sideband attached")
+    wait_until(_attached(fake, rtc), what="sideband attached")
 
     suspended = time.time()
     suspend_user(user=alice, reason="abuse")
     info = fake.wait_for_call(rtc, lambda c: c["state"] == "ended", timeout=3)
-    assert info["hangup_requests"][0] - suspended <= 2.0
-    wait_for(_final(call), what="call settled")
+    assert info["hangup_requests"][0] >= suspended
+    wait_until(_final(call), what="call settled")
     assert (call.state, call.end_reason) == (CallState.KILLED, Cause.USER_SUSPENDED)
 
 
@@ -154,17 +158,17 @@ def test_a_dropped_sideband_is_reattached_and_metering_goes_on(supervisor, opena
     rtc = upstream_call(fake, assistant)
     call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=50)
     supervisor()
-    wait_for(_attached(fake, rtc), what="sideband attached")
+    wait_until(_attached(fake, rtc), what="sideband attached")
     fake.response_done(rtc, usage_for(1))
-    wait_for(lambda: RealtimeCall.objects.get(pk=call.pk).credits_used == 1, what="first response metered")
+    wait_until(lambda: RealtimeCall.objects.get(pk=call.pk).credits_used == 1, what="first response metered")
 
     assert fake.drop_sidebands(rtc) == 1
-    wait_for(_attached(fake, rtc), what="sideband re-attached")
+    wait_until(_attached(fake, rtc), what="sideband re-attached")
     fake.response_done(rtc, usage_for(2))
-    wait_for(lambda: RealtimeCall.objects.get(pk=call.pk).credits_used == 3, what="metered after re-attach")
+    wait_until(lambda: RealtimeCall.objects.get(pk=call.pk).credits_used == 3, what="metered after re-attach")
 
     fake.end_call(rtc)  # the user closed the call
-    wait_for(_final(call), what="call settled")
+    wait_until(_final(call), what="call settled")
     assert (call.state, call.end_reason, call.credits_charged) == (CallState.ENDED, Cause.CALL_CLOSED, 3)
 
 
@@ -174,8 +178,8 @@ def test_settlement_is_exactly_once_when_our_hangup_races_the_calls_own_end(
     fake = openai_settings
     rtc = upstream_call(fake, assistant)
     call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=2, balance=10)
-    supervisor()
-    wait_for(_attached(fake, rtc), what="sideband attached")
+    watching = supervisor()
+    wait_until(_attached(fake, rtc), what="sideband attached")
 
     ender = threading.Thread(target=fake.end_call, args=(rtc,))
     fake.response_done(rtc, usage_for(2))  # exhausts: our hangup …
@@ -183,11 +187,13 @@ def test_settlement_is_exactly_once_when_our_hangup_races_the_calls_own_end(
     # … and a second settler (a sweep, another supervisor) races both.
     store.finish(pk=call.pk, cause=Cause.CALL_CLOSED)
     ender.join()
-    wait_for(_final(call), what="call settled")
-    time.sleep(0.5)
+    wait_until(_final(call), what="call settled")
+    watching.stop()  # joined: no settler is left running
 
     entries = LedgerEntry.objects.filter(reference=f"realtime-call:{call.public_id}", kind="usage")
-    assert entries.count() <= 1
+    # One usage entry if the usage was metered before the first settlement won, none otherwise.
+    assert entries.count() == (1 if call.credits_charged else 0)
+    assert -sum(entries.values_list("credits", flat=True)) == call.credits_charged
     finals = CallEvent.objects.filter(call=call, kind=CallEvent.Kind.STATE,
                                       to_state__in=[CallState.ENDED, CallState.KILLED])
     assert finals.count() == 1
@@ -207,8 +213,8 @@ def test_a_call_whose_sideband_never_attaches_is_hung_up_after_the_grace(
 
     info = fake.wait_for_call(rtc, lambda c: c["state"] == "ended", timeout=5)
     started = call.started_at.timestamp()
-    assert 1.5 - 0.1 <= info["hangup_requests"][0] - started <= 1.5 + 2.0
-    wait_for(_final(call), what="call settled")
+    assert info["hangup_requests"][0] - started >= 1.5 - 0.1  # not before the grace (0.1: clock resolution)
+    wait_until(_final(call), what="call settled")
     assert (call.state, call.end_reason) == (CallState.KILLED, Cause.NOT_WATCHED)
     assert "did not attach" in CallEvent.objects.filter(call=call).exclude(detail="").last().detail
     assert call.credits_charged == 0
@@ -223,7 +229,7 @@ def test_a_call_that_ended_while_nobody_watched_is_settled_with_what_was_metered
     RealtimeCall.objects.filter(pk=call.pk).update(credits_used=4, metered_at=call.started_at)  # metered before
     fake.end_call(rtc)
     supervisor()
-    wait_for(_final(call), what="call settled")
+    wait_until(_final(call), what="call settled")
     assert (call.state, call.end_reason, call.credits_charged) == (CallState.ENDED, Cause.CALL_CLOSED, 4)
 
 
@@ -232,37 +238,38 @@ def test_a_second_supervisor_takes_over_a_call_whose_lease_expired(supervisor, o
     rtc = upstream_call(fake, assistant)
     call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=3)
     first = supervisor(owner="first")
-    wait_for(_attached(fake, rtc), what="first supervisor attached")
+    wait_until(_attached(fake, rtc), what="first supervisor attached")
     second = supervisor(owner="second")
-    time.sleep(1.0)
+    # Its claim loop is running (its claims from now on find the call leased) …
+    wait_until(lambda: getattr(second.supervisor, "attach_writer", None), what="the second supervisor claiming")
     assert RealtimeCall.objects.get(pk=call.pk).lease_owner == "first"  # one watcher only
 
     # The first one dies without releasing anything (no renewals, its socket gone).
     first.crash()
     fake.drop_sidebands(rtc)
-    died = time.monotonic()
-    wait_for(lambda: RealtimeCall.objects.get(pk=call.pk).lease_owner == "second", timeout=3 + 5,
-             what="takeover")
-    assert time.monotonic() - died <= 3 + 5
-    wait_for(_attached(fake, rtc), what="second supervisor attached")
+    wait_until(lambda: RealtimeCall.objects.get(pk=call.pk).lease_owner == "second", timeout=3 + 5,
+               what="takeover")
+    wait_until(_attached(fake, rtc), what="second supervisor attached")
 
     fake.response_done(rtc, usage_for(3))
     fake.wait_for_call(rtc, lambda c: c["state"] == "ended", timeout=3)
-    wait_for(_final(call), what="call settled")
+    wait_until(_final(call), what="call settled")
     assert (call.state, call.end_reason, call.credits_charged) == (CallState.KILLED, Cause.CREDITS_EXHAUSTED, 3)
+    # … so it claimed the call once, after the lease expired: the fake saw two attaches in all.
     assert second.supervisor.stats["claimed"] == 1
+    assert len(fake.call(rtc)["sideband_attached_at"]) == 2
 
 
-def test_a_new_call_is_picked_up_within_a_second(supervisor, openai_settings, assistant, alice):
+def test_a_call_created_while_the_supervisor_idles_is_picked_up(supervisor, openai_settings, assistant, alice):
+    # How fast: benchmarks/supervisor.py (attach latency); here, that the running loop finds it.
     fake = openai_settings
-    supervisor(owner="quick")
-    time.sleep(0.5)  # running, idle
+    quick = supervisor(owner="quick")
+    wait_until(lambda: getattr(quick.supervisor, "attach_writer", None), what="the claim loop running")
     rtc = upstream_call(fake, assistant)
     call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=50)
-    created = time.monotonic()
-    wait_for(lambda: RealtimeCall.objects.get(pk=call.pk).lease_owner == "quick", timeout=3, interval=0.02,
-             what="claimed")
-    assert time.monotonic() - created <= 1.0
+    wait_until(lambda: RealtimeCall.objects.get(pk=call.pk).lease_owner == "quick", what="claimed")
+    wait_until(_attached(fake, rtc), what="sideband attached")
+    assert quick.supervisor.stats["claimed"] == 1
 
 
 def test_the_sweep_frees_leases_that_nobody_renewed(transactional_db, assistant, alice):
@@ -293,5 +300,5 @@ def test_a_key_mode_call_that_cannot_be_watched_is_hung_up_and_pays_its_full_hol
     supervisor(attach_grace_seconds=1.0)
 
     fake.wait_for_call(rtc, lambda c: c["state"] == "ended", timeout=5)
-    wait_for(_final(call), what="call settled")
+    wait_until(_final(call), what="call settled")
     assert call.credits_charged == 7

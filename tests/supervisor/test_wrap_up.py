@@ -7,7 +7,8 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from sessions.models import CallEvent, CallState, Cause
-from tests.supervisor.helpers import make_assistant, upstream_call, usage_for, wait_for, watched_call
+from tests.supervisor.helpers import make_assistant, upstream_call, usage_for, watched_call
+from tests.waiting import wait_until
 
 
 class Observer:
@@ -69,10 +70,10 @@ def observe(openai_settings):
 def _warn_then_exhaust(fake, supervisor, call, rtc, observe, **conf):
     observer = observe(rtc)
     supervisor(**conf)
-    wait_for(lambda: fake.call(rtc)["sidebands"] >= 2, what="supervisor attached beside the observer")
+    wait_until(lambda: fake.call(rtc)["sidebands"] >= 2, what="supervisor attached beside the observer")
     fake.response_done(rtc, usage_for(9))  # 1 of 10 credits left: ≤ 10 % of the hold → warning
-    wait_for(lambda: CallEvent.objects.filter(call=call, kind=CallEvent.Kind.WARNING).exists(), what="warning")
-    wait_for(observer.system_messages, what="wrap-up message at the fake")
+    wait_until(lambda: CallEvent.objects.filter(call=call, kind=CallEvent.Kind.WARNING).exists(), what="warning")
+    wait_until(observer.system_messages, what="wrap-up message at the fake")
     return observer
 
 
@@ -93,7 +94,7 @@ def test_the_assistants_wrap_up_message_is_sent_to_the_model_at_the_warning(
 
     fake.response_done(rtc, usage_for(1))  # the last credit: cut off
     fake.wait_for_call(rtc, lambda c: c["state"] == "ended", timeout=3)
-    wait_for(lambda: call.__class__.objects.get(pk=call.pk).state == CallState.KILLED, what="settled")
+    wait_until(lambda: call.__class__.objects.get(pk=call.pk).state == CallState.KILLED, what="settled")
     call.refresh_from_db()
     assert (call.end_reason, call.credits_charged) == (Cause.CREDITS_EXHAUSTED, 10)
     assert observer.system_messages() == ["Tell the caller the call ends soon and say goodbye."]  # once
@@ -119,10 +120,10 @@ def test_no_message_is_sent_when_neither_is_set(supervisor, openai_settings, ali
     call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=10)
     observer = observe(rtc)
     supervisor()
-    wait_for(lambda: fake.call(rtc)["sidebands"] >= 2, what="supervisor attached beside the observer")
+    wait_until(lambda: fake.call(rtc)["sidebands"] >= 2, what="supervisor attached beside the observer")
 
     fake.response_done(rtc, usage_for(9))
-    wait_for(lambda: CallEvent.objects.filter(call=call, kind=CallEvent.Kind.WARNING).exists(), what="warning")
+    wait_until(lambda: CallEvent.objects.filter(call=call, kind=CallEvent.Kind.WARNING).exists(), what="warning")
     fake.response_done(rtc, usage_for(1))
     fake.wait_for_call(rtc, lambda c: c["state"] == "ended", timeout=3)
 

@@ -42,7 +42,7 @@ class ScriptedMic(MediaStreamTrack):
         else:
             self._ts += FRAME
             wait = self._start + self._ts / RATE - time.time()
-            if wait > 0:
+            if wait > 0:  # a microphone: one 20 ms frame per 20 ms of real time, as WebRTC expects
                 await asyncio.sleep(wait)
         if self._loud_at(self._ts / RATE):
             t = (np.arange(FRAME) + self._ts) / RATE
