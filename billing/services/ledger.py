@@ -7,14 +7,16 @@ the wallet's lock. The other modules of this package call it; nothing outside th
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from billing import locks, notifications
 from billing.exceptions import IdempotencyConflict, InsufficientCredits, InvalidAmount
 from billing.models import LedgerEntry, Wallet
 from realtime_saas import live
+from realtime_saas.sql import fetch_one, instance_from_row, is_postgresql, returning_columns
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -41,7 +43,6 @@ def available_credits(user: User) -> int:
 
 def balance_payload(wallet: Wallet) -> dict[str, int]:
     return {"balance": wallet.balance, "held": wallet.held, "available": wallet.available}
-
 
 
 # --- for the modules of billing.services (callers hold the wallet lock) ------------------------
@@ -194,7 +195,16 @@ def lock_wallet(*, user: User) -> Wallet:
     For callers that write their own rows in the same transaction as a hold (a call and its hold
     commit together): lock, decide from `wallet.available`, then `hold_in_transaction`.
     """
-    if not transaction.get_connection().in_atomic_block:
+    if not connection.in_atomic_block:
         raise RuntimeError("lock_wallet() must run inside transaction.atomic().")
+    if is_postgresql():  # the call-start path: a plain statement, no query to build
+        row = fetch_one(_lock_wallet_sql(), [user.pk])
+        if row is not None:
+            return instance_from_row(Wallet, row)
     return locks.wallet_for_update(user_id=user.pk)
 
+
+@lru_cache(maxsize=1)
+def _lock_wallet_sql() -> str:
+    columns = returning_columns(Wallet, "billing_wallet")
+    return f"SELECT {columns} FROM billing_wallet WHERE user_id = %s FOR UPDATE"  # noqa: S608 (model names)
