@@ -160,6 +160,9 @@ ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
+# An unverified address added to someone else's account neither blocks its owner's sign-up nor gets
+# that account's password reset; a taken address costs sign-up the same work as a new one.
+ACCOUNT_FORMS = {"signup": "accounts.signup.SignupForm", "reset_password": "accounts.signup.ResetPasswordForm"}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
