@@ -19,6 +19,7 @@ Access: a scrape needs `Authorization: Bearer <METRICS_TOKEN>` or a client addre
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import logging
@@ -27,8 +28,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TypeVar
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -48,6 +49,26 @@ logger = logging.getLogger(__name__)
 
 # Seconds: a request, an attach, an enforcement (decision → hangup confirmed by OpenAI).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+T = TypeVar("T")
+
+
+def created_once(make: Callable[[], T]) -> Callable[[], T]:
+    """`make()` on the first call only, under a lock: two threads (daphne's, a threads pool's)
+    asking at once must not both register the metrics (the registry refuses duplicates)."""
+    lock = threading.Lock()
+    made: list[T] = []
+
+    @functools.wraps(make)
+    def get() -> T:
+        if not made:
+            with lock:
+                if not made:
+                    made.append(make())
+        return made[0]
+
+    return get
 
 
 def multiprocess_dir() -> str | None:
@@ -80,7 +101,6 @@ def refusal(*, authorization: str | None, client_address: str | None) -> tuple[i
     return 403, "This address may not read the metrics (METRICS_ALLOWED_NETWORKS)."
 
 
-@cache
 def allowed_networks() -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     return tuple(ipaddress.ip_network(net, strict=False) for net in settings.METRICS_ALLOWED_NETWORKS)
 
@@ -165,7 +185,7 @@ class WebMetrics:
     call_starts: Counter
 
 
-@cache
+@created_once
 def web() -> WebMetrics:
     """Created on first use, so a process of another kind never exposes the web's figures."""
     return WebMetrics(
@@ -212,7 +232,7 @@ class SupervisorMetrics:
     heartbeat: Gauge
 
 
-@cache
+@created_once
 def supervisor() -> SupervisorMetrics:
     return SupervisorMetrics(
         calls_watched=Gauge("supervisor_calls_watched", "Calls this supervisor holds the lease of.",
@@ -252,7 +272,7 @@ class WorkerMetrics:
     duration: Histogram
 
 
-@cache
+@created_once
 def worker() -> WorkerMetrics:
     return WorkerMetrics(
         runs=Counter("worker_task_runs_total", "Celery task runs started, by task.", ["task"],

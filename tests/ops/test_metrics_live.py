@@ -148,7 +148,7 @@ def test_supervisor_metrics_see_a_call_watched_attached_and_hung_up(openai_setti
             except httpx.HTTPError:
                 return None  # not listening yet
             return samples if predicate(samples) else None
-        return wait_until(check, timeout=40, what=lambda: "the supervisor's figures:\n" + supervisor.log()[-3000:])
+        return wait_until(check, timeout=120, what=lambda: "the supervisor's figures:\n" + supervisor.log()[-3000:])
 
     try:
         watching = scraped(lambda s: value(s, "supervisor_calls_watched") == 1
@@ -199,8 +199,8 @@ def test_worker_metrics_see_tasks_the_webhook_backlog_the_beat_and_a_reconciliat
     worker = start_celery_worker(
         tmp_path, CELERY_TASK_ALWAYS_EAGER="false", CELERY_BROKER_URL="filesystem://", CELERY_DATA_DIR=str(data_dir),
         METRICS_TOKEN=TOKEN, WORKER_METRICS_PORT=str(port), OPENAI_BASE_URL=fake.base_url,
-        OPENAI_API_KEY=fake.project_key, OPENAI_ADMIN_KEY=fake.admin_key)
-    log = lambda: next(tmp_path.glob("celery-*.log")).read_text(errors="replace")[-3000:]  # noqa: E731
+        OPENAI_API_KEY=fake.project_key, OPENAI_ADMIN_KEY=fake.admin_key, PYTHONUNBUFFERED="1")
+    log = lambda: f"(exit code {worker.poll()})\n" + next(tmp_path.glob("celery-*.log")).read_text(errors="replace")[-3000:]  # noqa: E731
     probe = _probe_app(data_dir)
 
     def scraped(predicate):
@@ -210,7 +210,8 @@ def test_worker_metrics_see_tasks_the_webhook_backlog_the_beat_and_a_reconciliat
             except httpx.HTTPError:
                 return None
             return samples if predicate(samples) else None
-        return wait_until(check, timeout=40, what=lambda: "the worker's figures:\n" + log())
+        # Generous: a worker's start-up shares two cores with other suites on a loaded machine.
+        return wait_until(check, timeout=120, what=lambda: "the worker's figures:\n" + log())
 
     try:
         first = scraped(lambda s: ("stripe_webhook_backlog_events", frozenset()) in s)
