@@ -174,6 +174,10 @@ class Hold(models.Model):
     overshoot_credits = models.BigIntegerField(default=0, help_text="Used beyond the hold.")
     uncollected_credits = models.BigIntegerField(default=0, help_text="Overshoot the wallet could not pay.")
     entry = models.ForeignKey(LedgerEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    release_key = models.CharField(
+        max_length=255, unique=True, null=True, blank=True,
+        help_text="The idempotency key of the release that gave it back (a replay with it is a no-op).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

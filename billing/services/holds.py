@@ -334,22 +334,34 @@ def _settle_fast(*, hold: Hold, used_credits: int, idempotency_key: str) -> Sett
 
 
 def release_hold(*, hold: Hold, idempotency_key: str | None = None) -> Hold:
-    """Give a hold back whole (nothing was used). Idempotent; a settled hold raises
-    `HoldAlreadyFinal`."""
-    with transaction.atomic(durable=True):
-        wallet = locks.wallet_by_pk_for_update(wallet_id=hold.wallet_id)
-        locked = locks.hold_for_update(hold_id=hold.pk)
-        if locked.status == Hold.Status.RELEASED:
-            return locked
-        if locked.status != Hold.Status.ACTIVE:
-            raise HoldAlreadyFinal(hold_id=locked.pk, status=locked.status)
-        wallet.held -= locked.credits
-        wallet.save(update_fields=["held", "updated_at"])
-        locked.status = Hold.Status.RELEASED
-        locked.released_credits = locked.credits
-        locked.finished_at = timezone.now()
-        locked.save()
-        push_balance_on_commit(wallet)
+    """Give a hold back whole (nothing was used), once, under `idempotency_key` (default
+    `hold:<id>:release`).
+
+    A replay with the key that released it returns the hold and changes nothing. A release under
+    another key of a hold already released, or of a settled hold, raises `HoldAlreadyFinal`; a key
+    that released another hold raises `IdempotencyConflict`.
+    """
+    key = idempotency_key or f"hold:{hold.pk}:release"
+    try:
+        with transaction.atomic(durable=True):
+            wallet = locks.wallet_by_pk_for_update(wallet_id=hold.wallet_id)
+            locked = locks.hold_for_update(hold_id=hold.pk)
+            if locked.status == Hold.Status.RELEASED and locked.release_key == key:
+                return locked
+            if locked.status != Hold.Status.ACTIVE:
+                raise HoldAlreadyFinal(hold_id=locked.pk, status=locked.status)
+            wallet.held -= locked.credits
+            wallet.save(update_fields=["held", "updated_at"])
+            locked.status = Hold.Status.RELEASED
+            locked.released_credits = locked.credits
+            locked.release_key = key
+            locked.finished_at = timezone.now()
+            locked.save()  # the unique release_key, not a prior read, decides
+            push_balance_on_commit(wallet)
+    except IntegrityError:
+        if Hold.objects.filter(release_key=key).exclude(pk=hold.pk).exists():
+            raise IdempotencyConflict(f"Key {key!r} released another hold.") from None
+        raise
     return locked
 
 
