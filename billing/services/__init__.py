@@ -11,6 +11,7 @@ One module per seam, imported one way (a module imports only those below it):
     checkout        credit packs, Checkout Sessions, fulfilment   refunds   refunds and disputes
     holds           place, hold_in_transaction, settle, release; get_hold, hold_settlement (reads)
     ledger          wallets, grant / clawback / adjust, lock_wallet, the one entry writer
+    reads           reads for other apps (hold_by_key); imports only the models
 
 `billing.tasks` sits above them all. This package re-exports the public names, so callers write
 `from billing import services` and `services.place_hold(...)`.
@@ -47,6 +48,7 @@ from billing.services.ledger import (
     grant,
     lock_wallet,
 )
+from billing.services.reads import hold_by_key
 from billing.services.refunds import (
     DISPUTE_CLOSED_STATUSES,
     DISPUTE_RETURNS_CREDITS,
@@ -83,6 +85,8 @@ __all__ = [
     "place_hold",
     "release_hold",
     "settle_hold",
+    # reads
+    "hold_by_key",
     # checkout
     "cancel_checkout",
     "fail_checkout",

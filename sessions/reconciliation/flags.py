@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from sessions.models import Flag, FlagKind, FlagStatus, Severity
+from sessions.reconciliation import locks
 
 MAX_EVIDENCE_MINUTES = 720
 
@@ -48,14 +49,6 @@ class Upserted:
     flags: list[int] = field(default_factory=list)
 
 
-def lock_flags(natural_keys: list[str]) -> dict[str, Flag]:
-    """The flags with these natural keys, locked (SELECT … FOR UPDATE) in primary-key order and
-    evaluated here, so call it inside the transaction that writes them. One order for every caller
-    means two runs locking overlapping sets never wait on each other in a cycle."""
-    locked = Flag.objects.select_for_update().filter(natural_key__in=natural_keys).order_by("pk")
-    return {flag.natural_key: flag for flag in locked}
-
-
 def upsert(findings: list[Finding]) -> Upserted:
     """Write findings as flags in one transaction (nested in the caller's, if any): upserted by
     natural key, evidence merged by minute, severity never lowered, review fields never touched.
@@ -64,7 +57,7 @@ def upsert(findings: list[Finding]) -> Upserted:
     Safe against concurrent runs over overlapping windows (the periodic reconcile, a manual one, the
     key-mode check): missing flags are created first, in natural-key order, each in a savepoint (a
     unique-key conflict means another run created it meanwhile: it is then merged into like any
-    existing flag); then the existing ones are locked in primary-key order (`lock_flags`) and
+    existing flag); then the existing ones are locked in primary-key order (`locks.flags_for_update`) and
     merged. So no two runs wait on each other in a cycle, and the result is the same as running
     them one after the other."""
     done = Upserted()
@@ -93,7 +86,7 @@ def upsert(findings: list[Finding]) -> Upserted:
                 continue  # created by a concurrent run since: merged into below
             created.add(first[key])
             done.created += 1
-        by_key.update(lock_flags(sorted(wanted - by_key.keys())))
+        by_key.update(locks.flags_for_update(natural_keys=sorted(wanted - by_key.keys())))
         for index, finding in enumerate(findings):
             flag = by_key.get(finding.natural_key)
             if flag is None:  # deleted (by staff) since it was looked up: written anew

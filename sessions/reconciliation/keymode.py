@@ -39,7 +39,7 @@ from sessions.models import (
     UsageRecord,
     credits_for_cost,
 )
-from sessions.reconciliation import checks, flags, importer, streams
+from sessions.reconciliation import checks, flags, importer, locks, streams
 from sessions.reconciliation.models import Flag, FlagKind, Severity, UsageBucket
 
 logger = logging.getLogger(__name__)
@@ -323,11 +323,6 @@ def _finding(a: Assessment, charge: dict | None) -> flags.Finding:
     )
 
 
-def _lock_unreconciled(call: RealtimeCall) -> RealtimeCall | None:
-    """The call's row, locked, unless another run has reconciled it meanwhile."""
-    return RealtimeCall.objects.select_for_update().filter(pk=call.pk, key_reconciled_at__isnull=True).first()
-
-
 def charge_unexplained(*, call: RealtimeCall, credits: int) -> dict:
     """Debit `credits` from the call's user for usage the window's secret caused beyond its call.
 
@@ -337,9 +332,7 @@ def charge_unexplained(*, call: RealtimeCall, credits: int) -> dict:
     """
     key = charge_key(call)
     hold_key = f"{key}:hold"
-    from billing.models import Hold  # read only: billing owns holds; this finds a re-run's hold
-
-    hold = Hold.objects.filter(idempotency_key=hold_key).first()
+    hold = billing.hold_by_key(idempotency_key=hold_key)  # a re-run's hold, placed by the run before
     for _ in range(3):  # the user's available credits may move between our read and the hold
         if hold is not None:
             break
@@ -355,7 +348,7 @@ def charge_unexplained(*, call: RealtimeCall, credits: int) -> dict:
         except (billing_errors.InsufficientCredits, billing_errors.WalletBlocked):
             continue
         except billing_errors.IdempotencyConflict:  # a concurrent run placed it first
-            hold = Hold.objects.get(idempotency_key=hold_key)
+            hold = billing.hold_by_key(idempotency_key=hold_key)
     if hold is None:
         return {"idempotency_key": key, "credits": credits, "collected": 0, "uncollected": credits,
                 "ledger_entry": None, "note": "no credits were available"}
@@ -377,7 +370,7 @@ def reconcile_window(call: RealtimeCall) -> Assessment | None:
     finding = _finding(a, None) if (a.abusive or a.doubtful) else None
     if finding is not None:
         with transaction.atomic(durable=True):
-            if _lock_unreconciled(call) is None:
+            if locks.unreconciled_call_for_update(call_pk=call.pk) is None:
                 return None
             flags.upsert([finding])
             if a.abusive:
@@ -395,7 +388,7 @@ def reconcile_window(call: RealtimeCall) -> Assessment | None:
             "ledger_entry": None, "note": "unpriced" if not a.priced else "nothing to charge"}
         a.charge = charge
     with transaction.atomic(durable=True):
-        if _lock_unreconciled(call) is None:
+        if locks.unreconciled_call_for_update(call_pk=call.pk) is None:
             return None
         if finding is not None:
             flags.upsert([_finding(a, charge)])

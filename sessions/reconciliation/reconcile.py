@@ -1,7 +1,7 @@
 """Compare what OpenAI reports with what we issued and metered, minute by minute; raise flags.
 
 The entry point of reconciliation. The work is split by seam, dependencies running one way
-(tasks → reconcile → sweep → checks → streams / flags → models):
+(tasks → reconcile → sweep → checks → streams / flags → locks → models):
 
 - `streams`: the reported (UsageBucket) and metered (UsageRecord) per-minute streams and the call
   windows, each sorted by the database and read in chunks; which usage is ours (`scope_q`);
@@ -9,7 +9,8 @@ The entry point of reconciliation. The work is split by seam, dependencies runni
 - `checks`: usage outside every window, unexplained usage, call overruns, unmonitored calls, cost
   drift;
 - `flags`: findings → Flag rows (upserted by natural key, locked in primary-key order) and the
-  staff mail.
+  staff mail;
+- `locks`: the row locks (the flags in primary-key order, a key-mode call not yet reconciled).
 
 Flags are upserted by a natural key and their per-minute evidence is keyed by minute, so re-running
 a window (or finishing one that was killed half-way) rewrites the same values and adds no row. The

@@ -1,4 +1,5 @@
-"""Billing's reads of a hold for the apps that keep its id (sessions): get_hold and hold_settlement."""
+"""Billing's reads of a hold for the apps that keep its id or key (sessions): get_hold, hold_by_key and
+hold_settlement."""
 
 import pytest
 
@@ -40,3 +41,8 @@ def test_no_such_hold(db):
     assert services.hold_settlement(hold_id=987_654) is None
     with pytest.raises(Hold.DoesNotExist):
         services.get_hold(hold_id=987_654)
+
+
+def test_a_hold_is_found_by_the_key_it_was_placed_under(hold):
+    assert services.hold_by_key(idempotency_key="h1") == hold
+    assert services.hold_by_key(idempotency_key="h2") is None

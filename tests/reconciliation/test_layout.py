@@ -1,5 +1,5 @@
 """Reconciliation's modules depend on each other one way, and none reaches into another's privates
-(docs/reconciliation.md, *Code*): tasks → reconcile → sweep → checks → streams / flags → models."""
+(docs/reconciliation.md, *Code*): tasks → reconcile → sweep → checks → streams / flags → locks → models."""
 
 import ast
 from pathlib import Path
@@ -9,7 +9,7 @@ from tests.core.test_architecture import import_graph, product_modules
 PACKAGE = "sessions.reconciliation"
 ROOT = Path(__file__).resolve().parents[2]
 # A module may import only modules of a lower layer; streams and flags know nothing of each other.
-LAYERS = {"streams": 0, "flags": 0, "checks": 1, "sweep": 2, "reconcile": 3}
+LAYERS = {"locks": 0, "streams": 1, "flags": 1, "checks": 2, "sweep": 3, "reconcile": 4}
 
 
 def _package_modules() -> dict[str, Path]:
