@@ -105,6 +105,28 @@ def test_web_metrics_count_requests_and_call_starts_by_outcome(openai_settings, 
         server.stop()
 
 
+def test_web_workers_sharing_a_multiprocess_directory_each_expose_the_sum(tmp_path):
+    """Several web processes on one host (gunicorn/granian workers): one scrape sees all of them."""
+    multiproc = tmp_path / "web-metrics"
+    multiproc.mkdir()
+    env = {"METRICS_TOKEN": TOKEN, "PROMETHEUS_MULTIPROC_DIR": str(multiproc)}
+    first = start_daphne(tmp_path, **env)
+    try:
+        second = start_daphne(tmp_path, **env)
+        try:
+            healthz = {"route": "/healthz", "method": "GET", "status": "200"}
+            before = value(scrape(f"{first.url}/metrics"), "web_requests_total", **healthz)
+            for _ in range(3):
+                assert httpx.get(f"{second.url}/healthz", timeout=10).status_code == 200
+            assert httpx.get(f"{first.url}/healthz", timeout=10).status_code == 200
+            for server in (first, second):
+                assert value(scrape(f"{server.url}/metrics"), "web_requests_total", **healthz) == before + 4
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+
+
 def test_a_generated_request_id_is_returned_when_the_caller_sends_none_or_a_bad_one(live_asgi_server):
     plain = httpx.get(f"{live_asgi_server.url}/healthz", timeout=10)
     bad = httpx.get(f"{live_asgi_server.url}/healthz", headers={"X-Request-ID": "x" * 200}, timeout=10)
