@@ -17,11 +17,11 @@ LEASE = 3.0
 GRACE = 10.0
 
 
-def _start(name: str, env: dict, tmp_path) -> subprocess.Popen:
+def _start(name: str, env: dict, tmp_path, *, poll_seconds: float = 0.2) -> subprocess.Popen:
     log = (tmp_path / f"{name}.log").open("wb")
     return subprocess.Popen(
         [sys.executable, "manage.py", "supervise_calls", "--owner", name, "--lease-seconds", str(LEASE),
-         "--poll-seconds", "0.2", "--grace-seconds", str(GRACE)],
+         "--poll-seconds", str(poll_seconds), "--grace-seconds", str(GRACE)],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
 
@@ -49,17 +49,22 @@ def test_the_takeover_repro_leaves_no_call_unwatched_and_charges_what_openai_ser
     calls = [watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=500, started_ago=GRACE * 3)
              for rtc in rtcs]
     env = subprocess_env(OPENAI_API_KEY=fake.project_key, OPENAI_BASE_URL=fake.base_url)
-    procs = {"sup-a": _start("sup-a", env, tmp_path)}
+    # sup-a claims every call as it starts, then looks again only after a minute.
+    procs = {"sup-a": _start("sup-a", env, tmp_path, poll_seconds=60)}
     try:
         for rtc in rtcs:
             wait_until(lambda rtc=rtc: fake.call(rtc)["sidebands"] == 1, timeout=40, what="attached")
             fake.response_done(rtc, usage_for(2))
         for call in calls:
             wait_until(lambda call=call: RealtimeCall.objects.get(pk=call.pk).credits_used == 2, what="metered")
+        # A free call for sup-b: one claim takes every free call at once, so the claim that takes
+        # this one finds sup-a's calls leased.
+        spare_rtc = upstream_call(fake, assistant)
+        spare = watched_call(user=alice, assistant=assistant, openai_call_id=spare_rtc, hold=500)
         procs["sup-b"] = _start("sup-b", env, tmp_path)
-        # sup-b's claim loop runs from its start (logged); sup-a holds every call.
-        wait_until(lambda: "supervisor sup-b starting" in (tmp_path / "sup-b.log").read_text(errors="replace"),
-                   timeout=40, what="sup-b running")
+        wait_until(lambda: RealtimeCall.objects.get(pk=spare.pk).lease_owner == "sup-b", timeout=40,
+                   what="sup-b claiming")
+        wait_until(lambda: fake.call(spare_rtc)["sidebands"] == 1, what="sup-b attached to its call")
         assert set(RealtimeCall.objects.filter(pk__in=[c.pk for c in calls]).values_list("lease_owner", flat=True)) \
             == {"sup-a"}
 

@@ -237,11 +237,15 @@ def test_a_second_supervisor_takes_over_a_call_whose_lease_expired(supervisor, o
     fake = openai_settings
     rtc = upstream_call(fake, assistant)
     call = watched_call(user=alice, assistant=assistant, openai_call_id=rtc, hold=3)
-    first = supervisor(owner="first")
+    # The first claims the call as it starts, then looks again only after a minute (nothing wakes it).
+    first = supervisor(owner="first", poll_seconds=60.0)
     wait_until(_attached(fake, rtc), what="first supervisor attached")
+    # A free call for the second: one claim takes every free call at once, so the claim that takes
+    # this one finds ours leased.
+    spare_rtc = upstream_call(fake, assistant)
+    spare = watched_call(user=alice, assistant=assistant, openai_call_id=spare_rtc, hold=3)
     second = supervisor(owner="second")
-    # Its claim loop is running (its claims from now on find the call leased) …
-    wait_until(lambda: getattr(second.supervisor, "attach_writer", None), what="the second supervisor claiming")
+    wait_until(lambda: RealtimeCall.objects.get(pk=spare.pk).lease_owner == "second", what="the second claiming")
     assert RealtimeCall.objects.get(pk=call.pk).lease_owner == "first"  # one watcher only
 
     # The first one dies without releasing anything (no renewals, its socket gone).
@@ -255,8 +259,8 @@ def test_a_second_supervisor_takes_over_a_call_whose_lease_expired(supervisor, o
     fake.wait_for_call(rtc, lambda c: c["state"] == "ended", timeout=3)
     wait_until(_final(call), what="call settled")
     assert (call.state, call.end_reason, call.credits_charged) == (CallState.KILLED, Cause.CREDITS_EXHAUSTED, 3)
-    # … so it claimed the call once, after the lease expired: the fake saw two attaches in all.
-    assert second.supervisor.stats["claimed"] == 1
+    # The spare, then the call once its lease expired: the fake saw two attaches of it in all.
+    assert second.supervisor.stats["claimed"] == 2
     assert len(fake.call(rtc)["sideband_attached_at"]) == 2
 
 
