@@ -322,6 +322,26 @@ CSRF_COOKIE_HTTPONLY = False  # the Talk page's JS sends it as X-CSRFToken
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# Content-Security-Policy (django-csp): scripts and <style> only from our origin or carrying the
+# request's nonce (templates: nonce="{{ request.csp_nonce }}"). On unless DEBUG, whose error
+# pages are inline; CSP_ENABLED=true turns it on in development too (empty: that default).
+CSP_ENABLED = env_bool("CSP_ENABLED", not DEBUG) if env.str("CSP_ENABLED", default="").strip() else not DEBUG
+if CSP_ENABLED:
+    from csp.constants import NONCE, NONE, SELF
+
+    MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "csp.middleware.CSPMiddleware")
+    CONTENT_SECURITY_POLICY = {
+        "DIRECTIVES": {
+            "default-src": [SELF],
+            "script-src": [SELF, NONCE],
+            "style-src": [SELF, NONCE],
+            "img-src": [SELF, "data:"],
+            "connect-src": [SELF],  # the API and the live WebSocket (same origin)
+            "object-src": [NONE],
+            "base-uri": [SELF],
+            "frame-ancestors": [NONE],
+        }
+    }
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
