@@ -125,6 +125,10 @@ def test_not_enough_credits_says_so_and_links_to_buy_credits(product, fake_opena
     with open_browser() as page:
         try:
             open_talk(page, product, user, assistant)
+            # The page refuses first (Start disabled, the reason, a Buy link: tests/pages/); the
+            # server's own refusal is what a stale page meets, so enable the button as one would be.
+            refused_by_page = page.get_by_test_id("start-call").is_disabled()
+            page.evaluate("document.querySelector('[data-testid=start-call]').disabled = false")
             page.get_by_test_id("start-call").click()
             wait_for_state(page, "failed")
             alert = page.get_by_test_id("call-alert")
@@ -135,10 +139,11 @@ def test_not_enough_credits_says_so_and_links_to_buy_credits(product, fake_opena
         except Exception as error:
             raise AssertionError(f"{error}{explain(page, product, fake_openai)}") from error
 
+    assert refused_by_page
     assert code == "insufficient_credits"
     assert text.startswith("Not enough credits to start this call.")
     assert has_link == (1 if _url_exists("buy_credits") else 0)
-    assert start_enabled  # the user may try again after buying
+    assert not start_enabled  # until credits arrive (the page follows the wallet)
     assert not RealtimeCall.objects.exists()
     assert fake_openai.calls() == []
 
