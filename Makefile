@@ -8,7 +8,7 @@ TEST_WORKERS ?= auto
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format migrate superuser fakes check-deploy fuzz clean
+.PHONY: help run test lint format migrate superuser fakes check-deploy fuzz screenshots clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -60,6 +60,14 @@ check-deploy: $(VENV)/.installed ## Django's deployment checklist with productio
 # A throwaway SQLite database, fakes/openai, fakes/stripe and daphne on free ports (scripts/fuzz.py).
 fuzz: $(VENV)/.installed-dev ## Fuzz the REST API with schemathesis, signed in (bounded; FUZZ_ARGS="--max-examples 50")
 	$(PY) scripts/fuzz.py $(FUZZ_ARGS)
+
+# The pages of tests/ux/site.py (a site with one of everything) in Chromium with the fakes; the same
+# run checks them with axe-core and fails on a serious or critical violation (the PNGs are kept).
+screenshots: $(VENV)/.installed-dev ## PNGs of every user and staff page at 1280 and 390 px in var/screenshots/ (and their axe-core check)
+	bash scripts/install-chromium.sh
+	rm -rf var/screenshots && mkdir -p var/screenshots
+	UX_SCREENSHOTS_DIR="$(CURDIR)/var/screenshots" $(PY) -m pytest -p no:cacheprovider -q tests/ux/test_accessibility.py
+	@ls var/screenshots/*.png | wc -l | xargs echo "PNGs in var/screenshots/:"
 
 clean: ## Remove the virtualenv and local state (var/: SQLite database, Celery queue)
 	rm -rf $(VENV) var staticfiles .mypy_cache

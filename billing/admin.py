@@ -41,6 +41,10 @@ class CreditPackAdmin(CreditPackAdminBase):
 class AdjustCreditsForm(forms.Form):
     credits = forms.IntegerField(help_text="Positive adds credits, negative removes them.")
     reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 3}))
+    show_reason_to_user = forms.BooleanField(
+        required=False, label="Show the reason to the user",
+        help_text="Unticked, the user's wallet reads only “Staff added/removed N credits”.",
+    )
     # One token per opened form, the adjustment's idempotency key: submitting the same form twice
     # (a double click, a resent POST) adjusts once; opening the form again makes a new one.
     form_token = forms.CharField(widget=forms.HiddenInput, min_length=16, max_length=64)
@@ -73,6 +77,7 @@ class WalletAdmin(ReadOnlyAdmin):
                         user=wallet.user, credits=form.cleaned_data["credits"], actor=signed_in_user(request),
                         reason=form.cleaned_data["reason"],
                         idempotency_key=f"admin-adjust:{form.cleaned_data['form_token']}:{wallet.pk}",
+                        show_reason_to_user=form.cleaned_data["show_reason_to_user"],
                     )
                     done += 1
                 except BillingError as exc:

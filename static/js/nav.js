@@ -21,3 +21,23 @@
     }
   });
 })();
+
+// A table too wide for the screen scrolls sideways inside its .table-wrap; keyboard users reach
+// that scroll only if the wrapper can take focus, and screen readers announce it as a region
+// named after the table (its caption, else the nearest heading above it).
+(function () {
+  "use strict";
+  document.querySelectorAll(".table-wrap").forEach(function (wrap) {
+    if (wrap.hasAttribute("tabindex")) return;
+    var table = wrap.querySelector("table");
+    var caption = table && table.caption ? table.caption.textContent : "";
+    var heading = "";
+    for (var el = wrap.previousElementSibling || wrap.parentElement; el && !heading; ) {
+      if (/^H[1-6]$/.test(el.tagName)) heading = el.textContent;
+      el = el.previousElementSibling || (el.parentElement !== document.body ? el.parentElement : null);
+    }
+    wrap.setAttribute("tabindex", "0");
+    wrap.setAttribute("role", "region");
+    wrap.setAttribute("aria-label", (caption || heading || "Table").trim());
+  });
+})();

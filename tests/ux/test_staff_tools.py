@@ -154,3 +154,20 @@ def test_a_bad_reconciliation_date_is_a_form_error(staff_client, query, field):
     html = response.content.decode()
     assert f'data-testid="errors-{field}"' in html
     assert "until the dates are fixed" in html
+
+
+def test_the_wallet_adjust_form_says_whether_the_user_sees_the_reason(staff_client, alice):
+    from billing.services import get_wallet
+
+    wallet = get_wallet(alice)
+    form = staff_client.post("/admin/billing/wallet/", {"action": "adjust_credits", "_selected_action": [wallet.pk]})
+    html = form.content.decode()
+    assert "Show the reason to the user" in html
+    token = re.search(r'name="form_token" value="([^"]+)"', html).group(1)
+
+    staff_client.post("/admin/billing/wallet/", {"action": "adjust_credits", "_selected_action": [wallet.pk],
+                                                 "credits": "5", "reason": "internal note", "form_token": token,
+                                                 "apply": "1"})
+
+    entry = LedgerEntry.objects.get(wallet=wallet)
+    assert entry.explain() == "Staff added 5 credits"
