@@ -96,7 +96,19 @@ session[SESSION_KEY] = str(user.pk)
 session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
 session[HASH_SESSION_KEY] = user.get_session_auth_hash()
 session.create()
-print(json.dumps({"sessionid": session.session_key}))
+# An ended call of the user's, so the operations that take a call id reach more than their 404.
+from datetime import timedelta
+from django.utils import timezone
+from sessions.models import Assistant, CallState, RealtimeCall
+assistant = Assistant.objects.filter(is_active=True).first()
+now = timezone.now()
+call = RealtimeCall.objects.create(
+    user=user, assistant=assistant, state=CallState.ENDED, model=assistant.model, markup_percent=50,
+    allowed_seconds=assistant.max_call_seconds, created_at=now - timedelta(minutes=6), started_at=now - timedelta(minutes=5),
+    expected_end_at=now + timedelta(minutes=5), ending_at=now - timedelta(minutes=3),
+    ended_at=now - timedelta(minutes=3), credits_held=100, credits_charged=10, end_reason="user_hangup",
+)
+print(json.dumps({"sessionid": session.session_key, "call_id": call.public_id}))
 """
 
 
@@ -118,8 +130,13 @@ def main() -> int:
     try:
         subprocess.run([py, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
         setup = subprocess.run([py, "-c", SETUP], cwd=ROOT, env={**env, "DJANGO_SETTINGS_MODULE": "realtime_saas.settings"},
-                               check=True, capture_output=True, text=True)
-        sessionid = json.loads(setup.stdout.strip().splitlines()[-1])["sessionid"]
+                               capture_output=True, text=True)
+        if setup.returncode:
+            raise SystemExit(f"setting up the fuzz user failed:\n{setup.stderr}")
+        seeded = json.loads(setup.stdout.strip().splitlines()[-1])
+        sessionid = seeded["sessionid"]
+        config = WORK / "schemathesis.toml"
+        config.write_text(f'[parameters]\n"path.call_id" = "{seeded["call_id"]}"\n')
         csrf = secrets.token_hex(16)  # 32 characters: Django accepts the cookie's secret as the header's token
         processes.append(subprocess.Popen(
             [py, "-m", "fakes.openai", "--host", "127.0.0.1", "--port", str(openai_port), "--parent-pid", str(os.getpid())],
@@ -133,7 +150,7 @@ def main() -> int:
             cwd=ROOT, env=env, stdout=logs["daphne"], stderr=subprocess.STDOUT))
         wait_http(f"{base}/healthz")
         command = [
-            str(Path(py).parent / "schemathesis"), "run", f"{base}/api/schema/", "--url", base,
+            str(Path(py).parent / "schemathesis"), "--config-file", str(config), "run", f"{base}/api/schema/", "--url", base,
             "-H", f"Cookie: sessionid={sessionid}; csrftoken={csrf}", "-H", f"X-CSRFToken: {csrf}",
             "--checks", CHECKS, "--max-examples", str(args.max_examples), "--workers", args.workers,
             "--phases", "examples,coverage,fuzzing", "--generation-database", "none",
