@@ -327,16 +327,21 @@ SECURE_REFERRER_POLICY = "same-origin"
 # pages are inline; CSP_ENABLED=true turns it on in development too (empty: that default).
 CSP_ENABLED = env_bool("CSP_ENABLED", not DEBUG) if env.str("CSP_ENABLED", default="").strip() else not DEBUG
 if CSP_ENABLED:
+    from urllib.parse import urlsplit
+
     from csp.constants import NONCE, NONE, SELF
 
     MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "csp.middleware.CSPMiddleware")
+    _live_socket = urlsplit(globals().get("LIVE_WEBSOCKET_URL") or "")
+    _live_socket_origin = [f"{_live_socket.scheme}://{_live_socket.netloc}"] if _live_socket.netloc else []
     CONTENT_SECURITY_POLICY = {
         "DIRECTIVES": {
             "default-src": [SELF],
             "script-src": [SELF, NONCE],
             "style-src": [SELF, NONCE],
             "img-src": [SELF, "data:"],
-            "connect-src": [SELF],  # the API and the live WebSocket (same origin)
+            # The API, and the live WebSocket: this origin, or its own (LIVE_WEBSOCKET_URL).
+            "connect-src": [SELF, *_live_socket_origin],
             "object-src": [NONE],
             "base-uri": [SELF],
             "frame-ancestors": [NONE],

@@ -74,7 +74,7 @@
     });
     socket.addEventListener("close", (event) => {
       document.documentElement.dataset.live = "closed";
-      if (event.code === 4401) return; // signed out: nothing to reconnect to
+      if (event.code === 4401 || event.code === 4403) return; // signed out or suspended: nothing to reconnect to
       setTimeout(connect, delay);
       delay = Math.min(delay * 2, 30000);
     });
