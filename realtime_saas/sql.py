@@ -73,19 +73,27 @@ def insert_defaults(model: type[Model], given: Iterable[str]) -> dict[str, Any]:
     }
 
 
-def instance_parts(model: type[Model]) -> tuple[str, str]:
-    """(columns, value parameters) of an INSERT of a whole instance (`instance_params`), pk aside."""
-    fields = _defaulted(model, frozenset())
-    return ", ".join(_column(f) for f in fields), ", ".join(f"%(f_{f.column})s" for f in fields)
+def instance_insert(instance: Model, *, prefix: str, overrides: dict[str, str] | None = None,
+                    ) -> tuple[str, str, dict[str, Any]]:
+    """(columns, value expressions, parameters) of an INSERT of a new `instance`: what Django's
+    own INSERT would send (`pre_save` stamps auto_now fields), except the columns in `overrides`,
+    which map to SQL expressions (e.g. the id a CTE just returned). Parameters are named
+    `<prefix><column>`, so several inserts can share a statement."""
+    overrides = overrides or {}
+    fields = _defaulted(type(instance), frozenset(overrides))
+    columns = ", ".join([*overrides, *(_column(f) for f in fields)])
+    values = ", ".join([*overrides.values(), *(f"%({prefix}{f.column})s" for f in fields)])
+    params = {f"{prefix}{f.column}": f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields}
+    return columns, values, params
 
 
-def instance_params(instance: Model) -> dict[str, Any]:
-    """The parameters of `instance_parts` for a new instance: what Django's own INSERT would send
-    (`pre_save` stamps auto_now fields)."""
-    return {
-        f"f_{f.column}": f.get_db_prep_save(f.pre_save(instance, True), connection)
-        for f in _defaulted(type(instance), frozenset())
-    }
+class _LoggedCursor(CursorDebugWrapper):
+    """Django's debug cursor, logging the statement as written (a prepared statement has no
+    interpolated text to report)."""
+
+    def execute(self, sql: Any, params: Any = None) -> Any:
+        with self.debug_sql(sql, params):
+            return CursorWrapper.execute(self, sql, params)
 
 
 @contextmanager
@@ -104,7 +112,7 @@ def _cursor() -> Iterator[CursorWrapper]:
     raw = connection.connection
     if raw.prepare_threshold is None:  # Django turns psycopg's automatic preparing off
         raw.prepare_threshold = 0  # only server-binding cursors (these) prepare at all
-    wrapper = CursorDebugWrapper if connection.queries_logged else CursorWrapper
+    wrapper = _LoggedCursor if connection.queries_logged else CursorWrapper
     with wrapper(psycopg.Cursor(raw), connection) as cursor:
         yield cursor
 

@@ -17,8 +17,8 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Count, Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Field, Q
 from django.utils import timezone
 
 from accounts.models import User
@@ -26,8 +26,9 @@ from accounts.services import is_email_verified
 from billing import exceptions as billing_errors
 from billing import services as billing
 from realtime_saas.live import push_to_user
+from realtime_saas.sql import fetch_one, instance_insert, is_postgresql, loaded, one_statement
+from sessions import caches, notifications, openai_client, presenters
 from sessions import exceptions as errors
-from sessions import notifications, openai_client, presenters
 from sessions.models import (
     FINAL_STATES,
     KILL_CAUSES,
@@ -39,7 +40,6 @@ from sessions.models import (
     CallMode,
     CallState,
     Cause,
-    ModelPrice,
     RealtimeCall,
     credits_for_cost,
     sources_of,
@@ -71,7 +71,7 @@ def worst_case_microusd_per_minute(assistant: Assistant) -> int:
     """The hold rate: the assistant's own figure, else the price table's worst case."""
     if assistant.hold_microusd_per_minute is not None:
         return assistant.hold_microusd_per_minute
-    price = ModelPrice.objects.filter(model=assistant.model).first()
+    price = caches.model_price(assistant.model)
     if price is None:
         raise errors.InvalidAssistant(f"The assistant {assistant.name!r} has no price; staff must add one.")
     return price.cost_microusd(WORST_CASE_TOKENS_PER_MINUTE)
@@ -112,16 +112,17 @@ def validate_offer(sdp: str) -> None:
             raise errors.InvalidOffer(f"The SDP offer has no {attribute.rstrip(':')} line: it is not a WebRTC offer.")
 
 
-def _active_assistant(assistant_id: int | str | None, *, mode: str) -> Assistant:
-    assistant = None
+def _active_assistant(assistant_id: int | str | None, *, mode: str) -> caches.CachedAssistant:
+    """The active assistant the caller named (from the per-process cache: sessions.caches)."""
+    cached = None
     if assistant_id is not None:  # no `?assistant=`
-        with contextlib.suppress(TypeError, ValueError, Assistant.DoesNotExist):
-            assistant = Assistant.objects.get(pk=int(assistant_id), is_active=True)
-    if assistant is None:
+        with contextlib.suppress(TypeError, ValueError):
+            cached = caches.active_assistant(int(assistant_id))
+    if cached is None:
         raise errors.InvalidAssistant("Choose an active assistant (its id from /api/assistants/).")
-    if mode not in assistant.modes:
-        raise errors.InvalidAssistant(f"The assistant {assistant.name!r} does not allow {mode} mode.")
-    return assistant
+    if mode not in cached.assistant.modes:
+        raise errors.InvalidAssistant(f"The assistant {cached.assistant.name!r} does not allow {mode} mode.")
+    return cached
 
 
 def _check_user(user: User) -> None:
@@ -149,22 +150,29 @@ def _check_outstanding_secret(*, user: User, now: datetime) -> None:
         )
 
 
+# Live calls and recent starts of one user, in one statement (sessions' index on user and state).
+_LIVE_IN = ", ".join(f"'{state}'" for state in LIVE_STATES)
+_LIMITS_SQL = f"""
+SELECT COUNT(*) FILTER (WHERE state IN ({_LIVE_IN})), COUNT(*) FILTER (WHERE created_at > %(since)s)
+FROM {RealtimeCall._meta.db_table} WHERE user_id = %(user)s AND (state IN ({_LIVE_IN}) OR created_at > %(since)s)
+"""  # noqa: S608 (the model's table and state constants)
+
+
 def _check_limits(*, user: User, assistant: Assistant, now: datetime) -> None:
     """The concurrency and start-rate limits, counted in one query (the caller holds the lock
     that serialises this user's starts, so the counts are exact)."""
     window_start = now - START_RATE_WINDOW
-    live_filter, recent_filter = Q(state__in=LIVE_STATES), Q(created_at__gt=window_start)
-    counts = RealtimeCall.objects.filter(live_filter | recent_filter, user=user).aggregate(
-        live=Count("pk", filter=live_filter), recent=Count("pk", filter=recent_filter)
-    )
-    live = counts["live"]
+    recent_filter = Q(created_at__gt=window_start)
+    row = fetch_one(_LIMITS_SQL, {"user": user.pk, "since": connection.ops.adapt_datetimefield_value(window_start)})
+    assert row is not None  # an aggregate always answers
+    live, recent = row
     if live >= assistant.max_concurrent_calls:
         raise errors.ConcurrencyLimit(
             f"You already have {live} call(s) in progress; {assistant.name} allows "
             f"{assistant.max_concurrent_calls} at a time. End one first.",
             retry_after=5,
         )
-    if counts["recent"] >= assistant.max_starts_per_minute:
+    if recent >= assistant.max_starts_per_minute:
         recent = list(
             RealtimeCall.objects.filter(recent_filter, user=user)
             .order_by("-created_at")
@@ -323,15 +331,42 @@ def _open_call(*, user: User, assistant: Assistant, mode: str) -> tuple[Realtime
         call.hold_id, call.credits_held, call.allowed_seconds = hold.pk, plan.credits, plan.seconds
         call.partial_hold = plan.partial
         call.expected_end_at = now + timedelta(seconds=plan.seconds + settings.OPENAI_TIMEOUT_SECONDS)
-        call.save(force_insert=True)
-        CallEvent.objects.create(
-            call=call, at=now, kind=CallEvent.Kind.STATE, to_state=CallState.PENDING, cause=Cause.STARTED,
+        _write_call(call, CallEvent(
+            at=now, kind=CallEvent.Kind.STATE, to_state=CallState.PENDING, cause=Cause.STARTED,
             actor=user, detail=f"{mode} mode; holding {plan.credits:,} credits, up to {plan.seconds} s"
             + (f" (partial: {plan.full_credits:,} would cover the worst case)" if plan.partial else ""),
-        )
+        ))
     # No push here: the caller is still waiting for this request, and the next transition
     # (active or failed) pushes the call anyway.
     return call, plan
+
+
+def _write_call(call: RealtimeCall, event: CallEvent) -> None:
+    """Insert a new call and its first event (in the caller's transaction): one statement on
+    PostgreSQL, the ORM elsewhere."""
+    if not is_postgresql():
+        call.save(force_insert=True)
+        event.call = call
+        event.save(force_insert=True)
+        return
+    call_columns, call_values, params = instance_insert(call, prefix="c_")
+    event_columns, event_values, event_params = instance_insert(event, prefix="e_", overrides={"call_id": "c.id"})
+    # Names from the models, values as parameters:
+    sql = (f"WITH c AS (INSERT INTO {RealtimeCall._meta.db_table} ({call_columns}) VALUES ({call_values})"  # noqa: S608
+           f" RETURNING id) INSERT INTO {CallEvent._meta.db_table} ({event_columns}) SELECT {event_values} FROM c"
+           " RETURNING call_id")
+    row = fetch_one(sql, params | event_params)
+    assert row is not None  # both inserts return their row
+    loaded(call).pk = row[0]
+    event.call_id = row[0]
+
+
+def _release_connection() -> None:
+    """Give the database connection back to the pool before waiting for OpenAI, so a slow upstream
+    never holds one (the next statement takes one again). Without a pool, or inside a transaction
+    (tests), the connection stays."""
+    if "pool" in connection.settings_dict.get("OPTIONS", {}) and not connection.in_atomic_block:
+        connection.close()
 
 
 def _activate(call: RealtimeCall, *, cause: str, **fields: Any) -> bool:
@@ -340,21 +375,35 @@ def _activate(call: RealtimeCall, *, cause: str, **fields: Any) -> bool:
     now = timezone.now()
     values = dict(fields, state=CallState.ACTIVE, updated_at=now)
     values.setdefault("started_at", now)
-    with transaction.atomic(durable=True):
-        if not RealtimeCall.objects.filter(pk=call.pk, state=CallState.PENDING).update(**values):
-            changed = False
-        else:
-            CallEvent.objects.create(
-                call_id=call.pk, at=now, kind=CallEvent.Kind.STATE, from_state=CallState.PENDING,
-                to_state=CallState.ACTIVE, cause=cause,
-            )
-            for name, value in values.items():
-                setattr(call, name, value)
-            transaction.on_commit(partial(_push_figures, call))
-            changed = True
+    event = CallEvent(call_id=call.pk, at=now, kind=CallEvent.Kind.STATE, from_state=CallState.PENDING,
+                      to_state=CallState.ACTIVE, cause=cause)
+    if is_postgresql():  # one statement, in autocommit: the conditional UPDATE and its event
+        changed = _activate_statement(call.pk, values, event)
+    else:
+        with transaction.atomic(durable=True):
+            changed = bool(RealtimeCall.objects.filter(pk=call.pk, state=CallState.PENDING).update(**values))
+            if changed:
+                event.save(force_insert=True)
     if not changed:
         call.refresh_from_db()
-    return changed
+        return False
+    for name, value in values.items():
+        setattr(call, name, value)
+    transaction.on_commit(partial(_push_figures, call))
+    return True
+
+
+def _activate_statement(call_pk: int, values: dict[str, Any], event: CallEvent) -> bool:
+    fields = [field for name in sorted(values) if isinstance(field := RealtimeCall._meta.get_field(name), Field)]
+    assignments = ", ".join(f"{field.column} = %(v_{field.column})s" for field in fields)
+    params = {f"v_{field.column}": field.get_db_prep_save(values[field.name], connection) for field in fields}
+    event_columns, event_values, event_params = instance_insert(event, prefix="e_", overrides={"call_id": "c.id"})
+    # Names from the models, values as parameters:
+    sql = (f"WITH c AS (UPDATE {RealtimeCall._meta.db_table} SET {assignments}"  # noqa: S608
+           " WHERE id = %(pk)s AND state = %(from_state)s RETURNING id)"
+           f" INSERT INTO {CallEvent._meta.db_table} ({event_columns}) SELECT {event_values} FROM c RETURNING call_id")
+    row = one_statement(sql, params | event_params | {"pk": call_pk, "from_state": CallState.PENDING})
+    return row is not None
 
 
 def _push_figures(call: RealtimeCall) -> None:
@@ -387,10 +436,11 @@ def start_proxy_call(*, user: User, assistant_id: int | str | None, offer_sdp: s
     and the call is `failed`.
     """
     validate_offer(offer_sdp)
-    assistant = _active_assistant(assistant_id, mode=CallMode.PROXY)
-    call, plan = _open_call(user=user, assistant=assistant, mode=CallMode.PROXY)
+    cached = _active_assistant(assistant_id, mode=CallMode.PROXY)
+    call, plan = _open_call(user=user, assistant=cached.assistant, mode=CallMode.PROXY)
+    _release_connection()
     try:
-        created = openai_client.create_call(sdp=offer_sdp, session=assistant.session_config())
+        created = openai_client.create_call(sdp=offer_sdp, session=cached.session_json)
     except (openai_client.UpstreamError, openai_client.InvalidOffer) as exc:
         raise _upstream_failed(call, exc) from None
     now = timezone.now()
@@ -412,7 +462,7 @@ def mint_client_secret(*, user: User, assistant_id: int | str | None) -> tuple[R
     plus the allowed length); if the client never reports its call id, the sweep charges the full
     hold then.
     """
-    assistant = _active_assistant(assistant_id, mode=CallMode.KEY)
+    assistant = _active_assistant(assistant_id, mode=CallMode.KEY).assistant
     if getattr(user, "key_mode_withdrawn_at", None) is not None:
         raise errors.KeyModeWithdrawn(
             "Key mode was withdrawn from this account after a client secret was used beyond the call "
