@@ -426,6 +426,11 @@ REALTIME_ENDING_GRACE_SECONDS = env.int("REALTIME_ENDING_GRACE_SECONDS", default
 # surviving or restarted supervisor takes it over first.
 REALTIME_UNWATCHED_GRACE_SECONDS = env.int("REALTIME_UNWATCHED_GRACE_SECONDS", default=120)
 REALTIME_MAX_SDP_BYTES = 64 * 1024
+# How long each web process keeps the assistants and prices a call start reads (sessions/caches.py):
+# an admin edit reaches every process within this time. 0: read them on every start.
+REALTIME_CACHE_SECONDS = env.float("REALTIME_CACHE_SECONDS", default=5.0)
+if REALTIME_CACHE_SECONDS < 0:
+    raise ImproperlyConfigured("REALTIME_CACHE_SECONDS must be ≥ 0.")
 if (REALTIME_CREDITS_PER_USD < 1 or REALTIME_SWEEP_GRACE_SECONDS < 0 or REALTIME_ENDING_GRACE_SECONDS < 0
         or REALTIME_UNWATCHED_GRACE_SECONDS < 0):
     raise ImproperlyConfigured("REALTIME_CREDITS_PER_USD must be ≥ 1 and the grace periods ≥ 0.")
