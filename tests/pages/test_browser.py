@@ -245,3 +245,41 @@ def test_cancelled_and_abandoned_checkouts_end_canceled_and_expired(shop, fake_s
         assert box is not None and box["height"] < 30 and box["width"] > 45, box
     assert status_cell is not None and status_cell["width"] >= 150, (width, status_cell)
     assert list(Purchase.objects.values_list("status", flat=True).order_by("pk")) == ["canceled", "expired"]
+
+
+def test_a_paid_checkout_is_green_and_its_figures_agree(shop, fake_stripe, signed_in_browser, width):
+    from billing.models import CreditPack
+    from tests.billing.factories import CreditPackFactory
+    from tests.factories import UserFactory
+
+    user = UserFactory.create(email="quinn@example.com", name="Quinn")
+    CreditPack.objects.update(active=False)
+    CreditPackFactory.create(key="big-pack", name="Big", credits=7500, price_cents=5000)
+
+    with signed_in_browser(session_cookie(user, shop.url)) as context:
+        page = context.new_page()
+        try:
+            other = context.new_page()  # another open page: its nav badge must follow too
+            other.goto(shop.url + reverse("billing_wallet"))
+            page.goto(shop.url + reverse("buy_credits"))
+            page.locator("[data-pack=big-pack] button[type=submit]").click()
+            page.wait_for_url(re.compile(re.escape(fake_stripe.api_base)))
+            page.get_by_test_id("pay").click()
+            page.wait_for_url(re.compile(r"/billing/success/"))
+            page.wait_for_function("document.querySelector('#purchase').dataset.status === 'paid'")
+            badge_class = page.get_by_test_id("purchase-status").get_attribute("class")
+            summary = text_of(page, "wallet-summary")
+            heading = page.locator("#purchase h2").inner_text()
+            other.wait_for_function(
+                "() => document.querySelector('.nav-balance [data-live-balance]').textContent === '7,500'",
+                timeout=FIGURES_WITHIN_MS,
+            )
+            other_balance = other.locator("[data-live-field=balance]").inner_text()
+        except Exception as error:
+            raise AssertionError(f"{error}{explain(context, shop)}") from error
+
+    assert badge_class == "badge ok"
+    assert summary.split() == ["Your", "credits", "7,500", "available", "Balance", "7,500", "·", "held", "for",
+                               "running", "calls", "0"]
+    assert heading == "Big pack · $50.00"
+    assert other_balance == "7,500"
