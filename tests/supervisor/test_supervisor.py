@@ -245,7 +245,8 @@ def test_a_second_supervisor_takes_over_a_call_whose_lease_expired(supervisor, o
     spare_rtc = upstream_call(fake, assistant)
     spare = watched_call(user=alice, assistant=assistant, openai_call_id=spare_rtc, hold=3)
     second = supervisor(owner="second")
-    wait_until(lambda: RealtimeCall.objects.get(pk=spare.pk).lease_owner == "second", what="the second claiming")
+    wait_until(lambda: RealtimeCall.objects.get(pk=spare.pk).lease_owner == "second", timeout=30,
+               what="the second claiming")
     assert RealtimeCall.objects.get(pk=call.pk).lease_owner == "first"  # one watcher only
 
     # The first one dies without releasing anything (no renewals, its socket gone).
