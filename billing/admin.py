@@ -119,15 +119,22 @@ class _StripeRecordInline(StripeRecordInlineBase):
     def has_add_permission(self, request: HttpRequest, obj: Purchase | None = None) -> bool:
         return False
 
+    @admin.display(description="amount")
+    def amount(self, obj: Refund | Dispute) -> str:
+        return _record_amount(obj)
+
+
+_record_amount = cents_column("amount_cents", description="amount", currency_field="purchase.currency")
+
 
 class RefundInline(_StripeRecordInline):
     model = Refund
-    readonly_fields = ["stripe_refund_id", "amount_cents", "status", "credits", "created_at"]
+    fields = readonly_fields = ("stripe_refund_id", "amount", "status", "credits", "created_at")
 
 
 class DisputeInline(_StripeRecordInline):
     model = Dispute
-    readonly_fields = ["stripe_dispute_id", "amount_cents", "status", "is_open", "credits", "created_at", "closed_at"]
+    fields = readonly_fields = ("stripe_dispute_id", "amount", "status", "is_open", "credits", "created_at", "closed_at")
 
 
 @admin.register(Purchase)

@@ -36,7 +36,10 @@ def cents_column(field: str, *, description: str, currency_field: str = "currenc
     @admin.display(description=description, ordering=field)
     def column(obj: Any) -> str:
         value = getattr(obj, field)
-        return "–" if value is None else format_money(value, getattr(obj, currency_field, "usd") or "usd")
+        currency: Any = obj
+        for name in currency_field.split("."):  # "currency", or through a relation: "purchase.currency"
+            currency = getattr(currency, name, None)
+        return "–" if value is None else format_money(value, currency or "usd")
 
     return column
 

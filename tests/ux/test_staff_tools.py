@@ -171,3 +171,15 @@ def test_the_wallet_adjust_form_says_whether_the_user_sees_the_reason(staff_clie
 
     entry = LedgerEntry.objects.get(wallet=wallet)
     assert entry.explain() == "Staff added 5 credits"
+
+
+def test_a_purchases_refunds_read_in_its_currency(staff_client, alice):
+    from billing.models import Purchase, Refund
+
+    pack = CreditPackFactory(key="eur", name="Euro", credits=1000, price_cents=1250, currency="eur")
+    purchase = Purchase.objects.create(user=alice, pack=pack, credits=1000, amount_cents=1250, currency="eur")
+    Refund.objects.create(stripe_refund_id="re_1", purchase=purchase, amount_cents=725, status="succeeded")
+
+    html = staff_client.get(f"/admin/billing/purchase/{purchase.pk}/change/").content.decode()
+
+    assert "€7.25" in html and ">725<" not in html
