@@ -68,7 +68,7 @@ def build_site() -> Site:
         markup_percent=assistant.markup_percent, allowed_seconds=600, created_at=now - timedelta(minutes=5),
         started_at=now - timedelta(minutes=5), ended_at=now - timedelta(minutes=2),
         expected_end_at=now + timedelta(minutes=5), end_reason=Cause.USER_HANGUP, credits_held=500,
-        credits_charged=42, credits_used=42, cost_microusd=28_000, updated_at=now,
+        credits_charged=5, credits_used=5, cost_microusd=28_000, updated_at=now,
     )
     pages = [
         SitePage("home", "/", "anonymous"),
