@@ -3,6 +3,8 @@ after a call, a webhook and a reconciliation run; a scrape without the token is 
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 from django.test import Client
@@ -250,16 +252,18 @@ def test_worker_metrics_see_tasks_the_webhook_backlog_the_beat_and_a_reconciliat
         assert value(backlog, "stripe_webhook_backlog_events") == 1
         assert value(backlog, "stripe_webhook_backlog_oldest_age_seconds") > 0
         probe.send_task("billing.process_stripe_event", args=[event.pk])
-        done = scraped(lambda s: value(s, "stripe_webhook_backlog_events") == 0)
+        # A run is over once its duration is observed (task_postrun, after the task's body).
+        done = scraped(lambda s: value(s, "worker_task_duration_seconds_count", task="billing.process_stripe_event") == 1)
+        assert value(done, "stripe_webhook_backlog_events") == 0
         assert value(done, "worker_task_runs_total", task="billing.process_stripe_event") == 1
-        assert value(done, "worker_task_duration_seconds_count", task="billing.process_stripe_event") == 1
         assert StripeEvent.objects.get(pk=event.pk).status == "ignored"
 
         # The beat heartbeat, as beat would send it.
+        sent_at = time.time()
         probe.send_task("realtime_saas.beat_heartbeat")
-        beat = scraped(lambda s: value(s, "celery_beat_heartbeat_timestamp_seconds")
-                       > value(first, "celery_beat_heartbeat_timestamp_seconds"))
+        beat = scraped(lambda s: value(s, "worker_task_duration_seconds_count", task="realtime_saas.beat_heartbeat") == 1)
         assert value(beat, "worker_task_runs_total", task="realtime_saas.beat_heartbeat") == 1
+        assert value(beat, "celery_beat_heartbeat_timestamp_seconds") >= sent_at
 
         # A reconciliation run: usage at OpenAI that no call of ours explains raises a flag.
         assistant = make_assistant()
@@ -267,7 +271,9 @@ def test_worker_metrics_see_tasks_the_webhook_backlog_the_beat_and_a_reconciliat
         fake.response_done(rtc, usage_for(50))
         open_before = sum(value(first, "reconciliation_open_flags", severity=s) for s in ("low", "medium", "high"))
         probe.send_task("sessions.reconciliation.import_and_reconcile")
-        reconciled = scraped(lambda s: ("reconciliation_lag_seconds", frozenset()) in s)
+        reconciled = scraped(lambda s: value(s, "worker_task_duration_seconds_count",
+                                             task="sessions.reconciliation.import_and_reconcile") == 1)
+        assert ("reconciliation_lag_seconds", frozenset()) in reconciled
         assert value(reconciled, "worker_task_runs_total", task="sessions.reconciliation.import_and_reconcile") == 1
         assert value(reconciled, "worker_task_failures_total",
                      task="sessions.reconciliation.import_and_reconcile") == 0
