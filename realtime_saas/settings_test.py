@@ -52,3 +52,5 @@ CACHES["default"]["KEY_PREFIX"] = (  # noqa: F405
 )
 if "KEY_PREFIX" in CACHES["heartbeat"]:  # noqa: F405
     CACHES["heartbeat"]["KEY_PREFIX"] = CACHES["default"]["KEY_PREFIX"] + "-hb"  # noqa: F405
+else:  # the file cache of the embedded default: a folder per test process (and its servers)
+    CACHES["heartbeat"]["LOCATION"] = str(VAR_DIR / "test-cache" / CACHES["default"]["KEY_PREFIX"])  # noqa: F405
