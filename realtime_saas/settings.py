@@ -44,6 +44,12 @@ if not DEBUG and (SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 32):
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Where pages open the live WebSocket (daphne). Empty: this site's own /ws/live/, a proxy routing
+# /ws/ to daphne; `make run` and the browser tests give daphne a port of its own (the page's origin
+# must then be in CSRF_TRUSTED_ORIGINS, which the socket's origin check also reads).
+LIVE_WEBSOCKET_URL = env.str("LIVE_WEBSOCKET_URL", default="").strip()
+if LIVE_WEBSOCKET_URL and not LIVE_WEBSOCKET_URL.startswith(("ws://", "wss://")):
+    raise ImproperlyConfigured("LIVE_WEBSOCKET_URL must start with ws:// or wss:// (or be empty).")
 
 INSTALLED_APPS = [
     "daphne",  # first: its runserver serves ASGI (HTTP and WebSockets)

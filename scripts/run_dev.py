@@ -1,7 +1,8 @@
 """`make run`: migrate, create the demo accounts, and run every process in the foreground.
 
-Processes (honcho; Ctrl-C stops them all): daphne (web + WebSockets), a Celery worker with beat,
-the call supervisor, and — unless real keys are configured in `.env` — fakes/openai and
+Processes (honcho; Ctrl-C stops them all): granian (web: HTTP, the WSGI app, one process per core),
+daphne (live: the WebSocket, on the next port), a Celery worker with beat, the call supervisor,
+and — unless real keys are configured in `.env` — fakes/openai and
 fakes/stripe, with the product pointed at them.
 """
 
@@ -14,6 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 HOST, PORT = "127.0.0.1", 8000
+WEB_THREADS = 16  # per web process: a call start mostly waits on OpenAI, with the GIL released
+LIVE_PORT = PORT + 1  # daphne: the live WebSocket the pages open (LIVE_WEBSOCKET_URL)
 FAKE_OPENAI_PORT = int(os.environ.get("FAKE_OPENAI_PORT", "8765"))
 FAKE_STRIPE_PORT = int(os.environ.get("FAKE_STRIPE_PORT", "12111"))
 STRIPE_WEBHOOK_PATH = "/billing/stripe/webhook/"
@@ -67,7 +70,17 @@ def main() -> int:
         if subprocess.call(manage + args, env=env, cwd=ROOT) != 0:
             return 1
 
-    processes["web"] = f"{py} -m daphne -b {HOST} -p {PORT} realtime_saas.asgi:application"
+    # The pages (http://HOST:PORT) open the WebSocket on daphne's port: a cookie is the same on every
+    # port of a host, and the socket's origin check trusts the pages' origin through CSRF_TRUSTED_ORIGINS.
+    env.setdefault("LIVE_WEBSOCKET_URL", f"ws://{HOST}:{LIVE_PORT}/ws/live/")
+    trusted = [o for o in env.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+    if f"http://{HOST}:{PORT}" not in trusted:
+        env["CSRF_TRUSTED_ORIGINS"] = ",".join([*trusted, f"http://{HOST}:{PORT}"])
+    processes["web"] = (
+        f"{py} -m granian --interface wsgi --host {HOST} --port {PORT} --workers {os.cpu_count() or 1} "
+        f"--blocking-threads {WEB_THREADS} realtime_saas.wsgi:application"
+    )
+    processes["live"] = f"{py} -m daphne -b {HOST} -p {LIVE_PORT} realtime_saas.asgi:application"
     processes["worker"] = (
         f"{py} -m celery -A realtime_saas worker --beat --pool=threads --concurrency=4 --loglevel=INFO"
     )

@@ -64,7 +64,9 @@
   let delay = 1000;
   function connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const socket = new WebSocket(`${scheme}://${location.host}/ws/live/`);
+    // data-socket-url: daphne on an origin of its own (LIVE_WEBSOCKET_URL); else this site's.
+    const url = (script && script.dataset.socketUrl) || `${scheme}://${location.host}/ws/live/`;
+    const socket = new WebSocket(url);
     socket.addEventListener("open", () => { delay = 1000; document.documentElement.dataset.live = "open"; });
     socket.addEventListener("message", (event) => {
       let message;

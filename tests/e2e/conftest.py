@@ -100,11 +100,12 @@ def speaking_microphone(tmp_path):
 
 @pytest.fixture
 def product(transactional_db, fake_openai, tmp_path):
-    """The product in daphne, its OpenAI being the fake (with a real aiortc WebRTC peer). No
+    """The product served as `make run` serves it (granian for HTTP, daphne for the live WebSocket
+    on a port of its own), its OpenAI being the fake (with a real aiortc WebRTC peer). No
     supervisor: calls start, but nothing watches them (see `live_product`)."""
-    from tests.live import start_daphne
+    from tests.live import start_web
 
-    server = start_daphne(
+    server = start_web(
         tmp_path, OPENAI_BASE_URL=fake_openai.base_url, OPENAI_API_KEY=fake_openai.project_key
     )
     yield server
@@ -113,7 +114,7 @@ def product(transactional_db, fake_openai, tmp_path):
 
 @pytest.fixture
 def live_product(product, tmp_path):
-    """The product as `make run` serves it: daphne and a call supervisor. A call only listens
+    """The product as `make run` serves it: its web servers and a call supervisor. A call only listens
     once the supervisor watches it (issue 11); `live_product.supervisor.log()` helps a failure."""
     from tests.live import start_supervisor
 
