@@ -31,7 +31,7 @@ $(VENV)/.installed-dev: requirements.txt requirements-fakes.txt requirements-dev
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	@touch $@
 
-run: $(VENV)/.installed-run ## Serve everything on http://127.0.0.1:8000 (SQLite, fakes, worker+beat, supervisor); Ctrl-C stops it
+run: $(VENV)/.installed-run ## Serve everything on http://127.0.0.1:8000 (granian; daphne on :8001 for the WebSocket; SQLite, fakes, worker+beat, supervisor); Ctrl-C stops it
 	$(PY) scripts/run_dev.py
 
 test: lint ## Run the lint, then the whole test suite (DATABASE_URL/REDIS_URL when set, else SQLite)
