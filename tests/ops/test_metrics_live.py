@@ -129,6 +129,26 @@ def test_web_workers_sharing_a_multiprocess_directory_each_expose_the_sum(tmp_pa
         first.stop()
 
 
+def test_granian_s_worker_processes_answer_one_sum_whichever_serves_the_scrape(tmp_path):
+    """The web as production serves it (tests.live.start_web: granian, two WSGI worker processes)."""
+    from tests.live import start_web
+
+    multiproc = tmp_path / "web-metrics"
+    multiproc.mkdir()
+    server = start_web(tmp_path, METRICS_TOKEN=TOKEN, PROMETHEUS_MULTIPROC_DIR=str(multiproc))
+    try:
+        healthz = {"route": "/healthz", "method": "GET", "status": "200"}
+        before = value(scrape(f"{server.url}/metrics"), "web_requests_total", **healthz)
+        with httpx.Client(base_url=server.url, timeout=10) as client:  # new connections: both workers serve
+            for _ in range(10):
+                assert client.get("/healthz", headers={"Connection": "close"}).status_code == 200
+        assert len({path.name.rsplit("_", 1)[-1] for path in multiproc.iterdir()}) >= 2  # two processes wrote
+        for _ in range(6):  # whichever worker answers the scrape, it reports both
+            assert value(scrape(f"{server.url}/metrics"), "web_requests_total", **healthz) == before + 10
+    finally:
+        server.stop()  # and its daphne
+
+
 def test_a_generated_request_id_is_returned_when_the_caller_sends_none_or_a_bad_one(live_asgi_server):
     plain = httpx.get(f"{live_asgi_server.url}/healthz", timeout=10)
     bad = httpx.get(f"{live_asgi_server.url}/healthz", headers={"X-Request-ID": "x" * 200}, timeout=10)
