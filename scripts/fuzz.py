@@ -160,7 +160,8 @@ def main() -> int:
         if args.seed is not None:
             command += ["--seed", str(args.seed)]
         started = time.monotonic()
-        result = subprocess.run(command, cwd=ROOT, env={**env, "SCHEMATHESIS_HOOKS": "scripts.fuzz_hooks"})
+        # Run from var/fuzz/: schemathesis keeps its state (.schemathesis/) in its working directory.
+        result = subprocess.run(command, cwd=WORK, env={**env, "SCHEMATHESIS_HOOKS": "scripts.fuzz_hooks"})
         elapsed = time.monotonic() - started
     finally:
         for process in reversed(processes):
