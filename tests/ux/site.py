@@ -70,6 +70,13 @@ def build_site() -> Site:
         expected_end_at=now + timedelta(minutes=5), end_reason=Cause.USER_HANGUP, credits_held=500,
         credits_charged=5, credits_used=5, cost_microusd=28_000, updated_at=now,
     )
+    # A call in flight, for the staff's live calls page (and its "Hang up now").
+    RealtimeCall.objects.create(
+        user=user, assistant=assistant, mode="proxy", state=CallState.ACTIVE, model="gpt-realtime",
+        markup_percent=assistant.markup_percent, allowed_seconds=600, created_at=now - timedelta(minutes=1),
+        started_at=now - timedelta(minutes=1), expected_end_at=now + timedelta(minutes=9), credits_held=500,
+        credits_used=3, cost_microusd=18_000, openai_call_id="rtc_site_live", updated_at=now,
+    )
     pages = [
         SitePage("home", "/", "anonymous"),
         SitePage("sign-in", "/accounts/login/", "anonymous"),
