@@ -815,6 +815,8 @@ class Supervisor:
             except Exception:
                 logger.exception("supervisor: claiming calls failed")
                 snaps = []
+            if not snaps:
+                self.stats["idle_claims"] += 1  # nothing to claim: it now waits a whole poll (or a wake)
             poll = min(self.conf.poll_seconds, BUSY_POLL_SECONDS) if snaps else self.conf.poll_seconds
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=poll)

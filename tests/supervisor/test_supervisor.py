@@ -240,6 +240,8 @@ def test_a_second_supervisor_takes_over_a_call_whose_lease_expired(supervisor, o
     # The first claims the call as it starts, then looks again only after a minute (nothing wakes it).
     first = supervisor(owner="first", poll_seconds=60.0)
     wait_until(_attached(fake, rtc), what="first supervisor attached")
+    # Its claim rounds poll quickly while they find calls; once one finds none it waits the whole minute.
+    wait_until(lambda: first.supervisor.stats["idle_claims"], what="the first supervisor idle")
     # A free call for the second: one claim takes every free call at once, so the claim that takes
     # this one finds ours leased.
     spare_rtc = upstream_call(fake, assistant)
