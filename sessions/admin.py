@@ -1,6 +1,7 @@
 import copy
 
 from django.contrib import admin, messages
+from django.urls import reverse
 
 from realtime_saas.admin import microusd_column, microusd_per_mtok_column
 from sessions import exceptions as errors
@@ -106,6 +107,10 @@ class RealtimeCallAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in self.model._meta.fields]
+
+    def view_on_site(self, obj):
+        # The admin's "View on site" opens the staff call page (timeline, cost, markup).
+        return reverse("staff_call_detail", args=[obj.public_id])
 
     def has_add_permission(self, request):
         return False

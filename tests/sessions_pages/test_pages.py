@@ -166,3 +166,12 @@ def test_talk_shows_available_credits(alice_client, alice, assistant):
     response = alice_client.get(reverse("talk"))
     assert response.context["available_credits"] == 1234
     assert b"<span data-live-balance>1,234</span>" in response.content
+
+
+def test_the_call_admin_links_to_the_staff_call_page(staff_client, alice, assistant):
+    # Staff reach the call's timeline, cost and markup from the admin ("View on site"), not by typing a URL.
+    call = make_call(user=alice, assistant=assistant)
+    response = staff_client.get(reverse("admin:realtime_realtimecall_change", args=[call.pk]))
+    staff_page = reverse("staff_call_detail", args=[call.public_id])
+    assert response.status_code == 200
+    assert f'href="{staff_page}"' in response.content.decode()
