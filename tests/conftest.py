@@ -8,13 +8,21 @@ pytest_plugins = ["fakes.openai.pytest_plugin", "fakes.stripe.pytest_plugin"]
 
 
 def pytest_collection_modifyitems(config, items):
+    """Skip what this machine cannot run: `postgres` tests on SQLite, `e2e` tests without Chromium
+    (`make test` and CI have both, so nothing is skipped there)."""
     from django.conf import settings
 
+    from tests.e2e.conftest import CHROMIUM
+
     vendor = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    skips = {}
     if vendor != "postgresql":
-        skip = pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL (CI always does)")
-        for item in items:
-            if "postgres" in item.keywords:
+        skips["postgres"] = pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL (CI always does)")
+    if not CHROMIUM.exists():
+        skips["e2e"] = pytest.mark.skip(reason=f"{CHROMIUM} is missing: run scripts/install-chromium.sh")
+    for item in items:
+        for marker, skip in skips.items():
+            if marker in item.keywords:
                 item.add_marker(skip)
 
 

@@ -35,15 +35,6 @@ def console_log(page: "Page") -> list[str]:
     return log
 
 
-def pytest_collection_modifyitems(config, items):
-    if CHROMIUM.exists():
-        return
-    skip = pytest.mark.skip(reason=f"{CHROMIUM} is missing: run scripts/install-chromium.sh")
-    for item in items:
-        if "e2e" in item.keywords:
-            item.add_marker(skip)
-
-
 @pytest.fixture
 def open_browser():
     """Open a page in a fresh headless Chromium: ``with open_browser() as page: ...``.

@@ -14,15 +14,6 @@ from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, product  # noqa: F401  (
 WIDTHS = {"desktop": (1280, 800), "phone": (390, 844)}
 
 
-def pytest_collection_modifyitems(config, items):
-    if CHROMIUM.exists():
-        return
-    skip = pytest.mark.skip(reason=f"{CHROMIUM} is missing: run scripts/install-chromium.sh")
-    for item in items:
-        if "e2e" in item.keywords:
-            item.add_marker(skip)
-
-
 def session_cookie(user, server_url: str) -> Any:
     """A real session row for `user`, as the cookie a browser on `server_url` would hold."""
     client = Client()
