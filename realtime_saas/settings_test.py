@@ -54,3 +54,15 @@ if "KEY_PREFIX" in CACHES["heartbeat"]:  # noqa: F405
     CACHES["heartbeat"]["KEY_PREFIX"] = CACHES["default"]["KEY_PREFIX"] + "-hb"  # noqa: F405
 else:  # the file cache of the embedded default: a folder per test process (and its servers)
     CACHES["heartbeat"]["LOCATION"] = str(VAR_DIR / "test-cache" / CACHES["default"]["KEY_PREFIX"])  # noqa: F405
+# Without Redis the broker is the filesystem under var/celery, which `make run`'s worker reads: the
+# tests' servers and workers get a queue of their own per test process (inherited like the cache
+# prefix), so a test's tasks never land in the developer's queue. A CELERY_DATA_DIR set on purpose wins.
+if CELERY_BROKER_URL.startswith("filesystem://") and not os.environ.get("CELERY_DATA_DIR"):  # noqa: F405
+    _queue_dir = VAR_DIR / "test-celery" / CACHES["default"]["KEY_PREFIX"]  # noqa: F405
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        **CELERY_BROKER_TRANSPORT_OPTIONS,  # noqa: F405
+        "data_folder_in": str(_queue_dir / "queue"),
+        "data_folder_out": str(_queue_dir / "queue"),
+        "processed_folder": str(_queue_dir / "processed"),
+        "control_folder": str(_queue_dir / "control"),
+    }

@@ -107,3 +107,18 @@ def test_secrets_are_redacted_from_log_lines(caplog):
     assert "0123456789abcdef" not in message
     assert "abc123xyz" not in message
     assert message.count("[redacted]") == 3
+
+
+def test_tests_without_redis_never_queue_tasks_where_make_run_s_worker_reads():
+    # The embedded default's broker is the filesystem under var/celery; a test's servers and workers
+    # (which inherit this process's environment) must use a queue of their own.
+    env = {k: v for k, v in os.environ.items() if k not in {"CELERY_BROKER_URL", "CELERY_DATA_DIR"}}
+    env.update(DJANGO_SETTINGS_MODULE="realtime_saas.settings_test", REDIS_URL="", PYTHONPATH=str(ROOT))
+    code = ("from django.conf import settings; o = settings.CELERY_BROKER_TRANSPORT_OPTIONS; "
+            "print(settings.CELERY_BROKER_URL, o['data_folder_in'], o['data_folder_out'], sep='\\n')")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout.split()
+    developer_queue = str(ROOT / "var" / "celery" / "queue")
+    assert out[0] == "filesystem://"
+    assert developer_queue not in out[1:]
+    assert all(Path(folder).is_relative_to(ROOT / "var" / "test-celery") for folder in out[1:])
