@@ -96,7 +96,7 @@ def build_site() -> Site:
         SitePage("password-change", "/accounts/password/change/", "user"),
         SitePage("staff-live-calls", "/staff/live-calls/", "staff"),
         SitePage("staff-reconciliation", "/staff/reconciliation/", "staff"),
-        SitePage("staff-call", f"/calls/{call.public_id}/", "staff"),
+        SitePage("staff-call", f"/staff/calls/{call.public_id}/", "staff"),
         SitePage("admin-index", "/admin/", "staff"),
         SitePage("admin-users", "/admin/accounts/user/", "staff"),
         SitePage("admin-grant", f"/admin/accounts/user/{user.pk}/grant-credits/", "staff"),

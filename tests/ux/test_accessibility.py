@@ -54,9 +54,9 @@ def test_no_serious_accessibility_violation_on_any_page(site_server, open_browse
                 if violations := axe_violations(page):
                     found[f"{entry.name} ({entry.path})"] = violations
 
-    failed = {name: status for name, status in statuses.items() if status >= 500}
-    assert failed == {}, site_server.log()[-5000:]
-    assert statuses["not-found"] == 404
+    # Every page answers itself (a 404 or 403 page would pass axe and hide the page it stands for).
+    expected = {name: 404 if name == "not-found" else 200 for name in statuses}
+    assert statuses == expected, site_server.log()[-5000:]
     if width == "desktop":  # "Hang up now" was clipped at 1280 px (issue 12); narrow screens scroll
         assert 0 < hang_up_right_edge <= w
     assert found == {}, "\n".join(
