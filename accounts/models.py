@@ -49,6 +49,8 @@ class User(AbstractUser):
     # window's reconciliation finds usage we did not meter; staff can restore it.
     key_mode_withdrawn_at = models.DateTimeField(null=True, blank=True)
     key_mode_withdrawn_reason = models.CharField(max_length=500, blank=True)
+    # The user's IANA time zone: their calendar month for the spending cap and auto top-up limits.
+    time_zone = models.CharField(max_length=64, default="UTC")
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: ClassVar[list[str]] = []

@@ -43,12 +43,39 @@ class Wallet(models.Model):
         help_text="Credits; empty means 20% of the last pack bought.",
     )
     low_balance_notified_at = models.DateTimeField(null=True, blank=True)
+    # Credits owed after a refund or dispute took back more paid credits than the wallet's paid
+    # grants still had (see CreditGrant): the next paid credits pay it first. Always
+    # balance == sum(active grants' remaining) − debt.
+    debt = models.BigIntegerField(default=0, help_text="Paid credits owed after a clawback.")
+
+    # Auto top-up (docs/billing.md): when available credits fall below the threshold, buy the pack
+    # off-session on the saved card, at most `auto_topup_monthly_limit` times a calendar month.
+    # `auto_topup_crossing` counts the crossings: the top-up for crossing n is unique by that
+    # number (Purchase.topup_key), so workers and retries buy once; it moves on when available
+    # credits are back above the threshold.
+    auto_topup_enabled = models.BooleanField(default=False)
+    auto_topup_threshold = models.PositiveBigIntegerField(null=True, blank=True, help_text="Credits.")
+    auto_topup_pack = models.ForeignKey(
+        "CreditPack", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+    )
+    auto_topup_monthly_limit = models.PositiveSmallIntegerField(default=3)
+    auto_topup_crossing = models.PositiveIntegerField(default=0)
+    auto_topup_disabled_reason = models.CharField(max_length=500, blank=True)
+    auto_topup_disabled_at = models.DateTimeField(null=True, blank=True)
+    # The card saved for off-session payments (a Stripe PaymentMethod of stripe_customer_id).
+    payment_method_id = models.CharField(max_length=255, blank=True)
+    card_brand = models.CharField(max_length=20, blank=True)
+    card_last4 = models.CharField(max_length=4, blank=True)
+    # The monthly spending cap in the wallet's currency's minor units, per calendar month of the
+    # user's time zone; empty: no cap.
+    monthly_cap_cents = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(held__gte=0), name="wallet_held_non_negative"),
+            models.CheckConstraint(condition=Q(debt__gte=0), name="wallet_debt_non_negative"),
             models.CheckConstraint(condition=Q(open_disputes__gte=0), name="wallet_open_disputes_non_negative"),
         ]
 
@@ -92,6 +119,8 @@ class LedgerEntry(models.Model):
         DISPUTE = "dispute", "Dispute"
         DISPUTE_WON = "dispute_won", "Dispute closed in our favour"
         ADJUSTMENT = "adjustment", "Staff adjustment"
+        CREDIT_REFUND = "credit_refund", "Credits given back"
+        EXPIRY = "expiry", "Credits expired"
 
     wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="entries")
     credits = models.BigIntegerField(help_text="Signed: positive adds credits, negative removes them.")
@@ -117,8 +146,10 @@ class LedgerEntry(models.Model):
         constraints = [
             models.CheckConstraint(condition=~Q(credits=0), name="ledger_credits_non_zero"),
             models.CheckConstraint(
-                condition=Q(kind__in=["purchase", "bonus", "refund_reversal", "dispute_won"], credits__gt=0)
-                | Q(kind__in=["usage", "refund", "dispute"], credits__lt=0)
+                condition=Q(
+                    kind__in=["purchase", "bonus", "refund_reversal", "dispute_won", "credit_refund"], credits__gt=0,
+                )
+                | Q(kind__in=["usage", "refund", "dispute", "expiry"], credits__lt=0)
                 | Q(kind="adjustment"),
                 name="ledger_sign_matches_kind",
             ),
@@ -147,6 +178,8 @@ class LedgerEntry(models.Model):
             self.Kind.DISPUTE: f"{amount:,} credits taken back because a payment was disputed",
             self.Kind.DISPUTE_WON: f"{amount:,} credits given back: the dispute was closed in our favour",
             self.Kind.ADJUSTMENT: f"Staff {'added' if self.credits > 0 else 'removed'} {amount:,} credits",
+            self.Kind.CREDIT_REFUND: f"{amount:,} credits given back",
+            self.Kind.EXPIRY: f"{amount:,} credits expired",
         }
         text = texts.get(self.kind, f"{self.credits:+,} credits")
         return f"{text}: {self.memo}" if self.memo and self.memo_shown_to_user else text
@@ -206,6 +239,144 @@ class Hold(models.Model):
         return f"Hold {self.pk} of {self.credits:,} ({self.status})"
 
 
+class CreditGrant(models.Model):
+    """Credits added to a wallet, of one category, with an optional expiry, and what is left of them.
+
+    Every entry that adds credits makes one grant; spending takes from the grants with credits
+    left in order: the one that expires first (never-expiring last), promotional before refund
+    before paid at the same expiry, then the oldest. Expiry is an EXPIRY ledger entry made by a
+    scheduled job for what is left. Refunds and disputes take back paid credits only. The
+    invariant, checked by the tests: wallet.balance == sum(remaining) − wallet.debt.
+    """
+
+    class Category(models.TextChoices):
+        PAID = "paid", "Paid"
+        PROMOTIONAL = "promotional", "Promotional"
+        REFUND = "refund", "Refund credit"
+
+    class Source(models.TextChoices):
+        PURCHASE = "purchase", "Purchase"
+        TOP_UP = "top_up", "Auto top-up"
+        SIGNUP_BONUS = "signup_bonus", "Sign-up bonus"
+        PROMO_CODE = "promo_code", "Promo code"
+        STAFF = "staff", "Staff grant"
+        REFUND_REVERSAL = "refund_reversal", "Failed refund given back"
+        DISPUTE_WON = "dispute_won", "Dispute won"
+        OPENING = "opening", "Balance before credit grants"
+
+    # Spending order within one expiry: promotional first, paid last.
+    SPEND_RANK = {Category.PROMOTIONAL: 0, Category.REFUND: 1, Category.PAID: 2}
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="grants")
+    category = models.CharField(max_length=12, choices=Category.choices)
+    source = models.CharField(max_length=20, choices=Source.choices)
+    spend_rank = models.PositiveSmallIntegerField(help_text="0 promotional, 1 refund, 2 paid (spending order).")
+    credits = models.PositiveBigIntegerField()
+    remaining = models.BigIntegerField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    expired_at = models.DateTimeField(null=True, blank=True, help_text="When its leftover was expired.")
+    entry = models.OneToOneField(
+        LedgerEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="grant",
+        help_text="The ledger entry that added it.",
+    )
+    purchase = models.ForeignKey(
+        "Purchase", null=True, blank=True, on_delete=models.PROTECT, related_name="grants",
+    )
+    memo = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(
+                fields=["wallet", "expires_at", "spend_rank", "id"], name="grant_spend_order",
+                condition=Q(remaining__gt=0),
+            ),
+            models.Index(fields=["expires_at"], name="grant_due_expiry", condition=Q(remaining__gt=0)),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(credits__gt=0), name="grant_credits_positive"),
+            models.CheckConstraint(
+                condition=Q(remaining__gte=0) & Q(remaining__lte=models.F("credits")), name="grant_remaining_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(expired_at__isnull=True) | Q(remaining=0), name="grant_expired_has_nothing_left",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_category_display()} grant of {self.credits:,} ({self.remaining:,} left)"
+
+
+class PromoCode(models.Model):
+    """A code a user redeems on the wallet page for promotional credits (made by staff)."""
+
+    code = models.CharField(max_length=40, unique=True, help_text="Stored upper-case; matched ignoring case.")
+    credits = models.PositiveIntegerField()
+    grant_expires_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The credits expire this many days after redemption; empty: never.",
+    )
+    valid_until = models.DateTimeField(null=True, blank=True, help_text="Last moment it can be redeemed.")
+    max_redemptions = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: unlimited.")
+    times_redeemed = models.PositiveIntegerField(default=0)
+    active = models.BooleanField(default=True)
+    memo = models.CharField(max_length=500, blank=True, help_text="Shown to the user with the credits.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(credits__gt=0), name="promo_credits_positive"),
+            models.CheckConstraint(
+                condition=Q(max_redemptions__isnull=True) | Q(times_redeemed__lte=models.F("max_redemptions")),
+                name="promo_redemptions_within_max",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} ({self.credits:,} credits)"
+
+
+class PromoRedemption(models.Model):
+    """One user's redemption of a promo code (once per wallet)."""
+
+    code = models.ForeignKey(PromoCode, on_delete=models.PROTECT, related_name="redemptions")
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="promo_redemptions")
+    grant = models.OneToOneField(CreditGrant, on_delete=models.PROTECT, related_name="redemption")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [models.UniqueConstraint(fields=["code", "wallet"], name="promo_once_per_wallet")]
+
+    def __str__(self) -> str:
+        return f"{self.code.code} by {self.wallet.user_id}"
+
+
+class BillingSettings(models.Model):
+    """Staff-editable billing settings (one row, pk 1): the sign-up bonus and paid credits' expiry."""
+
+    signup_bonus_credits = models.PositiveIntegerField(default=0, help_text="Promotional credits at sign-up; 0: none.")
+    signup_bonus_expires_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The sign-up bonus expires this many days later; empty: never.",
+    )
+    paid_credits_expire_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Bought credits expire this many days after purchase; empty: never.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = verbose_name_plural = "billing settings"
+        constraints = [models.CheckConstraint(condition=Q(pk=1), name="billing_settings_single_row")]
+
+    def __str__(self) -> str:
+        return "Billing settings"
+
+    @classmethod
+    def load(cls) -> "BillingSettings":
+        return cls.objects.get_or_create(pk=1)[0]
+
+
 class CreditPack(models.Model):
     """What can be bought. The browser names a pack by `key`; price and credits come from here."""
 
@@ -248,9 +419,16 @@ class Purchase(models.Model):
         CANCELED = "canceled", "Canceled"
         REJECTED = "rejected", "Rejected (does not match the pack)"
 
+    class Source(models.TextChoices):
+        CHECKOUT = "checkout", "Checkout"
+        AUTO_TOP_UP = "auto_top_up", "Auto top-up"
+
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="purchases")
     pack = models.ForeignKey(CreditPack, on_delete=models.PROTECT, related_name="purchases")
+    source = models.CharField(max_length=12, choices=Source.choices, default=Source.CHECKOUT)
+    # An auto top-up is unique by the balance crossing that started it ("wallet:<id>:<crossing>").
+    topup_key = models.CharField(max_length=100, unique=True, null=True, blank=True)
     # A snapshot of the pack when bought: staff may change the pack afterwards.
     credits = models.PositiveIntegerField()
     amount_cents = models.PositiveIntegerField()
@@ -263,6 +441,15 @@ class Purchase(models.Model):
     )
     payment_intent_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
     failure_reason = models.CharField(max_length=500, blank=True)
+    failure_code = models.CharField(max_length=50, blank=True, help_text="Stripe's code, e.g. card_declined.")
+    # amount_cents is what the buyer pays: the pack's price (subtotal) less a promotion code's
+    # discount, plus tax (Stripe's amount_total once known).
+    subtotal_cents = models.PositiveIntegerField(null=True, blank=True)
+    discount_cents = models.PositiveIntegerField(default=0)
+    tax_cents = models.PositiveIntegerField(default=0)
+    invoice_id = models.CharField(max_length=255, blank=True)
+    invoice_url = models.URLField(max_length=2000, blank=True, help_text="Stripe's hosted invoice page.")
+    invoice_pdf = models.URLField(max_length=2000, blank=True)
     refunded_amount_cents = models.PositiveIntegerField(default=0)
     refunded_credits = models.PositiveIntegerField(default=0)
     disputed_credits = models.PositiveIntegerField(default=0)
