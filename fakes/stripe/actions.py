@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlparse
 
-from . import objects
-from .errors import StripeError, invalid_param, missing_param
+from . import objects, payments
+from .errors import StripeError, invalid_param, missing_param, unknown_param
 from .forms import check_known, get_bool, get_dict, get_int, get_list, get_metadata, get_str
 from .store import Store, new_id, now, public
 
@@ -204,6 +204,10 @@ def create_customer(store: Store, params: dict[str, Any]) -> dict[str, Any]:
     )
     store.add(cus)
     store.emit("customer.created", cus)
+    # `payment_method` attaches a card to the new customer and
+    # `invoice_settings[default_payment_method]` makes it the default for invoices
+    # (https://docs.stripe.com/api/customers/create).
+    payments.apply_customer_payment_settings(store, cus, params)
     return cus
 
 
@@ -217,6 +221,9 @@ def update_customer(store: Store, cus: dict[str, Any], params: dict[str, Any]) -
     if "metadata" in params:
         previous["metadata"] = dict(cus["metadata"])
         _merge_metadata(cus, get_metadata(params))
+    if "payment_method" in params:
+        raise unknown_param("payment_method")
+    previous.update(payments.apply_customer_payment_settings(store, cus, params))
     if previous:
         store.emit("customer.updated", cus, previous)
     return cus

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from . import actions, page
+from . import actions, page, payments
 from .errors import StripeError, invalid_param
 from .forms import check_known, decode, get_bool, get_int, get_list, get_str
 from .store import API_VERSION, CLOCK, IdempotentResult, Store, new_id, now, public
@@ -335,6 +335,73 @@ def delete_webhook_endpoint(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
     return {"id": we["id"], "object": "webhook_endpoint", "deleted": True}
 
 
+def _render(fake: FakeStripe, ctx: Ctx, obj: dict[str, Any]) -> dict[str, Any]:
+    return fake.store.render(obj, ctx.expand)
+
+
+def attach_payment_method(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
+    check_known(ctx.params, ("customer", "customer_account"))
+    pm = payments.payment_method_for(fake.store, ctx.arg("id"), "payment_method")
+    return _render(fake, ctx, payments.attach(fake.store, pm, get_str(ctx.params, "customer")))
+
+
+def detach_payment_method(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
+    check_known(ctx.params, ())
+    pm = fake.store.get("payment_method", ctx.arg("id"), "payment_method")
+    return _render(fake, ctx, payments.detach(fake.store, pm))
+
+
+def retrieve_payment_method(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
+    check_known(ctx.params, ())
+    return _render(fake, ctx, payments.payment_method_for(fake.store, ctx.arg("id"), "payment_method"))
+
+
+def list_payment_methods(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
+    # https://docs.stripe.com/api/payment_methods/list: filters `customer` and `type`.
+    check_known(ctx.params, ("customer", "type", "allow_redisplay", "limit", "starting_after", "ending_before"))
+    customer = get_str(ctx.params, "customer")
+    if customer:
+        fake.store.get("customer", customer, "customer")
+    items = payments.list_payment_methods(fake.store, customer, get_str(ctx.params, "type"))
+    return fake.store.page(items, ctx.params, "/v1/payment_methods", ctx.expand)
+
+
+def customer_payment_methods(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
+    # https://docs.stripe.com/api/payment_methods/customer_list
+    check_known(ctx.params, ("type", "allow_redisplay", "limit", "starting_after", "ending_before"))
+    cus = fake.store.get("customer", ctx.arg("id"), "customer")
+    items = payments.list_payment_methods(fake.store, cus["id"], get_str(ctx.params, "type"))
+    return fake.store.page(items, ctx.params, f"/v1/customers/{cus['id']}/payment_methods", ctx.expand)
+
+
+def create_payment_intent(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
+    return _render(fake, ctx, payments.create_payment_intent(fake.store, ctx.params))
+
+
+def update_payment_intent(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
+    pi = fake.store.get("payment_intent", ctx.arg("id"), "intent")
+    return _render(fake, ctx, payments.update_payment_intent(fake.store, pi, ctx.params))
+
+
+def confirm_payment_intent(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
+    pi = fake.store.get("payment_intent", ctx.arg("id"), "intent")
+    return _render(fake, ctx, payments.confirm_params(fake.store, pi, ctx.params))
+
+
+def cancel_payment_intent(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
+    pi = fake.store.get("payment_intent", ctx.arg("id"), "intent")
+    return _render(fake, ctx, payments.cancel_payment_intent(fake.store, pi, ctx.params))
+
+
+def create_setup_intent(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
+    return _render(fake, ctx, payments.create_setup_intent(fake.store, ctx.params))
+
+
+def confirm_setup_intent(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
+    si = fake.store.get("setup_intent", ctx.arg("id"), "intent")
+    return _render(fake, ctx, payments.confirm_setup_params(fake.store, si, ctx.params))
+
+
 API_ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/v1/customers", create_customer),
     ("GET", "/v1/customers", _list("customer", "/v1/customers", ("email",))),
@@ -355,8 +422,21 @@ API_ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/v1/checkout/sessions/{id}", _retrieve("checkout.session", "id")),
     ("GET", "/v1/checkout/sessions/{id}/line_items", session_line_items),
     ("POST", "/v1/checkout/sessions/{id}/expire", expire_session),
+    ("GET", "/v1/customers/{id}/payment_methods", customer_payment_methods),
+    ("GET", "/v1/payment_methods", list_payment_methods),
+    ("GET", "/v1/payment_methods/{id}", retrieve_payment_method),
+    ("POST", "/v1/payment_methods/{id}/attach", attach_payment_method),
+    ("POST", "/v1/payment_methods/{id}/detach", detach_payment_method),
+    ("POST", "/v1/payment_intents", create_payment_intent),
     ("GET", "/v1/payment_intents", _list("payment_intent", "/v1/payment_intents", ("customer",))),
     ("GET", "/v1/payment_intents/{id}", _retrieve("payment_intent", "id")),
+    ("POST", "/v1/payment_intents/{id}", update_payment_intent),
+    ("POST", "/v1/payment_intents/{id}/confirm", confirm_payment_intent),
+    ("POST", "/v1/payment_intents/{id}/cancel", cancel_payment_intent),
+    ("POST", "/v1/setup_intents", create_setup_intent),
+    ("GET", "/v1/setup_intents", _list("setup_intent", "/v1/setup_intents", ("customer", "payment_method"))),
+    ("GET", "/v1/setup_intents/{id}", _retrieve("setup_intent", "id")),
+    ("POST", "/v1/setup_intents/{id}/confirm", confirm_setup_intent),
     ("GET", "/v1/charges", _list("charge", "/v1/charges", ("payment_intent", "customer"))),
     ("GET", "/v1/charges/{id}", _retrieve("charge", "id")),
     ("POST", "/v1/refunds", create_refund),
@@ -613,6 +693,30 @@ async def c_close_dispute(fake: FakeStripe, request: web.Request, params: dict[s
     return fake.store.render(dp)
 
 
+async def c_authenticate(fake: FakeStripe, request: web.Request, params: dict[str, Any]) -> Any:
+    """The customer completes (or fails) 3D Secure for an intent in ``requires_action``."""
+    intent = fake.store.objects.get(request.match_info["id"])
+    if intent is None or intent["object"] not in ("payment_intent", "setup_intent"):
+        raise StripeError(f"No such intent: '{request.match_info['id']}'", status=404, code="resource_missing")
+    if intent["status"] != "requires_action":
+        raise StripeError(
+            f"{intent['id']} is {intent['status']}; only an intent in requires_action can be authenticated.",
+            code=f"{intent['object']}_unexpected_state",
+        )
+    succeed = get_bool(params, "succeed", default=True)
+    with fake.store.batch():
+        if intent["object"] == "payment_intent":
+            if succeed:
+                payments.confirm_payment_intent(fake.store, intent, off_session=False, authenticated=True)
+            else:
+                payments.fail_authentication(fake.store, intent)
+        elif succeed:
+            payments.confirm_setup_intent(fake.store, intent, authenticated=True)
+        else:
+            payments.fail_setup_authentication(fake.store, intent)
+    return fake.store.render(intent)
+
+
 async def c_add_webhook(fake: FakeStripe, request: web.Request, params: dict[str, Any]) -> Any:
     secret = get_str(params, "secret") or fake.settings.webhook_secret
     params.pop("secret", None)
@@ -710,6 +814,8 @@ CONTROL_ROUTES: list[tuple[str, str, ControlHandler]] = [
     ("POST", "/_fake/refunds/{id}/succeed", c_succeed_refund),
     ("POST", "/_fake/disputes", c_dispute),
     ("POST", "/_fake/disputes/{id}/close", c_close_dispute),
+    ("POST", "/_fake/payment_intents/{id}/authenticate", c_authenticate),
+    ("POST", "/_fake/setup_intents/{id}/authenticate", c_authenticate),
     ("POST", "/_fake/webhooks", c_add_webhook),
     ("POST", "/_fake/deliveries/hold", c_hold),
     ("POST", "/_fake/deliveries/release", c_release),

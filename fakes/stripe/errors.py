@@ -23,6 +23,7 @@ class StripeError(Exception):
         code: str | None = None,
         param: str | None = None,
         replayable: bool = True,
+        keep_effects: bool = False,
         **extra: Any,
     ) -> None:
         super().__init__(message)
@@ -32,6 +33,8 @@ class StripeError(Exception):
         self.code = code
         self.param = param
         self.replayable = replayable
+        # True for card errors: the objects and events made before the decline stay.
+        self.keep_effects = keep_effects
         self.extra = extra
 
     def body(self, request_id: str | None = None) -> dict[str, Any]:

@@ -481,3 +481,111 @@ def webhook_endpoint(
         "url": url,
         "_secret": secret,
     }
+
+
+def payment_method(*, card: Any, customer_id: str | None = None) -> dict[str, Any]:
+    """A card PaymentMethod for one of :mod:`fakes.stripe.cards`' test cards.
+
+    Shape: https://docs.stripe.com/api/payment_methods/object. ``_behaviour`` is the fake's
+    note of what the card does when charged (never rendered).
+    """
+    return {
+        "id": new_id("pm_1"),
+        "object": "payment_method",
+        "allow_redisplay": "unspecified",
+        "billing_details": {
+            "address": {
+                "city": None,
+                "country": None,
+                "line1": None,
+                "line2": None,
+                "postal_code": None,
+                "state": None,
+            },
+            "email": None,
+            "name": None,
+            "phone": None,
+            "tax_id": None,
+        },
+        "card": {
+            "brand": card.brand,
+            "checks": {"address_line1_check": None, "address_postal_code_check": None, "cvc_check": "pass"},
+            "country": "US",
+            "display_brand": card.brand,
+            "exp_month": 12,
+            "exp_year": 2034,
+            "fingerprint": card.fingerprint,
+            "funding": "credit",
+            "generated_from": None,
+            "last4": card.last4,
+            "networks": {"available": [card.brand], "preferred": None},
+            "regulated_status": "unregulated",
+            "three_d_secure_usage": {"supported": True},
+            "wallet": None,
+        },
+        "created": now(),
+        "customer": customer_id,
+        "customer_account": None,
+        "livemode": False,
+        "metadata": {},
+        "type": "card",
+        "_behaviour": card.behaviour,
+        "_token": card.token,
+    }
+
+
+def charge_card(pm: dict[str, Any]) -> dict[str, Any]:
+    """``payment_method_details.card`` of a Charge made with the PaymentMethod ``pm``."""
+    card = pm["card"]
+    return {
+        **CARD,
+        "brand": card["brand"],
+        "network": card["brand"],
+        "last4": card["last4"],
+        "fingerprint": card["fingerprint"],
+        "exp_month": card["exp_month"],
+        "exp_year": card["exp_year"],
+    }
+
+
+def setup_intent(
+    *,
+    customer_id: str | None,
+    payment_method_id: str | None,
+    usage: str,
+    metadata: dict[str, str],
+    description: str | None,
+    payment_method_types: list[str],
+) -> dict[str, Any]:
+    """Shape: https://docs.stripe.com/api/setup_intents/object."""
+    sid = new_id("seti_1")
+    return {
+        "id": sid,
+        "object": "setup_intent",
+        "application": None,
+        "automatic_payment_methods": None,
+        "cancellation_reason": None,
+        "client_secret": f"{sid}_secret_{new_id('', 25)}",
+        "created": now(),
+        "customer": customer_id,
+        "customer_account": None,
+        "description": description,
+        "excluded_payment_method_types": None,
+        "flow_directions": None,
+        "last_setup_error": None,
+        "latest_attempt": None,
+        "livemode": False,
+        "mandate": None,
+        "metadata": metadata,
+        "next_action": None,
+        "on_behalf_of": None,
+        "payment_method": payment_method_id,
+        "payment_method_configuration_details": None,
+        "payment_method_options": {
+            "card": {"mandate_options": None, "network": None, "request_three_d_secure": "automatic"}
+        },
+        "payment_method_types": payment_method_types,
+        "single_use_mandate": None,
+        "status": "requires_confirmation" if payment_method_id else "requires_payment_method",
+        "usage": usage,
+    }

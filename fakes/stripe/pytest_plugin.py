@@ -155,6 +155,12 @@ class FakeStripeHandle:
     def expire(self, session_id: str) -> dict[str, Any]:
         return self._call("POST", f"/_fake/checkout/sessions/{session_id}/expire")
 
+    def authenticate(self, intent_id: str, succeed: bool = True) -> dict[str, Any]:
+        """The customer completes (or fails) 3D Secure for a Payment- or SetupIntent in
+        ``requires_action``. Returns the intent."""
+        kind = "setup_intents" if intent_id.startswith("seti_") else "payment_intents"
+        return self._call("POST", f"/_fake/{kind}/{intent_id}/authenticate", {"succeed": succeed})
+
     # --- Dashboard actions ---------------------------------------------------------------------
 
     def refund(

@@ -104,7 +104,16 @@ class Store:
         try:
             yield
             emitted = self._batch
-        except BaseException:
+        except BaseException as exc:
+            if getattr(exc, "keep_effects", False):
+                # A card decline is a failed request whose effects stay: Stripe keeps the
+                # PaymentIntent and its failed Charge and sends charge.failed and
+                # payment_intent.payment_failed although the API call answers 402.
+                emitted = self._batch
+                self._batch, self._request = None, None
+                if emitted and self.on_events:
+                    self.on_events(emitted)
+                raise
             # A failed action announces nothing, as a failed Stripe request emits no events.
             for event in self._batch:
                 self.events.remove(event)
