@@ -4,13 +4,21 @@ Pushes are best effort (a page that misses one catches up on reload or by pollin
 slow down or fail the code that changed something. With a shared layer (Redis), sync callers hand
 their pushes to one background thread that keeps its own event loop — and so the layer's Redis
 connections — alive, instead of paying a connection and a round trip inside the request.
+
+An operation that changes several things a page shows (a call start: the wallet's held credits,
+then the call) runs in `bundled()`: its pushes leave as one message per user when it ends, a
+`batch` that static/js/live.js unpacks, instead of one channel-layer send (and Redis round trips)
+each.
 """
 
 import asyncio
 import atexit
+import contextlib
 import logging
 import threading
+from collections.abc import Iterator
 from concurrent.futures import Future
+from contextvars import ContextVar
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -31,7 +39,11 @@ CLOSE_SUSPENDED = 4403
 """The close code of a suspended user's sockets (4000-4999: the application's own)."""
 
 
-async def apush(group: str, kind: str, data: dict[str, Any]) -> None:
+BATCH = "batch"
+"""The kind of a bundled push: its data is the list of `{"type": kind, "data": data}` it carries."""
+
+
+async def apush(group: str, kind: str, data: dict[str, Any] | list[dict[str, Any]]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
@@ -54,7 +66,7 @@ class _Sender:
                 self._loop = loop
             return self._loop
 
-    def submit(self, group: str, kind: str, data: dict[str, Any]) -> None:
+    def submit(self, group: str, kind: str, data: dict[str, Any] | list[dict[str, Any]]) -> None:
         future = asyncio.run_coroutine_threadsafe(apush(group, kind, data), self._ensure_loop())
         self._pending.add(future)
         future.add_done_callback(self._done)
@@ -78,8 +90,51 @@ atexit.register(_sender.flush)
 flush = _sender.flush
 
 
+_bundle: ContextVar[list[tuple[str, str, dict[str, Any]]] | None] = ContextVar("live_bundle", default=None)
+
+
+@contextlib.contextmanager
+def bundled() -> Iterator[None]:
+    """Hold back the pushes made inside the block (on-commit ones included) and send them when it
+    ends, raising or not: one message per group, a `batch` when there are several. A later push of
+    the same kind about the same thing (`data["id"]`; the wallet has none) replaces an earlier one,
+    which it supersedes. Nested blocks send with the outermost."""
+    if _bundle.get() is not None:
+        yield
+        return
+    pending: list[tuple[str, str, dict[str, Any]]] = []
+    token = _bundle.set(pending)
+    try:
+        yield
+    finally:
+        _bundle.reset(token)
+        for group, messages in _batches(pending).items():
+            if len(messages) == 1:
+                _send(group, messages[0]["type"], messages[0]["data"])
+            else:
+                _send(group, BATCH, messages)
+
+
+def _batches(pending: list[tuple[str, str, dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    by_group: dict[str, dict[tuple[str, Any], dict[str, Any]]] = {}
+    for group, kind, data in pending:
+        messages = by_group.setdefault(group, {})
+        key = (kind, data.get("id"))
+        messages.pop(key, None)  # superseded: the newer figures go out, in the newer one's place
+        messages[key] = {"type": kind, "data": data}
+    return {group: list(messages.values()) for group, messages in by_group.items()}
+
+
 def push(group: str, kind: str, data: dict[str, Any]) -> None:
     """Best effort, never raises. Called from sync code (views, services, tasks)."""
+    pending = _bundle.get()
+    if pending is not None:
+        pending.append((group, kind, data))
+        return
+    _send(group, kind, data)
+
+
+def _send(group: str, kind: str, data: dict[str, Any] | list[dict[str, Any]]) -> None:
     try:
         layer = get_channel_layer()
         if layer is None:

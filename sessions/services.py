@@ -25,7 +25,7 @@ from accounts.models import User
 from accounts.services import is_email_verified
 from billing import exceptions as billing_errors
 from billing import services as billing
-from realtime_saas.live import push_to_user
+from realtime_saas.live import bundled, push_to_user
 from realtime_saas.sql import fetch_one, instance_insert, is_postgresql, loaded, one_statement
 from sessions import caches, notifications, openai_client, presenters
 from sessions import exceptions as errors
@@ -322,7 +322,13 @@ def _open_call(*, user: User, assistant: Assistant, mode: str) -> tuple[Realtime
         _check_limits(user=user, assistant=assistant, now=now)
         if mode == CallMode.KEY:
             _check_outstanding_secret(user=user, now=now)
-        plan = plan_hold(assistant=assistant, available=wallet.available)
+        available = wallet.available
+        if (cap := billing.cap_status(wallet)) is not None:  # the monthly spending cap (docs/billing.md)
+            required = max(assistant.min_credits, 1)
+            if cap.credits_left < required <= available:
+                raise errors.SpendingCapReached(cap.hold_refusal(required))
+            available = min(available, cap.credits_left)  # a partial hold: the supervisor ends the call
+        plan = plan_hold(assistant=assistant, available=available)
         hold = billing.hold_in_transaction(
             wallet=wallet, credits=plan.credits, idempotency_key=f"realtime-call:{call.public_id}:hold",
             reference=f"realtime-call:{call.public_id}", memo=f"{assistant.name}, up to {plan.seconds} s"
@@ -428,12 +434,14 @@ def _upstream_failed(
     return errors.Upstream(exc.message, code=exc.code, status=exc.status, retry_after=exc.retry_after)
 
 
+@bundled()
 def start_proxy_call(*, user: User, assistant_id: int | str | None, offer_sdp: str) -> tuple[RealtimeCall, str]:
     """Start a proxy-mode call: checks, a hold, then OpenAI creates the call from the browser's
     offer and the assistant's session config. Returns the call (active) and the SDP answer.
 
     Raises a `sessions.exceptions.CallError`; on any failure after the hold, the hold is released
-    and the call is `failed`.
+    and the call is `failed`. The user's pages get one live push when it returns (`bundled`): the
+    wallet's figures and the call's state together.
     """
     validate_offer(offer_sdp)
     cached = _active_assistant(assistant_id, mode=CallMode.PROXY)
@@ -455,6 +463,7 @@ def start_proxy_call(*, user: User, assistant_id: int | str | None, offer_sdp: s
     raise errors.CallConflict("The call was ended before it started.", code="call_ended")
 
 
+@bundled()
 def mint_client_secret(*, user: User, assistant_id: int | str | None) -> tuple[RealtimeCall, openai_client.MintedSecret]:
     """Key mode: checks and a hold as for a proxy call, then a client secret minted with the
     assistant's session config and its short key lifetime. The secret is returned once and only

@@ -1,5 +1,6 @@
 // One WebSocket per signed-in page: the server pushes live updates (balance, call figures).
-// Each message is re-dispatched on `document` as a `live:<type>` CustomEvent for page scripts.
+// Each message (each one of a `batch`) is re-dispatched on `document` as a `live:<type>`
+// CustomEvent for page scripts.
 //
 // The wallet figures (nav badge, Available, Balance, Held) must stay true on every open page within
 // 2 s of a call's end or a purchase. With a shared channel layer (Redis; data-push="shared") the
@@ -61,6 +62,17 @@
   });
   schedule();
 
+  // A `batch` carries several pushes of one change (a call start: the wallet, then the call).
+  function dispatch(message) {
+    if (!message) return;
+    if (message.type === "batch") {
+      if (Array.isArray(message.data)) message.data.forEach(dispatch);
+      return;
+    }
+    if (message.type === "balance" && message.data) apply(message.data);
+    document.dispatchEvent(new CustomEvent(`live:${message.type}`, { detail: message.data }));
+  }
+
   let delay = 1000;
   function connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
@@ -71,8 +83,7 @@
     socket.addEventListener("message", (event) => {
       let message;
       try { message = JSON.parse(event.data); } catch (err) { return; }
-      if (message.type === "balance" && message.data) apply(message.data);
-      document.dispatchEvent(new CustomEvent(`live:${message.type}`, { detail: message.data }));
+      dispatch(message);
     });
     socket.addEventListener("close", (event) => {
       document.documentElement.dataset.live = "closed";

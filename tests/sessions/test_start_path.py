@@ -1,17 +1,22 @@
 """The call-start hot path: one transaction for the call and its hold, the live push built from the
 row in hand, and a bounded number of queries."""
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from unittest import mock
 
 import pytest
 import time_machine
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from billing.models import Hold
+from realtime_saas import live
+from realtime_saas.live import user_group
 from sessions import presenters
 from sessions.api.serializers import CallSerializer
 from sessions.models import CallEvent, CallState, Cause, RealtimeCall
@@ -152,3 +157,72 @@ def test_a_start_is_seven_statements(alice_client, funded_alice, assistant, offe
     statements = [q["sql"] for q in queries.captured_queries]
     assert len(statements) == 11, "\n".join(statements)
     assert sum(sql.startswith(("SAVEPOINT", "RELEASE SAVEPOINT")) for sql in statements) == 4
+
+
+# --- one live push a start --------------------------------------------------------------------
+
+
+def _shared_layer():
+    from django.conf import settings
+
+    if "Redis" not in settings.CHANNEL_LAYERS["default"]["BACKEND"]:
+        pytest.skip("listening beside the web process's pushes needs a shared (Redis) channel layer")
+    return get_channel_layer()
+
+
+def _listen(layer, user_id: int) -> str:
+    """A channel in the user's group, as each of their open pages' sockets is."""
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(user_group(user_id), channel)
+    return channel
+
+
+def _received(layer, channel: str) -> list[dict]:
+    """Every message the channel got, once the pushes under way are sent."""
+    live.flush()
+
+    async def drain() -> list[dict]:
+        messages = []
+        while True:
+            try:
+                messages.append(await asyncio.wait_for(layer.receive(channel), 0.5))
+            except TimeoutError:
+                return messages
+
+    return async_to_sync(drain)()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_start_is_one_live_message_with_the_wallet_and_the_call(alice_client, funded_alice, assistant,
+                                                                 offer_sdp, openai_settings):
+    """The hold's new wallet figures and the active call reach the user's pages as one channel-layer
+    message (a `batch` live.js unpacks in order), not one send each."""
+    layer = _shared_layer()
+    channel = _listen(layer, funded_alice.pk)
+    assert start(alice_client, assistant, offer_sdp).status_code == 201
+    call = RealtimeCall.objects.get()
+    wallet = wallet_of(funded_alice)
+    messages = _received(layer, channel)
+    assert [(m["type"], m["kind"]) for m in messages] == [("live.event", "batch")]
+    assert [part["type"] for part in messages[0]["data"]] == ["balance", "call"]
+    balance, pushed_call = (part["data"] for part in messages[0]["data"])
+    assert balance == {"balance": 10_000, "held": call.credits_held, "available": 10_000 - call.credits_held}
+    assert balance["held"] == wallet.held > 0
+    assert pushed_call["id"] == call.public_id and pushed_call["state"] == "active"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_start_is_one_live_message_with_the_released_wallet_and_the_failed_call(
+    alice_client, funded_alice, assistant, offer_sdp, openai_settings
+):
+    """The hold, its release and the failed call: one message, the wallet's latest figures only."""
+    layer = _shared_layer()
+    channel = _listen(layer, funded_alice.pk)
+    openai_settings.fault("calls.create", 500)
+    assert start(alice_client, assistant, offer_sdp).status_code == 502
+    messages = _received(layer, channel)
+    assert [m["kind"] for m in messages] == ["batch"]
+    parts = messages[0]["data"]
+    assert [part["type"] for part in parts] == ["balance", "call"]
+    assert parts[0]["data"] == {"balance": 10_000, "held": 0, "available": 10_000}
+    assert parts[1]["data"]["state"] == "failed"
