@@ -20,6 +20,8 @@ one start's statements; `PROFILE=cumulative` (or `tottime`) profiles 100 more st
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import os
 import statistics
 import sys
@@ -45,6 +47,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", ""))
+    parser.add_argument("--gc-freeze", action="store_true",
+                        help="gc.freeze() after the set-up and warm-up, as the WSGI entry point does")
     args = parser.parse_args()
 
     from fakes.openai.pytest_plugin import start_fake_openai
@@ -91,24 +95,31 @@ def main() -> int:
     offer = make_offer()
     url = f"/api/calls/?assistant={assistant.pk}"
 
-    def measure(path_for, clients) -> tuple[list[float], list[float], list[int]]:
+    def measure(path_for, clients, *, count: bool = False) -> tuple[list[float], list[float], list[int]]:
+        """CPU per request; statements only when `count` (capturing them runs every query through
+        Django's debug cursor, which costs CPU of its own, so the timed passes do not)."""
         web, pg, statements = [], [], []
         for client in clients:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_backend_pid()")
                 pid = cursor.fetchone()[0]
-            cpu0, pg0 = time.process_time(), backend_seconds(pid)
-            with CaptureQueriesContext(connection) as queries:
+            with CaptureQueriesContext(connection) if count else contextlib.nullcontext() as queries:
+                cpu0, pg0 = time.process_time(), backend_seconds(pid)
                 status = path_for(client)
-            web.append(time.process_time() - cpu0)
-            pg.append(backend_seconds(pid) - pg0)
-            statements.append(len(queries.captured_queries))
+                web.append(time.process_time() - cpu0)
+                pg.append(backend_seconds(pid) - pg0)
+            if queries is not None:
+                statements.append(len(queries.captured_queries))
             assert status in (200, 201), status
         return web, pg, statements
 
+    # One request handler for every client, as a server has: a fresh Client loads the middleware
+    # chain on its first request (~2.7 ms), which an earlier version counted in /healthz's figure.
+    handler = Client(enforce_csrf_checks=False).handler
     clients = []
     for user in users:
         client = Client(enforce_csrf_checks=False)
+        client.handler = handler
         client.force_login(user)
         clients.append(client)
 
@@ -118,15 +129,18 @@ def main() -> int:
     def health(client) -> int:
         return client.get("/healthz").status_code
 
-    measure(start, clients[: args.warmup])
+    _, _, statements = measure(start, clients[: args.warmup], count=True)
+    if args.gc_freeze:  # as realtime_saas/wsgi.py does once the app is loaded
+        gc.freeze()
     base_web, base_pg, _ = measure(health, clients[args.warmup:])
-    web, pg, statements = measure(start, clients[args.warmup:])
+    web, pg, _ = measure(start, clients[args.warmup:])
     assert RealtimeCall.objects.filter(state="active").count() == total
 
     def ms(values: list[float]) -> str:
         return f"mean {statistics.mean(values) * 1000:6.2f}  p50 {statistics.median(values) * 1000:6.2f}"
 
-    print(f"{args.calls} starts, one at a time, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    print(f"{args.calls} starts, one at a time, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+          f"gc.freeze() {'on' if args.gc_freeze else 'off'}")
     print(f"GET /healthz (baseline)     web CPU ms: {ms(base_web)}   PostgreSQL CPU ms: {ms(base_pg)}")
     print(f"POST /api/calls/ (a start)  web CPU ms: {ms(web)}   PostgreSQL CPU ms: {ms(pg)}")
     if os.environ.get("SHOW_SQL"):
@@ -144,13 +158,17 @@ def main() -> int:
         for user in extra:
             billing.grant(user=user, credits=1_000_000, idempotency_key=f"cpu:{user.pk}", kind="bonus")
             client = Client()
+            client.handler = handler
             client.force_login(user)
             profiled.append(client)
         profile.enable()
         for client in profiled:
             start(client)
         profile.disable()
-        pstats.Stats(profile).sort_stats(os.environ["PROFILE"]).print_stats(45)
+        stats = pstats.Stats(profile).sort_stats(os.environ["PROFILE"])
+        stats.print_stats(45)
+        if callers := os.environ.get("PROFILE_CALLERS"):  # who calls the functions matching this
+            stats.print_callers(callers)
     print(f"statements per start (the user, the email check and the start's own, BEGIN and COMMIT included): "
           f"{statistics.median(statements):.0f}")
     web_ms, pg_ms = statistics.mean(web) * 1000, statistics.mean(pg) * 1000
