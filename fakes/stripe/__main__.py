@@ -34,6 +34,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--async-delay", type=float, default=3.0, help="seconds before a 'pay later' payment settles"
     )
+    p.add_argument(
+        "--tax-rate-bps",
+        type=int,
+        default=0,
+        help="the tax rate automatic tax applies, in basis points (825 = 8.25%%); POST /_fake/config changes it",
+    )
     p.add_argument("--retry-base", type=float, default=2.0, help="first webhook retry delay in seconds")
     p.add_argument("--retry-factor", type=float, default=2.0, help="backoff multiplier between retries")
     p.add_argument("--max-attempts", type=int, default=6, help="webhook attempts before giving up")
@@ -49,6 +55,7 @@ async def serve(args: argparse.Namespace) -> None:
         webhooks=list(args.webhook),
         public_url=args.public_url.rstrip("/") if args.public_url else None,
         async_delay=args.async_delay,
+        tax_rate_bps=args.tax_rate_bps,
         delivery=DeliveryConfig(
             retry_base=args.retry_base,
             retry_factor=args.retry_factor,

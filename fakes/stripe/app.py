@@ -16,9 +16,9 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from . import actions, page, payments
+from . import actions, cards, invoicing, page, payments, pdf
 from .errors import StripeError, invalid_param
-from .forms import check_known, decode, get_bool, get_int, get_list, get_str
+from .forms import check_known, decode, get_bool, get_dict, get_int, get_list, get_str
 from .store import API_VERSION, CLOCK, IdempotentResult, Store, new_id, now, public
 from .webhooks import Deliverer, DeliveryConfig
 
@@ -32,6 +32,7 @@ class Settings:
     webhooks: list[str] = field(default_factory=list)
     public_url: str | None = None
     async_delay: float = 3.0
+    tax_rate_bps: int = 0
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
 
 
@@ -71,7 +72,7 @@ class FakeStripe:
         self.async_delay = settings.async_delay
         self.faults: list[Fault] = []
         self._settlements: set[asyncio.TimerHandle] = set()
-        self.store = Store()
+        self.store = Store(tax_rate_bps=settings.tax_rate_bps)
         self.deliverer = Deliverer(self.store, settings.delivery)
         self.store.on_events = self.deliverer.dispatch
         self._add_configured_webhooks()
@@ -98,6 +99,7 @@ class FakeStripe:
         self.store.order.clear()
         self.store.events.clear()
         self.store.idempotency.clear()
+        self.store.tax_rate_bps = self.settings.tax_rate_bps
         self._add_configured_webhooks()
 
     def schedule_settlement(self, session_id: str, succeed: bool, delay: float) -> None:
@@ -402,6 +404,54 @@ def confirm_setup_intent(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
     return _render(fake, ctx, payments.confirm_setup_params(fake.store, si, ctx.params))
 
 
+def create_invoice(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
+    return _render(fake, ctx, invoicing.create_invoice(fake.store, ctx.params, ctx.base_url))
+
+
+def create_invoice_item(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
+    return _render(fake, ctx, invoicing.create_invoice_item(fake.store, ctx.params))
+
+
+def _invoice(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
+    return fake.store.get("invoice", ctx.arg("id"), "invoice")
+
+
+def finalize_invoice(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
+    return _render(fake, ctx, invoicing.finalize_invoice(fake.store, _invoice(fake, ctx), ctx.params))
+
+
+def pay_invoice(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
+    return _render(fake, ctx, invoicing.pay_invoice(fake.store, _invoice(fake, ctx), ctx.params))
+
+
+def attach_invoice_payment(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
+    return _render(fake, ctx, invoicing.attach_payment(fake.store, _invoice(fake, ctx), ctx.params))
+
+
+def void_invoice(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
+    check_known(ctx.params, ())
+    return _render(fake, ctx, invoicing.void_invoice(fake.store, _invoice(fake, ctx)))
+
+
+def invoice_lines(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
+    # https://docs.stripe.com/api/invoices/invoice_lines
+    check_known(ctx.params, ("limit", "starting_after", "ending_before"))
+    inv = _invoice(fake, ctx)
+    return fake.store.page(inv["lines"]["data"], ctx.params, f"/v1/invoices/{inv['id']}/lines", ctx.expand)
+
+
+def list_invoice_payments(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
+    # https://docs.stripe.com/api/invoice-payment/list: `invoice`, `payment[type|payment_intent]`, `status`.
+    check_known(ctx.params, ("invoice", "payment", "status", "created", "limit", "starting_after", "ending_before"))
+    match = {f: ctx.params[f] for f in ("invoice", "status") if get_str(ctx.params, f)}
+    items = fake.store.find("invoice_payment", **match)
+    wanted = get_dict(ctx.params, "payment")
+    check_known(wanted, ("type", "payment_intent", "payment_record"), "payment")
+    if get_str(wanted, "payment_intent"):
+        items = [p for p in items if p["payment"]["payment_intent"] == wanted["payment_intent"]]
+    return fake.store.page(items, ctx.params, "/v1/invoice_payments", ctx.expand)
+
+
 API_ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/v1/customers", create_customer),
     ("GET", "/v1/customers", _list("customer", "/v1/customers", ("email",))),
@@ -444,6 +494,23 @@ API_ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/v1/refunds/{id}", _retrieve("refund", "id")),
     ("GET", "/v1/disputes", _list("dispute", "/v1/disputes", ("charge", "payment_intent"))),
     ("GET", "/v1/disputes/{id}", _retrieve("dispute", "id")),
+    ("POST", "/v1/invoices", create_invoice),
+    (
+        "GET",
+        "/v1/invoices",
+        _list("invoice", "/v1/invoices", ("customer", "status", "collection_method")),
+    ),
+    ("GET", "/v1/invoices/{id}", _retrieve("invoice", "id")),
+    ("GET", "/v1/invoices/{id}/lines", invoice_lines),
+    ("POST", "/v1/invoices/{id}/finalize", finalize_invoice),
+    ("POST", "/v1/invoices/{id}/pay", pay_invoice),
+    ("POST", "/v1/invoices/{id}/attach_payment", attach_invoice_payment),
+    ("POST", "/v1/invoices/{id}/void", void_invoice),
+    ("POST", "/v1/invoiceitems", create_invoice_item),
+    ("GET", "/v1/invoiceitems", _list("invoiceitem", "/v1/invoiceitems", ("customer", "invoice"))),
+    ("GET", "/v1/invoiceitems/{id}", _retrieve("invoiceitem", "id")),
+    ("GET", "/v1/invoice_payments", list_invoice_payments),
+    ("GET", "/v1/invoice_payments/{id}", _retrieve("invoice_payment", "id")),
     ("GET", "/v1/events", list_events),
     ("GET", "/v1/events/{id}", _retrieve("event", "id")),
     ("POST", "/v1/webhook_endpoints", create_webhook_endpoint),
@@ -524,6 +591,59 @@ async def checkout_post(request: web.Request) -> web.StreamResponse:
 async def checkout_done(request: web.Request) -> web.Response:
     fake: FakeStripe = request.app["fake"]
     return web.Response(text=page.done_page(_checkout_session(fake, request)), content_type="text/html")
+
+
+# --- the hosted invoice page and PDF --------------------------------------------------------------
+
+
+def _hosted_invoice(fake: FakeStripe, request: web.Request) -> dict[str, Any]:
+    inv = fake.store.objects.get(request.match_info["id"])
+    if inv is None or inv["object"] != "invoice" or inv["status"] == "draft":
+        raise web.HTTPNotFound(text="No such invoice.")
+    return inv
+
+
+def _invoice_cards(fake: FakeStripe, inv: dict[str, Any]) -> list[tuple[str, str]]:
+    options = []
+    saved = invoicing._default_payment_method(fake.store, inv)
+    pm = fake.store.objects.get(saved or "")
+    if pm is not None:
+        options.append(("saved", f"Saved {pm['card']['brand'].title()} ···· {pm['card']['last4']}"))
+    options += [(card.token, card.label) for card in cards.TEST_CARDS.values()]
+    return options
+
+
+async def invoice_get(request: web.Request) -> web.Response:
+    fake: FakeStripe = request.app["fake"]
+    inv = _hosted_invoice(fake, request)
+    html = page.invoice_page(inv, cards=_invoice_cards(fake, inv))
+    return web.Response(text=html, content_type="text/html")
+
+
+async def invoice_post(request: web.Request) -> web.StreamResponse:
+    fake: FakeStripe = request.app["fake"]
+    inv = _hosted_invoice(fake, request)
+    form = await request.post()
+    if inv["status"] != "open":
+        return web.HTTPSeeOther(f"/i/{inv['id']}")
+    card = str(form.get("card") or "saved")
+    try:
+        with fake.store.batch():
+            invoicing.pay_invoice(fake.store, inv, {}, on_session_card=card)
+    except StripeError as exc:
+        html = page.invoice_page(inv, error=exc.message, cards=_invoice_cards(fake, inv))
+        return web.Response(text=html, content_type="text/html", status=402 if exc.status == 402 else 400)
+    return web.HTTPSeeOther(f"/i/{inv['id']}")
+
+
+async def invoice_pdf(request: web.Request) -> web.Response:
+    fake: FakeStripe = request.app["fake"]
+    inv = _hosted_invoice(fake, request)
+    return web.Response(
+        body=pdf.invoice_pdf(inv),
+        content_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="Invoice-{inv["number"]}.pdf"'},
+    )
 
 
 # --- /_fake/ controls -------------------------------------------------------------------------------
@@ -614,7 +734,17 @@ async def c_config(fake: FakeStripe, request: web.Request, params: dict[str, Any
             cfg.max_attempts = max(1, get_int(params, "max_attempts") or 1)
         if "async_delay" in params:
             fake.async_delay = _float(params, "async_delay", fake.async_delay)
-    return {**cfg.as_dict(), "async_delay": fake.async_delay, "held": fake.deliverer.held}
+        if "tax_rate_bps" in params:
+            bps = get_int(params, "tax_rate_bps") or 0
+            if not 0 <= bps <= 10000:
+                raise invalid_param("tax_rate_bps", "tax_rate_bps must be between 0 and 10000.")
+            fake.store.tax_rate_bps = bps
+    return {
+        **cfg.as_dict(),
+        "async_delay": fake.async_delay,
+        "tax_rate_bps": fake.store.tax_rate_bps,
+        "held": fake.deliverer.held,
+    }
 
 
 async def c_pay(fake: FakeStripe, request: web.Request, params: dict[str, Any]) -> Any:
@@ -872,6 +1002,9 @@ def make_app(settings: Settings | None = None) -> web.Application:
     app.router.add_get("/c/pay/{id}", checkout_get)
     app.router.add_post("/c/pay/{id}", checkout_post)
     app.router.add_get("/c/pay/{id}/done", checkout_done)
+    app.router.add_get("/i/{id}", invoice_get)
+    app.router.add_post("/i/{id}", invoice_post)
+    app.router.add_get("/i/{id}/pdf", invoice_pdf)
     for method, path, control_handler in CONTROL_ROUTES:
         app.router.add_route(method, path, control(control_handler))
     app.cleanup_ctx.append(_expiry_sweep)

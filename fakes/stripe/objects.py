@@ -589,3 +589,288 @@ def setup_intent(
         "status": "requires_confirmation" if payment_method_id else "requires_payment_method",
         "usage": usage,
     }
+
+
+def invoice(
+    *,
+    customer: dict[str, Any] | None,
+    currency: str,
+    collection_method: str,
+    auto_advance: bool,
+    description: str | None,
+    metadata: dict[str, str],
+    footer: str | None,
+    automatic_tax: bool,
+    default_payment_method: str | None,
+    due_date: int | None,
+) -> dict[str, Any]:
+    """A draft Invoice in API version 2026-10-28's shape (https://docs.stripe.com/api/invoices/object):
+    no ``charge``/``payment_intent`` (payments live in ``payments``), taxes in ``total_taxes``."""
+    created = now()
+    return {
+        "id": new_id("in_1"),
+        "object": "invoice",
+        "account_country": "US",
+        "account_name": "Fake Stripe",
+        "account_tax_ids": None,
+        "amount_due": 0,
+        "amount_overpaid": 0,
+        "amount_paid": 0,
+        "amount_paid_off_stripe": 0,
+        "amount_remaining": 0,
+        "amount_shipping": 0,
+        "application": None,
+        "attempt_count": 0,
+        "attempted": False,
+        "auto_advance": auto_advance,
+        "automatic_tax": {
+            "disabled_reason": None,
+            "enabled": automatic_tax,
+            "liability": {"type": "self"} if automatic_tax else None,
+            "provider": "stripe" if automatic_tax else None,
+            "status": "complete" if automatic_tax else None,
+        },
+        "automatically_finalizes_at": None,
+        "billing_reason": "manual",
+        "collection_method": collection_method,
+        "confirmation_secret": None,
+        "created": created,
+        "currency": currency,
+        "custom_fields": None,
+        "customer": customer["id"] if customer else None,
+        "customer_account": None,
+        "customer_address": None,
+        "customer_email": customer["email"] if customer else None,
+        "customer_name": customer["name"] if customer else None,
+        "customer_phone": customer["phone"] if customer else None,
+        "customer_shipping": None,
+        "customer_tax_exempt": "none",
+        "customer_tax_ids": [],
+        "default_payment_method": default_payment_method,
+        "default_source": None,
+        "default_tax_rates": [],
+        "description": description,
+        "discounts": [],
+        "due_date": due_date,
+        "effective_at": None,
+        "ending_balance": None,
+        "footer": footer,
+        "from_invoice": None,
+        "hosted_invoice_url": None,
+        "invoice_pdf": None,
+        "issuer": {"type": "self"},
+        "last_finalization_error": None,
+        "latest_revision": None,
+        "lines": {"object": "list", "data": [], "has_more": False, "total_count": 0, "url": ""},
+        "livemode": False,
+        "metadata": metadata,
+        "next_payment_attempt": None,
+        "number": None,
+        "on_behalf_of": None,
+        "parent": None,
+        "payment_settings": {
+            "default_mandate": None,
+            "payment_method_options": None,
+            "payment_method_types": None,
+        },
+        "period_end": created,
+        "period_start": created,
+        "post_payment_credit_notes_amount": 0,
+        "pre_payment_credit_notes_amount": 0,
+        "receipt_number": None,
+        "rendering": None,
+        "shipping_cost": None,
+        "shipping_details": None,
+        "starting_balance": 0,
+        "statement_descriptor": None,
+        "status": "draft",
+        "status_transitions": {
+            "finalized_at": None,
+            "marked_uncollectible_at": None,
+            "paid_at": None,
+            "voided_at": None,
+        },
+        "subtotal": 0,
+        "subtotal_excluding_tax": 0,
+        "test_clock": None,
+        "threshold_reason": None,
+        "total": 0,
+        "total_discount_amounts": [],
+        "total_excluding_tax": 0,
+        "total_pretax_credit_amounts": [],
+        "total_taxes": [],
+        "webhooks_delivered_at": created,
+    }
+
+
+def invoice_item(
+    *,
+    customer_id: str | None,
+    invoice_id: str | None,
+    currency: str,
+    unit_amount: int,
+    quantity: int,
+    description: str | None,
+    metadata: dict[str, str],
+    price_id: str | None,
+    product_id: str | None,
+) -> dict[str, Any]:
+    """Shape: https://docs.stripe.com/api/invoiceitems/object (``pricing`` replaced ``price``)."""
+    created = now()
+    return {
+        "id": new_id("ii_1"),
+        "object": "invoiceitem",
+        "amount": unit_amount * quantity,
+        "currency": currency,
+        "customer": customer_id,
+        "customer_account": None,
+        "date": created,
+        "description": description,
+        "discountable": True,
+        "discounts": [],
+        "invoice": invoice_id,
+        "livemode": False,
+        "metadata": metadata,
+        "net_amount": unit_amount * quantity,
+        "parent": None,
+        "period": {"end": created, "start": created},
+        "pricing": (
+            {
+                "price_details": {"price": price_id, "product": product_id},
+                "type": "price_details",
+                "unit_amount_decimal": str(unit_amount),
+            }
+            if price_id
+            else None
+        ),
+        "proration": False,
+        "quantity": quantity,
+        "quantity_decimal": str(quantity),
+        "tax_rates": [],
+        "test_clock": None,
+    }
+
+
+def invoice_line(item: dict[str, Any], invoice_id: str) -> dict[str, Any]:
+    """The invoice's line for an invoice item (https://docs.stripe.com/api/invoice-line-item/object)."""
+    return {
+        "id": new_id("il_1"),
+        "object": "line_item",
+        "amount": item["amount"],
+        "currency": item["currency"],
+        "description": item["description"],
+        "discount_amounts": [],
+        "discountable": True,
+        "discounts": [],
+        "invoice": invoice_id,
+        "livemode": False,
+        "metadata": dict(item["metadata"]),
+        "parent": {
+            "invoice_item_details": {
+                "invoice_item": item["id"],
+                "proration": False,
+                "proration_details": {"credited_items": None},
+                "subscription": None,
+            },
+            "subscription_item_details": None,
+            "type": "invoice_item_details",
+        },
+        "period": dict(item["period"]),
+        "pretax_credit_amounts": [],
+        "pricing": item["pricing"],
+        "quantity": item["quantity"],
+        "quantity_decimal": item["quantity_decimal"],
+        "subscription": None,
+        "subtotal": item["amount"],
+        "taxes": [],
+    }
+
+
+def invoice_payment(*, invoice_obj: dict[str, Any], pi: dict[str, Any], amount: int) -> dict[str, Any]:
+    """Shape: https://docs.stripe.com/api/invoice-payment/object."""
+    return {
+        "id": new_id("inpay_1"),
+        "object": "invoice_payment",
+        "amount_paid": None,
+        "amount_requested": amount,
+        "created": now(),
+        "currency": invoice_obj["currency"],
+        "invoice": invoice_obj["id"],
+        "is_default": True,
+        "livemode": False,
+        "payment": {"payment_intent": pi["id"], "type": "payment_intent"},
+        "status": "open",
+        "status_transitions": {"canceled_at": None, "paid_at": None},
+    }
+
+
+def coupon(
+    *,
+    coupon_id: str | None,
+    percent_off: float | None,
+    amount_off: int | None,
+    currency: str | None,
+    duration: str,
+    duration_in_months: int | None,
+    max_redemptions: int | None,
+    redeem_by: int | None,
+    name: str | None,
+    metadata: dict[str, str],
+) -> dict[str, Any]:
+    """Shape: https://docs.stripe.com/api/coupons/object."""
+    return {
+        "id": coupon_id or new_id("", 8),
+        "object": "coupon",
+        "amount_off": amount_off,
+        "applies_to": None,
+        "created": now(),
+        "currency": currency,
+        "currency_options": None,
+        "duration": duration,
+        "duration_in_months": duration_in_months,
+        "livemode": False,
+        "max_redemptions": max_redemptions,
+        "metadata": metadata,
+        "name": name,
+        "percent_off": percent_off,
+        "redeem_by": redeem_by,
+        "times_redeemed": 0,
+        "valid": True,
+    }
+
+
+def promotion_code(
+    *,
+    code: str,
+    coupon_id: str,
+    active: bool,
+    customer_id: str | None,
+    expires_at: int | None,
+    max_redemptions: int | None,
+    metadata: dict[str, str],
+    restrictions: dict[str, Any],
+) -> dict[str, Any]:
+    """Shape: https://docs.stripe.com/api/promotion_codes/object; in this API version the coupon
+    is nested as ``promotion: {type: "coupon", coupon}`` (stripe-python 16's PromotionCode and
+    Stripe's openapi fixtures3.json), not the older top-level ``coupon``."""
+    return {
+        "id": new_id("promo_1"),
+        "object": "promotion_code",
+        "active": active,
+        "code": code,
+        "created": now(),
+        "customer": customer_id,
+        "customer_account": None,
+        "expires_at": expires_at,
+        "livemode": False,
+        "max_redemptions": max_redemptions,
+        "metadata": metadata,
+        "promotion": {"coupon": coupon_id, "type": "coupon"},
+        "restrictions": {
+            "currency_options": {},
+            "first_time_transaction": restrictions.get("first_time_transaction") == "true",
+            "minimum_amount": int(restrictions["minimum_amount"]) if restrictions.get("minimum_amount") else None,
+            "minimum_amount_currency": restrictions.get("minimum_amount_currency") or None,
+        },
+        "times_redeemed": 0,
+    }

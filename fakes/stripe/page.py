@@ -13,7 +13,7 @@ h1{font-size:1.2rem;margin:0 0 .25rem}.test{color:#b3093c;font-size:.8rem;font-w
 table{width:100%;border-collapse:collapse;margin:1rem 0}td{padding:.3rem 0}td.r{text-align:right}
 tr.total td{border-top:1px solid #e3e8ee;font-weight:600}
 label{display:block;margin:.75rem 0 .25rem;font-size:.9rem}
-input{width:100%;box-sizing:border-box;padding:.5rem;border:1px solid #cfd7df;border-radius:4px}
+input,select{width:100%;box-sizing:border-box;padding:.5rem;border:1px solid #cfd7df;border-radius:4px}
 button{display:block;width:100%;margin-top:.6rem;padding:.7rem;border:0;border-radius:4px;
 font-size:1rem;cursor:pointer;background:#635bff;color:#fff}
 button.alt{background:#e3e8ee;color:#1a1f36}
@@ -96,3 +96,46 @@ def done_page(session: dict[str, Any]) -> str:
     paid = session["payment_status"] == "paid"
     msg = "Payment complete." if paid else "Payment submitted; it is processing."
     return _layout("Checkout", f"<p class=test>TEST MODE · fake Stripe</p><h1 id=done>{msg}</h1>")
+
+
+def invoice_page(inv: dict[str, Any], *, error: str | None = None, cards: list[tuple[str, str]]) -> str:
+    """The hosted invoice page (``hosted_invoice_url``): lines, tax, total and, while the invoice
+    is open, a Pay button that pays on-session, where the customer can complete 3D Secure."""
+    cur = inv["currency"]
+    rows = "".join(
+        f"<tr><td>{escape(line['description'] or 'Item')} × {line['quantity'] or 1}</td>"
+        f"<td class=r>{money(line['amount'], cur)}</td></tr>"
+        for line in inv["lines"]["data"]
+    )
+    rows += f"<tr><td>Subtotal</td><td class=r id=subtotal>{money(inv['subtotal'], cur)}</td></tr>"
+    for discount in inv["total_discount_amounts"] or []:
+        rows += f"<tr><td>Discount</td><td class=r id=discount>−{money(discount['amount'], cur)}</td></tr>"
+    tax = sum(t["amount"] for t in inv["total_taxes"] or [])
+    if inv["automatic_tax"]["enabled"] or tax:
+        rows += f"<tr><td>Tax</td><td class=r id=tax>{money(tax, cur)}</td></tr>"
+    rows += f"<tr class=total><td>Total</td><td class=r id=total>{money(inv['total'], cur)}</td></tr>"
+    rows += f"<tr><td>Amount due</td><td class=r id=amount-due>{money(inv['amount_remaining'], cur)}</td></tr>"
+    number = escape(inv["number"] or "draft")
+    head = (
+        f"<p class=test>TEST MODE · fake Stripe</p><h1>Invoice <span id=number>{number}</span></h1>"
+        f"<p id=status data-status={escape(inv['status'])}>Status: {escape(inv['status'])}</p>"
+        + (f"<p>{escape(inv['description'])}</p>" if inv["description"] else "")
+        + f"<table>{rows}</table>"
+        + f'<p class=note><a id=pdf href="/i/{escape(inv["id"])}/pdf">Download PDF</a></p>'
+    )
+    if inv["status"] != "open":
+        return _layout(f"Invoice {number}", head)
+    alert = (
+        f'<p class=alert role=alert id=error data-testid="decline-message">{escape(error)}</p>' if error else ""
+    )
+    options = "".join(
+        f"<option value={escape(value)}>{escape(label)}</option>" for value, label in cards
+    )
+    body = f"""{head}{alert}
+<form method=post action="/i/{escape(inv['id'])}">
+<label for=card>Card</label>
+<select id=card name=card data-testid=card>{options}</select>
+<button id=pay data-testid=pay name=action value=pay>Pay {money(inv['amount_remaining'], cur)}</button>
+<p class=note>You are paying on this page, so a card that asks for 3D Secure is authenticated here.</p>
+</form>"""
+    return _layout(f"Invoice {number}", body)

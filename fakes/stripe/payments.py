@@ -493,6 +493,10 @@ def confirm_payment_intent(
         attach(store, pm, pi["customer"])
     store.emit("charge.succeeded", ch)
     store.emit("payment_intent.succeeded", pi)
+    # An invoice this PaymentIntent pays (its own, or one it was attached to) is paid now.
+    from . import invoicing
+
+    invoicing.payment_succeeded(store, pi)
     return pi
 
 

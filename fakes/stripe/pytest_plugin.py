@@ -96,7 +96,8 @@ class FakeStripeHandle:
 
     def configure(self, **settings: Any) -> dict[str, Any]:
         """Set delivery switches: duplicates, out_of_order, retry_base, retry_factor,
-        max_attempts, timeout, async_delay. Returns the whole configuration."""
+        max_attempts, timeout, async_delay, and tax_rate_bps (automatic tax). Returns the whole
+        configuration."""
         return self._call("POST", "/_fake/config", settings)
 
     def set_delivery_mode(

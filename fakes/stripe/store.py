@@ -59,6 +59,9 @@ class Store:
     events: list[dict[str, Any]] = field(default_factory=list)
     idempotency: dict[str, IdempotentResult] = field(default_factory=dict)
     on_events: Callable[[list[dict[str, Any]]], None] | None = None
+    # The one tax rate automatic tax applies (basis points of the amount after discounts);
+    # Stripe Tax would look it up by the customer's address.
+    tax_rate_bps: int = 0
     _batch: list[dict[str, Any]] | None = None
     _request: dict[str, Any] | None = None
     _counter: int = 0
@@ -270,8 +273,21 @@ def _charge_refunds(store: Store, charge: dict[str, Any]) -> dict[str, Any]:
     return store.refunds_list(store.objects[charge["id"]])
 
 
+def _invoice_payments(store: Store, invoice: dict[str, Any]) -> dict[str, Any]:
+    # "payments: Payments for this invoice" is includable: shown only with expand[]=payments
+    # (https://docs.stripe.com/api/invoices/object#invoice_object-payments).
+    found = store.find("invoice_payment", invoice=invoice["id"])
+    return {
+        "object": "list",
+        "data": [public(p) for p in found],
+        "has_more": False,
+        "url": f"/v1/invoice_payments?invoice={invoice['id']}",
+    }
+
+
 # Fields Stripe leaves out of an object unless asked for with expand[].
 _COMPUTED: dict[str, dict[str, Callable[[Store, dict[str, Any]], Any]]] = {
     "checkout.session": {"line_items": _session_line_items},
     "charge": {"refunds": _charge_refunds},
+    "invoice": {"payments": _invoice_payments},
 }
