@@ -26,6 +26,47 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+_DB_FIXTURES = ("db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback")
+
+# Every wallet's figures in one statement (one snapshot, so a live server still writing cannot
+# make the sums disagree): the cached balance, the ledger's sum, the grants' remaining and debt.
+_WALLET_SUMS_SQL = """
+SELECT w.id, w.balance, w.debt,
+       (SELECT COALESCE(SUM(e.credits), 0) FROM billing_ledgerentry e WHERE e.wallet_id = w.id),
+       (SELECT COALESCE(SUM(g.remaining), 0) FROM billing_creditgrant g WHERE g.wallet_id = w.id)
+FROM billing_wallet w ORDER BY w.id
+"""
+
+
+@pytest.fixture(autouse=True)
+def wallets_add_up(request):
+    """After every test that uses the database: each wallet's balance equals the sum of its
+    ledger, and the sum of its grants' remaining credits less its debt (issue 15; CreditGrant).
+
+    It asks for the test's database fixture itself, so that fixture is set up first and torn down
+    (rolled back) after this check. Tests without database access are left alone."""
+    marker = request.node.get_closest_marker("django_db")
+    names = set(request.fixturenames)
+    if marker is None and not names.intersection(_DB_FIXTURES):
+        yield
+        return
+    transactional = "transactional_db" in names or bool(marker and marker.kwargs.get("transaction"))
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    yield
+    if connection.needs_rollback:  # the test left its transaction broken; nothing can be read
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(_WALLET_SUMS_SQL)
+        rows = cursor.fetchall()
+    wrong = [
+        f"wallet {wallet_id}: balance {balance}, ledger sum {ledger}, grants {grants} − debt {debt}"
+        for wallet_id, balance, debt, ledger, grants in rows
+        if balance != ledger or balance != grants - debt
+    ]
+    if wrong:
+        pytest.fail("Wallets that do not add up:\n" + "\n".join(wrong), pytrace=False)
+
+
 @pytest.fixture
 def password() -> str:
     return DEFAULT_PASSWORD

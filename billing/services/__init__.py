@@ -10,7 +10,8 @@ One module per seam, imported one way (a module imports only those below it):
     stripe_events   receive, process, retry and dispatch Stripe webhook events
     checkout        credit packs, Checkout Sessions, fulfilment   refunds   refunds and disputes
     holds           place, hold_in_transaction, settle, release; get_hold, hold_settlement (reads)
-    ledger          wallets, grant / clawback / adjust, lock_wallet, the one entry writer
+    ledger          wallets, grant / clawback / adjust / credit_refund, lock_wallet, the one entry writer
+    grants          credit grants: made by entries that add credits, spent in order, debt
     reads           reads for other apps (hold_by_key); imports only the models
 
 `billing.tasks` sits above them all. This package re-exports the public names, so callers write
@@ -46,6 +47,7 @@ from billing.services.ledger import (
     clawback,
     get_wallet,
     grant,
+    credit_refund,
     lock_wallet,
 )
 from billing.services.reads import hold_by_key
@@ -76,6 +78,7 @@ __all__ = [
     "clawback",
     "get_wallet",
     "grant",
+    "credit_refund",
     "lock_wallet",
     # holds
     "Settlement",

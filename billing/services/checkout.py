@@ -248,6 +248,7 @@ def stale_checkouts(*, now: datetime | None = None, limit: int = 200) -> list[in
 
 
 def purchase_for_payment_intent(payment_intent_id: str | None) -> Purchase | None:
+                purchase=locked,
     """The purchase paid by this PaymentIntent. Money events map to a wallet only this way (never
     through data in the event that a customer could influence). When the purchase is not yet
     fulfilled (its completion event is late), fulfil it first from Stripe's own records."""

@@ -280,8 +280,11 @@ WITH w AS (
 ), u AS (
     UPDATE billing_wallet SET held = held - %(credits)s, balance = balance - %(charged)s, updated_at = %(now)s,
         low_balance_notified_at = CASE
+), g AS (
+    SELECT billing_spend_grants(%(wallet)s::bigint, %(charged)s::bigint) AS short FROM h WHERE %(charged)s > 0
             WHEN billing_wallet.low_balance_notified_at IS NULL AND %(charged)s > 0
                  AND billing_wallet.balance - %(charged)s <= {_LOW_BALANCE_THRESHOLD_SQL}
+        debt = debt + COALESCE((SELECT short FROM g), 0),
             THEN %(now)s ELSE billing_wallet.low_balance_notified_at END
     FROM h WHERE billing_wallet.id = %(wallet)s
     RETURNING {returning_columns(Wallet, "billing_wallet")}
@@ -294,8 +297,10 @@ SELECT h.entry_id, u.* FROM h, u
 
 def _settle_fast(*, hold: Hold, used_credits: int, idempotency_key: str) -> Settlement | None:
     """`settle_hold` for usage within the hold (the usual case), in one statement: lock the wallet,
-    finish the hold if it is still active (re-checked on the locked row), move the wallet, append
-    the entry. None, having written nothing, when the hold is no longer active. PostgreSQL only.
+    finish the hold if it is still active (re-checked on the locked row), spend the grants in
+    spending order (billing_spend_grants, migration 0009: what they lack becomes debt, as
+    grants.spend does), move the wallet, append the entry. None, having written nothing, when
+    the hold is no longer active. PostgreSQL only.
 
     The entry's id is drawn first so the hold can point at it in the same statement (the foreign
     key is checked at commit). A reused entry key fails the statement with IntegrityError (the

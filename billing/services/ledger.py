@@ -14,15 +14,19 @@ from django.db import IntegrityError, connection, transaction
 
 from billing import locks, notifications
 from billing.exceptions import IdempotencyConflict, InsufficientCredits, InvalidAmount
-from billing.models import LedgerEntry, Wallet
+from billing.models import CreditGrant, LedgerEntry, Purchase, Wallet
+from billing.services import grants
+from billing.services.grants import DEFAULT_EXPIRY
 from realtime_saas import live
 from realtime_saas.sql import fetch_one, instance_from_row, is_postgresql, returning_columns
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from accounts.models import User
 
 Kind = LedgerEntry.Kind
-GRANT_KINDS = {Kind.PURCHASE, Kind.BONUS, Kind.REFUND_REVERSAL, Kind.DISPUTE_WON, Kind.ADJUSTMENT}
+GRANT_KINDS = {Kind.PURCHASE, Kind.BONUS, Kind.REFUND_REVERSAL, Kind.DISPUTE_WON, Kind.ADJUSTMENT, Kind.CREDIT_REFUND}
 CLAWBACK_KINDS = {Kind.REFUND, Kind.DISPUTE}
 
 
@@ -64,9 +68,19 @@ def post_entry(
     actor: User | None = None,
     memo: str = "",
     memo_shown_to_user: bool = True,
+    purchase: Purchase | None = None,
+    source: str | None = None,
+    expires_at: datetime | None = DEFAULT_EXPIRY,
+    expiring: CreditGrant | None = None,
 ) -> tuple[LedgerEntry, bool]:
     """Append one entry and move the cached balance (the caller holds the wallet's lock). Returns
-    (entry, created); a replayed key returns the first entry and changes nothing."""
+    (entry, created); a replayed key returns the first entry and changes nothing.
+
+    The grants move with it (billing.services.grants): an entry that adds credits makes one grant
+    (its category from the kind; `source` and `expires_at` default from the kind and
+    BillingSettings; `purchase` the one it pays or gives back). One that removes credits takes
+    them from the grants: a refund or dispute from `purchase`'s paid grants then other paid ones,
+    an expiry from the grant `expiring`, anything else in spending order; the rest is debt."""
     try:
         with transaction.atomic():  # a savepoint: the unique key, not a prior read, decides
             entry = LedgerEntry.objects.create(
@@ -87,6 +101,17 @@ def post_entry(
         if first.wallet_id != wallet.pk or first.credits != credits or first.kind != kind:
             raise IdempotencyConflict(f"Key {idempotency_key!r} was used for a different entry.") from None
         return first, False
+    if credits > 0:
+        grants.add_grant(wallet, entry, source=source, expires_at=expires_at, purchase=purchase,
+                         memo=memo if memo_shown_to_user else "")
+    elif kind in CLAWBACK_KINDS:
+        grants.spend_paid(wallet, -credits, purchase=purchase)
+    elif kind == Kind.EXPIRY:
+        if expiring is None:
+            raise InvalidAmount("An expiry entry names the grant that expires.")
+        grants.expire_from(wallet, expiring, -credits, now=entry.created_at)
+    else:
+        grants.spend(wallet, -credits)
     wallet.balance += credits
     wallet.save(update_fields=["balance", "updated_at"])
     push_balance_on_commit(wallet)
@@ -118,8 +143,11 @@ def grant(
     reference: str = "",
     actor: User | None = None,
     memo: str = "",
+    source: str | None = None,
+    expires_at: datetime | None = DEFAULT_EXPIRY,
 ) -> LedgerEntry:
-    """Add credits (a purchase, a bonus, a failed refund or won dispute given back)."""
+    """Add credits (a purchase, a bonus, a failed refund or won dispute given back) as one grant
+    of the kind's category (`source` and `expires_at` default from the kind, see post_entry)."""
     require_positive(credits)
     if kind not in GRANT_KINDS:
         raise InvalidAmount(f"{kind!r} is not a kind of grant.")
@@ -127,7 +155,7 @@ def grant(
         wallet = locks.wallet_for_update(user_id=user.pk)
         entry, _ = post_entry(
             wallet, credits=credits, kind=kind, idempotency_key=idempotency_key,
-            reference=reference, actor=actor, memo=memo,
+            reference=reference, actor=actor, memo=memo, source=source, expires_at=expires_at,
         )
     return entry
 
@@ -141,9 +169,11 @@ def clawback(
     reference: str,
     actor: User | None = None,
     memo: str = "",
+    purchase: Purchase | None = None,
 ) -> LedgerEntry:
-    """Take credits back after a refund or dispute. May take the balance below zero (which blocks
-    new holds); holds already placed stay valid."""
+    """Take credits back after a refund or dispute, from paid grants only (`purchase`'s first);
+    what they lack becomes debt. May take the balance below zero (which blocks new holds); holds
+    already placed stay valid."""
     require_positive(credits)
     if kind not in CLAWBACK_KINDS:
         raise InvalidAmount(f"{kind!r} is not a kind of clawback.")
@@ -151,18 +181,19 @@ def clawback(
         wallet = locks.wallet_for_update(user_id=user.pk)
         entry, _ = post_entry(
             wallet, credits=-credits, kind=kind, idempotency_key=idempotency_key,
-            reference=reference, actor=actor, memo=memo,
+            reference=reference, actor=actor, memo=memo, purchase=purchase,
         )
     return entry
 
 
 def adjust(
     *, user: User, credits: int, actor: User | None, reason: str, idempotency_key: str,
-    show_reason_to_user: bool = True,
+    show_reason_to_user: bool = True, expires_at: datetime | None = None,
 ) -> LedgerEntry:
     """A staff correction, signed. The reason is required and recorded with the staff member; the
-    user's wallet page shows it only with `show_reason_to_user`. A removal may not take credits
-    that are held or that the wallet does not have."""
+    user's wallet page shows it only with `show_reason_to_user`. Added credits are a promotional
+    grant (expiring at `expires_at`, default never); a removal takes credits in spending order
+    and may not take credits that are held or that the wallet does not have."""
     if isinstance(credits, bool) or not isinstance(credits, int) or credits == 0:
         raise InvalidAmount("An adjustment must be a non-zero whole number of credits.")
     reason = (reason or "").strip()
@@ -184,6 +215,32 @@ def adjust(
         entry, _ = post_entry(
             wallet, credits=credits, kind=Kind.ADJUSTMENT, idempotency_key=key,
             reference=f"staff:{actor.pk}", actor=actor, memo=reason, memo_shown_to_user=show_reason_to_user,
+            expires_at=expires_at,
+        )
+    return entry
+
+
+def credit_refund(
+    *, user: User, credits: int, actor: User | None, reason: str, idempotency_key: str,
+    show_reason_to_user: bool = True, expires_at: datetime | None = None,
+) -> LedgerEntry:
+    """Staff give credits back for a call that went wrong (kind CREDIT_REFUND): a grant of the
+    refund category, spent after promotional and before paid credits, never taken back by a
+    refund or dispute. The reason is required, as for an adjustment."""
+    require_positive(credits)
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidAmount("A reason is required for every credit refund.")
+    if actor is None or not getattr(actor, "is_staff", False):
+        raise InvalidAmount("Only staff may give credits back.")
+    if not isinstance(idempotency_key, str) or not idempotency_key.strip():
+        raise InvalidAmount("A credit refund needs an idempotency key (the staff action it comes from).")
+    with transaction.atomic(durable=True):
+        wallet = locks.wallet_for_update(user_id=user.pk)
+        entry, _ = post_entry(
+            wallet, credits=credits, kind=Kind.CREDIT_REFUND, idempotency_key=idempotency_key,
+            reference=f"staff:{actor.pk}", actor=actor, memo=reason, memo_shown_to_user=show_reason_to_user,
+            expires_at=expires_at,
         )
     return entry
 

@@ -63,7 +63,7 @@ def apply_refund(*, refund: StripeObject) -> Refund | None:
             if credits:
                 post_entry(
                     wallet, credits=-credits, kind=Kind.REFUND, idempotency_key=f"refund:{refund_id}",
-                    reference=f"purchase:{locked.public_id}",
+                    reference=f"purchase:{locked.public_id}", purchase=locked,
                     memo=f"{money(amount, locked.currency)} of a {locked.amount_display} purchase refunded",
                 )
             return row
@@ -74,7 +74,7 @@ def apply_refund(*, refund: StripeObject) -> Refund | None:
             if row.credits:
                 post_entry(
                     wallet, credits=row.credits, kind=Kind.REFUND_REVERSAL,
-                    idempotency_key=f"refund-failed:{refund_id}", reference=f"purchase:{locked.public_id}",
+                    idempotency_key=f"refund-failed:{refund_id}", reference=f"purchase:{locked.public_id}", purchase=locked,
                     memo=f"refund {refund_id} {status}",
                 )
         row.status = status
@@ -130,7 +130,7 @@ def apply_dispute(*, dispute: StripeObject) -> Dispute | None:
             if credits:
                 post_entry(
                     wallet, credits=-credits, kind=Kind.DISPUTE, idempotency_key=f"dispute:{dispute_id}",
-                    reference=f"purchase:{locked.public_id}", memo=f"dispute {dispute_id} opened",
+                    reference=f"purchase:{locked.public_id}", purchase=locked, memo=f"dispute {dispute_id} opened",
                 )
         if not row.is_open:
             return row
@@ -147,7 +147,7 @@ def apply_dispute(*, dispute: StripeObject) -> Dispute | None:
                 if row.credits:
                     post_entry(
                         wallet, credits=row.credits, kind=Kind.DISPUTE_WON,
-                        idempotency_key=f"dispute-won:{dispute_id}", reference=f"purchase:{locked.public_id}",
+                        idempotency_key=f"dispute-won:{dispute_id}", reference=f"purchase:{locked.public_id}", purchase=locked,
                         memo=f"dispute {dispute_id} closed as {status}",
                     )
         row.save()
