@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Field, Q
+from django.db.models import Field, Q, prefetch_related_objects
 from django.utils import timezone
 
 from accounts.models import User
@@ -26,7 +26,15 @@ from accounts.services import is_email_verified
 from billing import exceptions as billing_errors
 from billing import services as billing
 from realtime_saas.live import bundled, push_to_user
-from realtime_saas.sql import fetch_one, instance_insert, is_postgresql, loaded, one_statement
+from realtime_saas.sql import (
+    fetch_one,
+    instance_from_row,
+    instance_insert,
+    is_postgresql,
+    loaded,
+    one_statement,
+    returning_columns,
+)
 from sessions import caches, notifications, openai_client, presenters
 from sessions import exceptions as errors
 from sessions.models import (
@@ -213,33 +221,73 @@ def _record(call: RealtimeCall, *, kind: str, cause: str = "", detail: str = "",
 
 
 def transition(call: RealtimeCall, *, to: str, cause: str, actor: User | None = None, detail: str = "",
-               **fields: Any) -> bool:
+               push: bool = True, **fields: Any) -> bool:
     """Move `call` to state `to` if the state machine allows it from its current state; record it.
 
     Returns False (and changes nothing) when another actor got there first or `to` is not reachable.
-    `fields` are written in the same UPDATE. Refreshes `call` either way.
+    `fields` are written in the same UPDATE. Refreshes `call` either way. The user's pages get the
+    call once it commits, unless `push=False` (a caller that pushes it later itself).
     """
     now = timezone.now()
     allowed = sources_of(to)
-    changed = False
-    with transaction.atomic(durable=True):
-        for _ in range(3):  # the state moved between our read and our update: read it again
-            current = RealtimeCall.objects.filter(pk=call.pk).values_list("state", flat=True).first()
-            if current not in allowed:
-                break
-            values = dict(fields, state=to, updated_at=now)
-            if (stamp := _stamp_field(to)) and stamp not in values:
-                values[stamp] = now
-            if RealtimeCall.objects.filter(pk=call.pk, state=current).update(**values):
-                CallEvent.objects.create(
-                    call_id=call.pk, at=now, kind=CallEvent.Kind.STATE, from_state=current, to_state=to,
-                    cause=cause, actor=actor, detail=detail[:500],
-                )
-                transaction.on_commit(partial(_push_call, call.pk))
-                changed = True
-                break
-    call.refresh_from_db()
+    values = dict(fields, state=to, updated_at=now)
+    if (stamp := _stamp_field(to)) and stamp not in values:
+        values[stamp] = now
+    event = CallEvent(call_id=call.pk, at=now, kind=CallEvent.Kind.STATE, to_state=to, cause=cause, actor=actor,
+                      detail=detail[:500])
+    if is_postgresql():
+        changed = _transition_statement(call, allowed, values, event)
+    else:
+        changed = False
+        with transaction.atomic(durable=True):
+            for _ in range(3):  # the state moved between our read and our update: read it again
+                current = RealtimeCall.objects.filter(pk=call.pk).values_list("state", flat=True).first()
+                if current not in allowed:
+                    break
+                if RealtimeCall.objects.filter(pk=call.pk, state=current).update(**values):
+                    event.from_state = current
+                    event.save(force_insert=True)
+                    changed = True
+                    break
+        call.refresh_from_db()
+    if changed and push:
+        transaction.on_commit(partial(_push_transition, call))
     return changed
+
+
+def _transition_statement(call: RealtimeCall, allowed: list[str], values: dict[str, Any], event: CallEvent) -> bool:
+    """The transition in one statement (autocommit): lock the row if its state allows the move
+    (a racing actor's commit is waited for and the state read again, as READ COMMITTED does for
+    FOR UPDATE), update it, insert the event with the state it left; the row comes back, so
+    `call` is refreshed without another query (or with one, when nothing changed)."""
+    table = RealtimeCall._meta.db_table
+    fields = [field for name in sorted(values) if isinstance(field := RealtimeCall._meta.get_field(name), Field)]
+    assignments = ", ".join(f"{field.column} = %(v_{field.column})s" for field in fields)
+    params = {f"v_{field.column}": field.get_db_prep_save(values[field.name], connection) for field in fields}
+    event_columns, event_values, event_params = instance_insert(
+        event, prefix="e_", overrides={"call_id": "c.id", "from_state": "c.from_state"}
+    )
+    # Names from the models, values as parameters:
+    sql = (f"WITH was AS (SELECT id, state FROM {table} WHERE id = %(pk)s AND state = ANY(%(allowed)s)"  # noqa: S608
+           f" FOR UPDATE), c AS (UPDATE {table} SET {assignments} FROM was WHERE {table}.id = was.id"
+           f" RETURNING was.state AS from_state, {returning_columns(RealtimeCall, table)}),"
+           f" e AS (INSERT INTO {CallEvent._meta.db_table} ({event_columns}) SELECT {event_values} FROM c)"
+           " SELECT * FROM c")
+    row = one_statement(sql, params | event_params | {"pk": call.pk, "allowed": allowed})
+    if row is None:
+        call.refresh_from_db()
+        return False
+    fresh = instance_from_row(RealtimeCall, row[1:])
+    for field in RealtimeCall._meta.concrete_fields:
+        setattr(call, field.attname, getattr(fresh, field.attname))
+    event.from_state = row[0]
+    return True
+
+
+def _push_transition(call: RealtimeCall) -> None:
+    """A transition's live push: the call in hand (refreshed by the transition; its assistant read
+    unless the caller selected it) and its timeline."""
+    push_to_user(call.user_id, "call", presenters.call_payload(call, events=True))
 
 
 def _final_state(end_reason: str) -> str:
@@ -539,23 +587,34 @@ def _send_hangup(call: RealtimeCall, openai_call_id: str, *, actor: User | None 
         _record(call, kind=CallEvent.Kind.HANGUP_SENT, actor=actor)
 
 
+@bundled()
 def request_hangup(*, call: RealtimeCall, cause: str, actor: User | None = None) -> RealtimeCall:
     """End a call: mark it `ending` (recording why), then ask OpenAI to hang it up.
 
     Idempotent: an ending or final call is returned as it is. A key-mode call whose client never
-    reported its call id cannot be hung up, so it is settled at once at its full hold.
+    reported its call id cannot be hung up, so it is settled at once at its full hold. A call it
+    hung up comes back with its timeline loaded (`call.events.all()` is no query), the same the
+    user's pages are pushed once the hangup is sent.
+
+    `call` may be stale: the transition reads the state under the row's lock; only a key-mode call
+    is read first (whether it reported its call id decides between a hangup and a settlement).
     """
-    call.refresh_from_db()
+    if call.mode == CallMode.KEY:
+        call.refresh_from_db()
     if call.state not in OPEN_STATES or call.state == CallState.ENDING:
         return call
     if call.mode == CallMode.KEY and call.state == CallState.ACTIVE and not call.openai_call_id:
         # Nothing to hang up or meter. The secret dies within its short lifetime.
         return settle_call(call=call, cause=cause, actor=actor)
-    if not transition(call, to=CallState.ENDING, cause=cause, actor=actor, end_reason=cause):
+    if not transition(call, to=CallState.ENDING, cause=cause, actor=actor, end_reason=cause, push=False):
         return call
     if call.openai_call_id:
         _send_hangup(call, call.openai_call_id, actor=actor)
-        call.refresh_from_db()
+    # The timeline as it is now (a prefetch made before the hangup is stale: Django's own
+    # refresh_from_db forgets it the same way), for the push and the caller's answer alike.
+    getattr(call, "_prefetched_objects_cache", {}).pop("events", None)
+    prefetch_related_objects([call], "events")
+    push_to_user(call.user_id, "call", presenters.call_payload(call, events=True))
     return call
 
 

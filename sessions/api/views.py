@@ -170,9 +170,13 @@ class CallHangupView(OwnCallMixin, SessionsAPIView):
         request=None,
         responses={202: CallSerializer, **_errors(*AUTH_ERRORS, (404, "not_found"), (429, "rate_limited"))},
     )
+    def get_queryset(self):
+        # The timeline is read once the hangup is recorded (services.request_hangup), not before.
+        return RealtimeCall.objects.filter(user=self.request.user).select_related("assistant")
+
     def post(self, request, *args, **kwargs):
         call = services.request_hangup(call=self.get_object(), cause=Cause.USER_HANGUP, actor=request.user)
-        return Response(self.get_serializer(self.get_queryset().get(pk=call.pk)).data, status=202)
+        return Response(self.get_serializer(call).data, status=202)
 
 
 class CallAttachView(OwnCallMixin, SessionsAPIView):

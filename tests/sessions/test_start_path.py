@@ -226,3 +226,46 @@ def test_a_failed_start_is_one_live_message_with_the_released_wallet_and_the_fai
     assert [part["type"] for part in parts] == ["balance", "call"]
     assert parts[0]["data"] == {"balance": 10_000, "held": 0, "available": 10_000}
     assert parts[1]["data"]["state"] == "failed"
+
+
+# --- the Talk page's poll and the hangup: statements counted as for the start -----------------
+
+
+@pytest.mark.postgres
+def test_the_talk_pages_poll_of_a_call_is_three_statements(alice_client, funded_alice, assistant, offer_sdp,
+                                                            openai_settings):
+    """GET /api/calls/<id>, which the Talk page polls every 0.5-3 s during a call: the user, the
+    call with its assistant, its timeline. Change the number only with a reason."""
+    call_id = start(alice_client, assistant, offer_sdp)["X-Call-Id"]
+    alice_client.get(f"/api/calls/{call_id}")  # warm
+    with CaptureQueriesContext(connection) as queries:
+        response = alice_client.get(f"/api/calls/{call_id}")
+    assert response.status_code == 200 and [e["kind"] for e in response.json()["events"]] == ["pending", "active"]
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert len(statements) == 3, "\n".join(statements)
+
+
+@pytest.mark.postgres
+def test_a_hangup_is_five_statements(alice_client, funded_alice, assistant, offer_sdp, openai_settings,
+                                     monkeypatch):
+    """POST /api/calls/<id>/hangup: the user, the call with its assistant, the transition to
+    `ending` with its event (one statement, in autocommit), the hangup_sent event once OpenAI
+    answered, the timeline the answer and the one live push share. The test's transaction adds a
+    SAVEPOINT and a RELEASE around the transition: 7 here, 5 in production (16 before issue 16:
+    each read again, BEGIN/COMMIT, the push's own two queries)."""
+    pushed = []
+    monkeypatch.setattr("sessions.services.push_to_user", lambda uid, kind, data: pushed.append((uid, kind, data)))
+    call_id = start(alice_client, assistant, offer_sdp)["X-Call-Id"]
+    with CaptureQueriesContext(connection) as queries:
+        response = alice_client.post(f"/api/calls/{call_id}/hangup")
+    assert response.status_code == 202
+    body = response.json()
+    assert body["state"] == "ending" and body["end_reason"] == "user_hangup"
+    assert [e["kind"] for e in body["events"]] == ["pending", "active", "ending", "hangup_sent"]
+    assert pushed[-1] == (funded_alice.pk, "call", body)  # the push is the answer
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert len(statements) == 7, "\n".join(statements)
+    assert sum(sql.startswith(("SAVEPOINT", "RELEASE SAVEPOINT")) for sql in statements) == 2
+    assert alice_client.get(f"/api/calls/{call_id}").json() == body | {
+        "seconds_left": None, "duration_seconds": body["duration_seconds"]
+    }
