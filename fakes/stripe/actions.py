@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlparse
 
-from . import objects, payments
+from . import discounts, invoicing, objects, payments
 from .errors import StripeError, invalid_param, missing_param, unknown_param
 from .forms import check_known, get_bool, get_dict, get_int, get_list, get_metadata, get_str
 from .store import Store, new_id, now, public
@@ -306,11 +306,22 @@ def create_price(
         nickname=get_str(params, "nickname"),
         lookup_key=get_str(params, "lookup_key"),
         active=active and get_bool(params, "active", default=True),
+        tax_behavior=_tax_behavior(params, label("tax_behavior")),
     )
     store.add(pr)
     if not prefix:
         store.emit("price.created", pr)
     return pr
+
+
+def _tax_behavior(params: dict[str, Any], label: str) -> str | None:
+    # https://docs.stripe.com/api/prices/create#create_price-tax_behavior
+    value = get_str(params, "tax_behavior")
+    if value not in (None, "exclusive", "inclusive", "unspecified"):
+        raise invalid_param(label, f"Invalid tax_behavior: {value}")
+    if value == "inclusive":
+        raise invalid_param(label, "This fake's automatic tax only adds tax on top (exclusive).")
+    return value
 
 
 # --- checkout sessions ---------------------------------------------------------------------
@@ -330,8 +341,14 @@ def create_session(store: Store, params: dict[str, Any], base_url: str) -> dict[
     mode = get_str(params, "mode", required=True)
     if mode not in ("payment", "setup", "subscription"):
         raise invalid_param("mode", f"Invalid mode: must be one of payment, setup, or subscription ({mode})")
-    if mode != "payment":
-        raise invalid_param("mode", "This fake only implements Checkout Sessions with mode=payment.")
+    if mode == "subscription":
+        raise invalid_param("mode", "This fake implements Checkout Sessions in payment and setup mode only.")
+    if mode == "setup":
+        # Setup mode saves a card for later and takes no payment
+        # (https://docs.stripe.com/payments/save-and-reuse?platform=checkout).
+        for name in SETUP_MODE_EXCLUDED:
+            if params.get(name) not in (None, ""):
+                raise invalid_param(name, f"You cannot pass `{name}` in `setup` mode.")
     ui_mode = get_str(params, "ui_mode") or "hosted_page"
     if ui_mode != "hosted_page":
         raise invalid_param("ui_mode", "This fake only implements ui_mode=hosted_page.")
@@ -379,6 +396,8 @@ def create_session(store: Store, params: dict[str, Any], base_url: str) -> dict[
             "The `expires_at` timestamp must be less than 24 hours from Checkout Session creation.",
         )
 
+    if mode == "setup":
+        return _create_setup_session(store, params, base_url, customer_id, expires_at)
     raw_items = get_list(params, "line_items")
     if not raw_items:
         raise missing_param("line_items")
@@ -436,8 +455,230 @@ def create_session(store: Store, params: dict[str, Any], base_url: str) -> dict[
     )
     session["_line_items"] = items
     session["_payment_intent_data"] = pi_data
+    session["_base_url"] = base_url
+    _session_extras(store, session, params)
     store.add(session)
     return session
+
+
+SETUP_MODE_EXCLUDED = (
+    "line_items",
+    "payment_intent_data",
+    "invoice_creation",
+    "discounts",
+    "allow_promotion_codes",
+    "automatic_tax",
+    "submit_type",
+)
+SETUP_INTENT_DATA_PARAMS = {"description", "metadata", "on_behalf_of"}
+INVOICE_DATA_PARAMS = {
+    "account_tax_ids",
+    "custom_fields",
+    "description",
+    "footer",
+    "issuer",
+    "metadata",
+    "rendering_options",
+}
+
+
+def _create_setup_session(
+    store: Store, params: dict[str, Any], base_url: str, customer_id: str | None, expires_at: int
+) -> dict[str, Any]:
+    """A ``mode=setup`` session: its SetupIntent exists from the start (``setup_intent`` is set
+    on the session, https://docs.stripe.com/api/checkout/sessions/object#checkout_session_object-setup_intent)
+    and succeeds when the customer saves a card."""
+    data = get_dict(params, "setup_intent_data")
+    check_known(data, SETUP_INTENT_DATA_PARAMS, "setup_intent_data")
+    currency = get_str(params, "currency")
+    if currency is not None and (len(currency) != 3 or not currency.isalpha()):
+        raise invalid_param("currency", f"Invalid currency: {currency}")
+    sid = new_id("cs_test_c1", 56)
+    session = objects.checkout_session(
+        sid=sid,
+        url=f"{base_url}/c/pay/{sid}",
+        currency=currency.lower() if currency else None,  # type: ignore[arg-type]
+        amount=0,
+        params=params,
+        customer_id=customer_id,
+        expires_at=expires_at,
+    )
+    session.update(
+        amount_subtotal=None,
+        amount_total=None,
+        total_details=None,
+        payment_status="no_payment_required",
+        _line_items=[],
+        _payment_intent_data={},
+        _base_url=base_url,
+    )
+    si = objects.setup_intent(
+        customer_id=customer_id,
+        payment_method_id=None,
+        usage="off_session",
+        metadata={k: v for k, v in get_metadata(data).items() if v},
+        description=get_str(data, "description"),
+        payment_method_types=["card"],
+    )
+    store.add(si)
+    store.emit("setup_intent.created", si)
+    session["setup_intent"] = si["id"]
+    store.add(session)
+    return session
+
+
+def _session_extras(store: Store, session: dict[str, Any], params: dict[str, Any]) -> None:
+    """Automatic tax, a discount or promotion codes, and an invoice on completion."""
+    tax = get_dict(params, "automatic_tax")
+    check_known(tax, ("enabled", "liability"), "automatic_tax")
+    if get_bool(tax, "enabled"):
+        # https://docs.stripe.com/tax/checkout: tax is added to the subtotal after discounts;
+        # the rate is the fake's --tax-rate-bps at the time the session is made.
+        session["automatic_tax"] = {
+            "enabled": True,
+            "liability": {"type": "self"},
+            "provider": "stripe",
+            "status": "complete",
+        }
+        session["_tax_rate_bps"] = store.tax_rate_bps
+    allow = get_bool(params, "allow_promotion_codes")
+    raw = get_list(params, "discounts")
+    if allow and raw:
+        raise invalid_param(
+            "discounts", "You may only specify one of these parameters: allow_promotion_codes, discounts."
+        )
+    session["allow_promotion_codes"] = True if allow else None
+    if len(raw) > 1:
+        raise invalid_param("discounts", "Checkout Sessions only support one discount.")
+    if raw:
+        entry = raw[0]
+        if not isinstance(entry, dict):
+            raise invalid_param("discounts[0]", "Invalid object: discounts[0] must be a hash")
+        check_known(entry, ("coupon", "promotion_code"), "discounts[0]")
+        if bool(get_str(entry, "coupon")) == bool(get_str(entry, "promotion_code")):
+            raise invalid_param(
+                "discounts[0]", "Pass exactly one of discounts[0][coupon], discounts[0][promotion_code]."
+            )
+        subtotal = sum(i["amount_subtotal"] for i in session["_line_items"])
+        if get_str(entry, "promotion_code"):
+            label = "discounts[0][promotion_code]"
+            promo = discounts.lookup(store, "promotion_code", get_str(entry, "promotion_code"), label)
+            c = discounts.check_promotion_code(
+                store,
+                promo,
+                currency=session["currency"],
+                subtotal=subtotal,
+                customer_id=session["customer"],
+                param=label,
+            )
+            session["_discount"] = {"coupon": c["id"], "promotion_code": promo["id"]}
+        else:
+            label = "discounts[0][coupon]"
+            c = discounts.check_coupon(
+                discounts.lookup(store, "coupon", get_str(entry, "coupon"), label),
+                currency=session["currency"],
+                param=label,
+            )
+            session["_discount"] = {"coupon": c["id"], "promotion_code": None}
+    creation = get_dict(params, "invoice_creation")
+    check_known(creation, ("enabled", "invoice_data"), "invoice_creation")
+    if get_bool(creation, "enabled"):
+        # https://docs.stripe.com/payments/checkout/receipts#paid-invoices
+        data = get_dict(creation, "invoice_data")
+        check_known(data, INVOICE_DATA_PARAMS, "invoice_creation[invoice_data]")
+        session["invoice_creation"] = {
+            "enabled": True,
+            "invoice_data": {
+                "account_tax_ids": None,
+                "custom_fields": None,
+                "description": get_str(data, "description"),
+                "footer": get_str(data, "footer"),
+                "issuer": None,
+                "metadata": {k: v for k, v in get_metadata(data).items() if v},
+                "rendering_options": None,
+            },
+        }
+    apply_totals(store, session)
+
+
+def _spread(items: list[dict[str, Any]], field: str, total: int) -> None:
+    # Each line takes its share of a session-wide amount; the last takes the rounding remainder.
+    subtotal = sum(i["amount_subtotal"] for i in items)
+    left = total
+    for n, item in enumerate(items):
+        share = (
+            left if n == len(items) - 1 else (total * item["amount_subtotal"] // subtotal if subtotal else 0)
+        )
+        item[field] = share
+        left -= share
+
+
+def apply_totals(store: Store, session: dict[str, Any]) -> None:
+    """``amount_total = amount_subtotal - amount_discount + amount_tax``, with the discount and
+    tax in ``total_details`` (https://docs.stripe.com/api/checkout/sessions/object#checkout_session_object-total_details)."""
+    items = session["_line_items"]
+    subtotal = sum(i["amount_subtotal"] for i in items)
+    chosen = session.get("_discount")
+    discount = discounts.discount_amount(store.objects[chosen["coupon"]], subtotal) if chosen else 0
+    tax = 0
+    if session["automatic_tax"]["enabled"]:
+        tax = invoicing.tax_amount(subtotal - discount, session.get("_tax_rate_bps", store.tax_rate_bps))
+    _spread(items, "amount_discount", discount)
+    _spread(items, "amount_tax", tax)
+    for item in items:
+        item["amount_total"] = item["amount_subtotal"] - item["amount_discount"] + item["amount_tax"]
+    session.update(amount_subtotal=subtotal, amount_total=subtotal - discount + tax)
+    session["total_details"] = {"amount_discount": discount, "amount_shipping": 0, "amount_tax": tax}
+    session["discounts"] = [dict(chosen)] if chosen else []
+    pi = store.objects.get(session["payment_intent"] or "")
+    if pi is not None and pi["status"] != "succeeded":
+        pi["amount"] = session["amount_total"]
+
+
+def apply_promotion_code(store: Store, session: dict[str, Any], code: str) -> dict[str, Any]:
+    """The customer types a code into the hosted page (``allow_promotion_codes=true``)."""
+    _require_open(session)
+    if not session["allow_promotion_codes"]:
+        raise invalid_param("promotion_code", "This Checkout Session does not accept promotion codes.")
+    promo = discounts.promotion_code_by_text(store, code, "promotion_code")
+    c = discounts.check_promotion_code(
+        store,
+        promo,
+        currency=session["currency"],
+        subtotal=session["amount_subtotal"],
+        customer_id=session["customer"],
+        param="promotion_code",
+    )
+    session["_discount"] = {"coupon": c["id"], "promotion_code": promo["id"]}
+    apply_totals(store, session)
+    return session
+
+
+def _check_discount(store: Store, session: dict[str, Any]) -> None:
+    # A code can run out between being applied and the payment: Stripe refuses it then too.
+    chosen = session.get("_discount")
+    if not chosen:
+        return
+    if chosen["promotion_code"]:
+        discounts.check_promotion_code(
+            store,
+            store.objects[chosen["promotion_code"]],
+            currency=session["currency"],
+            subtotal=session["amount_subtotal"],
+            customer_id=session["customer"],
+            param="promotion_code",
+        )
+    else:
+        discounts.check_coupon(
+            store.objects[chosen["coupon"]], currency=session["currency"], param="discounts"
+        )
+
+
+def _redeem(store: Store, session: dict[str, Any]) -> None:
+    chosen = session.get("_discount")
+    if chosen:
+        promo = store.objects.get(chosen["promotion_code"] or "")
+        discounts.redeem(store, store.objects[chosen["coupon"]], promo)
 
 
 def line_items_page(store: Store, session: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -498,10 +739,15 @@ def expire_due_sessions(store: Store) -> None:
                 expire_session(store, session)
 
 
-def _customer_for(store: Store, session: dict[str, Any], email: str, name: str | None) -> str | None:
+def _customer_for(
+    store: Store, session: dict[str, Any], email: str, name: str | None, *, needed: bool = False
+) -> str | None:
+    """The session's Customer; one is created with ``customer_creation=always`` or when the card
+    is to be saved (``setup_future_usage``), which needs a Customer to attach it to
+    (https://docs.stripe.com/api/checkout/sessions/create#create_checkout_session-customer_creation)."""
     if session["customer"]:
         return session["customer"]
-    if session["customer_creation"] == "always":
+    if session["customer_creation"] == "always" or needed:
         cus = create_customer(store, {"email": email, "name": name or ""})
         session["customer"] = cus["id"]
         return cus["id"]
@@ -571,16 +817,11 @@ def _new_charge(
     email: str,
     name: str | None,
     declined: bool = False,
+    pm: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    pi["payment_method"] = new_id("pm_1")
-    ch = objects.charge(
-        pi=pi,
-        status=status,
-        method_type=method_type,
-        email=email,
-        name=name,
-        card=objects.DECLINED_CARD if declined else None,
-    )
+    pi["payment_method"] = pm["id"] if pm else new_id("pm_1")
+    card = objects.charge_card(pm) if pm else (objects.DECLINED_CARD if declined else None)
+    ch = objects.charge(pi=pi, status=status, method_type=method_type, email=email, name=name, card=card)
     ch["payment_method"] = pi["payment_method"]
     ch["outcome"] = dict(objects.DECLINED_OUTCOME if declined else objects.APPROVED_OUTCOME)
     store.add(ch)
@@ -588,21 +829,77 @@ def _new_charge(
     return ch
 
 
+def _card_for(store: Store, card: str | None, email: str, name: str | None) -> dict[str, Any]:
+    pm = payments.card_pm(store, card)
+    pm["billing_details"].update(email=email, name=name)
+    return pm
+
+
 def pay_session(
-    store: Store, session: dict[str, Any], *, email: str | None = None, name: str | None = None
+    store: Store,
+    session: dict[str, Any],
+    *,
+    email: str | None = None,
+    name: str | None = None,
+    card: str | None = None,
+    promotion_code: str | None = None,
 ) -> dict[str, Any]:
-    """The customer pays by card and the card succeeds."""
+    """The customer pays (or, in setup mode, saves) with ``card``, a test card (default 4242).
+
+    A card that declines ends like :func:`decline_session` and raises the card error; a card
+    that asks for 3D Secure is authenticated on the page, as the customer is there. With
+    ``setup_future_usage`` the card is attached to the customer
+    (https://docs.stripe.com/payments/checkout/save-during-payment); with ``invoice_creation``
+    a paid Invoice is made (https://docs.stripe.com/payments/checkout/receipts#paid-invoices):
+    invoice.created, invoice.finalized, invoice_payment.paid, invoice.paid,
+    invoice.payment_succeeded, before checkout.session.completed.
+    """
     _require_open(session)
+    if promotion_code:
+        apply_promotion_code(store, session, promotion_code)
+    _check_discount(store, session)
     email = _session_email(session, store, email)
-    _customer_for(store, session, email, name)
+    if session["mode"] == "setup":
+        return _complete_setup(store, session, email=email, name=name, card=card)
+    pm = _card_for(store, card, email, name)
+    if pm["_behaviour"] in ("decline", "decline_charge"):
+        error = decline_session(store, session, email=email, pm=pm)
+        fields = {k: v for k, v in error.items() if k not in ("type", "code", "message", "doc_url")}
+        raise StripeError(
+            error["message"], status=402, type="card_error", code=error["code"], keep_effects=True, **fields
+        )
+    sfu = session["_payment_intent_data"].get("setup_future_usage")
+    _customer_for(store, session, email, name, needed=bool(sfu))
     pi = _payment_intent_for(store, session, "card")
     pi["customer"] = session["customer"]
-    ch = _new_charge(store, pi, status="succeeded", method_type="card", email=email, name=name)
+    if sfu and session["customer"]:
+        payments.attach(store, pm, session["customer"])
+    ch = _new_charge(store, pi, status="succeeded", method_type="card", email=email, name=name, pm=pm)
     pi.update(status="succeeded", amount_received=pi["amount"], last_payment_error=None)
     _complete(store, session, email, name)
     session["payment_status"] = "paid"
+    _redeem(store, session)
     store.emit("charge.succeeded", ch)
     store.emit("payment_intent.succeeded", pi)
+    if session["invoice_creation"]["enabled"]:
+        session["invoice"] = invoicing.invoice_for_session(store, session, pi)["id"]
+    store.emit("checkout.session.completed", session)
+    return session
+
+
+def _complete_setup(
+    store: Store, session: dict[str, Any], *, email: str, name: str | None, card: str | None
+) -> dict[str, Any]:
+    """Setup mode: the SetupIntent succeeds and the card is attached to the customer; events
+    setup_intent.succeeded, payment_method.attached, checkout.session.completed."""
+    _customer_for(store, session, email, name)
+    si = store.objects[session["setup_intent"]]
+    si["customer"] = session["customer"]
+    pm = _card_for(store, card, email, name)
+    si["payment_method"] = pm["id"]
+    # The customer is on the page, so a 3D Secure card is authenticated there.
+    payments.confirm_setup_intent(store, si, authenticated=True)
+    _complete(store, session, email, name)
     store.emit("checkout.session.completed", session)
     return session
 
@@ -610,12 +907,25 @@ def pay_session(
 DECLINE_MESSAGE = "Your card was declined."
 
 
-def decline_session(store: Store, session: dict[str, Any], *, email: str | None = None) -> dict[str, Any]:
+def decline_session(
+    store: Store, session: dict[str, Any], *, email: str | None = None, pm: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The customer's card is declined; the session stays open for another attempt."""
     _require_open(session)
     email = _session_email(session, store, email)
+    pm = pm or _card_for(store, "pm_card_chargeDeclined", email, None)
+    if session["mode"] == "setup":
+        si = store.objects[session["setup_intent"]]
+        si["payment_method"] = pm["id"]
+        try:
+            payments.confirm_setup_intent(store, si, authenticated=True)
+        except StripeError as exc:
+            return {"type": exc.type, "code": exc.code, "message": exc.message, **exc.extra}
+        raise StripeError("This card was not declined.")
     pi = _payment_intent_for(store, session, "card")
-    ch = _new_charge(store, pi, status="failed", method_type="card", email=email, name=None, declined=True)
+    ch = _new_charge(
+        store, pi, status="failed", method_type="card", email=email, name=None, declined=True, pm=pm
+    )
     ch.update(failure_code="card_declined", failure_message=DECLINE_MESSAGE)
     error = {
         "charge": ch["id"],
@@ -623,18 +933,13 @@ def decline_session(store: Store, session: dict[str, Any], *, email: str | None 
         "decline_code": "generic_decline",
         "doc_url": "https://docs.stripe.com/error-codes/card-declined",
         "message": DECLINE_MESSAGE,
-        "payment_method": {
-            "id": pi["payment_method"],
-            "object": "payment_method",
-            "type": "card",
-            "card": dict(objects.DECLINED_CARD),
-        },
+        "payment_method": public(pm),
         "type": "card_error",
     }
     pi.update(status="requires_payment_method", last_payment_error=error)
     store.emit("charge.failed", ch)
     store.emit("payment_intent.payment_failed", pi)
-    return error
+    return {**error, "payment_intent": public(pi)}
 
 
 ASYNC_METHOD = "us_bank_account"
@@ -645,6 +950,9 @@ def pay_session_later(
 ) -> dict[str, Any]:
     """A delayed-notification method (bank debit): complete now, money arrives or not later."""
     _require_open(session)
+    if session["mode"] == "setup":
+        raise invalid_param("mode", "A setup-mode Checkout Session takes no payment.")
+    _check_discount(store, session)
     email = _session_email(session, store, email)
     _customer_for(store, session, email, name)
     pi = _payment_intent_for(store, session, ASYNC_METHOD)
@@ -652,6 +960,7 @@ def pay_session_later(
     ch = _new_charge(store, pi, status="pending", method_type=ASYNC_METHOD, email=email, name=name)
     pi.update(status="processing", last_payment_error=None)
     _complete(store, session, email, name)
+    _redeem(store, session)
     store.emit("charge.pending", ch)
     store.emit("payment_intent.processing", pi)
     store.emit("checkout.session.completed", session)
@@ -678,6 +987,9 @@ def settle_session(store: Store, session: dict[str, Any], *, succeed: bool) -> d
         session["payment_status"] = "paid"
         store.emit("charge.succeeded", ch)
         store.emit("payment_intent.succeeded", pi)
+        if session["invoice_creation"]["enabled"] and not session["invoice"]:
+            # The invoice is paid when the money arrives.
+            session["invoice"] = invoicing.invoice_for_session(store, session, pi)["id"]
         store.emit("checkout.session.async_payment_succeeded", session)
     else:
         message = "The customer's account has insufficient funds to cover this payment."

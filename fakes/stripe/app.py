@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from . import actions, cards, invoicing, page, payments, pdf
+from . import actions, cards, discounts, invoicing, page, payments, pdf
 from .errors import StripeError, invalid_param
 from .forms import check_known, decode, get_bool, get_dict, get_int, get_list, get_str
 from .store import API_VERSION, CLOCK, IdempotentResult, Store, new_id, now, public
@@ -360,7 +360,9 @@ def retrieve_payment_method(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
 
 def list_payment_methods(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
     # https://docs.stripe.com/api/payment_methods/list: filters `customer` and `type`.
-    check_known(ctx.params, ("customer", "type", "allow_redisplay", "limit", "starting_after", "ending_before"))
+    check_known(
+        ctx.params, ("customer", "type", "allow_redisplay", "limit", "starting_after", "ending_before")
+    )
     customer = get_str(ctx.params, "customer")
     if customer:
         fake.store.get("customer", customer, "customer")
@@ -442,7 +444,9 @@ def invoice_lines(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
 
 def list_invoice_payments(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
     # https://docs.stripe.com/api/invoice-payment/list: `invoice`, `payment[type|payment_intent]`, `status`.
-    check_known(ctx.params, ("invoice", "payment", "status", "created", "limit", "starting_after", "ending_before"))
+    check_known(
+        ctx.params, ("invoice", "payment", "status", "created", "limit", "starting_after", "ending_before")
+    )
     match = {f: ctx.params[f] for f in ("invoice", "status") if get_str(ctx.params, f)}
     items = fake.store.find("invoice_payment", **match)
     wanted = get_dict(ctx.params, "payment")
@@ -450,6 +454,40 @@ def list_invoice_payments(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
     if get_str(wanted, "payment_intent"):
         items = [p for p in items if p["payment"]["payment_intent"] == wanted["payment_intent"]]
     return fake.store.page(items, ctx.params, "/v1/invoice_payments", ctx.expand)
+
+
+def create_coupon(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
+    return _render(fake, ctx, discounts.create_coupon(fake.store, ctx.params))
+
+
+def retrieve_coupon(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
+    check_known(ctx.params, ())
+    return _render(fake, ctx, discounts.refresh_coupon(fake.store.get("coupon", ctx.arg("id"))))
+
+
+def list_coupons(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
+    check_known(ctx.params, ("limit", "starting_after", "ending_before", "created"))
+    items = [discounts.refresh_coupon(c) for c in fake.store.find("coupon")]
+    return fake.store.page(items, ctx.params, "/v1/coupons", ctx.expand)
+
+
+def create_promotion_code(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
+    return _render(fake, ctx, discounts.create_promotion_code(fake.store, ctx.params))
+
+
+def update_promotion_code(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
+    promo = fake.store.get("promotion_code", ctx.arg("id"))
+    return _render(fake, ctx, discounts.update_promotion_code(fake.store, promo, ctx.params))
+
+
+def list_promotion_codes(fake: FakeStripe, ctx: Ctx) -> dict[str, Any]:
+    # https://docs.stripe.com/api/promotion_codes/list: filters `active`, `code`, `coupon`, `customer`.
+    check_known(
+        ctx.params,
+        ("active", "code", "coupon", "customer", "created", "limit", "starting_after", "ending_before"),
+    )
+    items = discounts.list_promotion_codes(fake.store, ctx.params)
+    return fake.store.page(items, ctx.params, "/v1/promotion_codes", ctx.expand)
 
 
 API_ROUTES: list[tuple[str, str, Handler]] = [
@@ -511,6 +549,13 @@ API_ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/v1/invoiceitems/{id}", _retrieve("invoiceitem", "id")),
     ("GET", "/v1/invoice_payments", list_invoice_payments),
     ("GET", "/v1/invoice_payments/{id}", _retrieve("invoice_payment", "id")),
+    ("POST", "/v1/coupons", create_coupon),
+    ("GET", "/v1/coupons", list_coupons),
+    ("GET", "/v1/coupons/{id}", retrieve_coupon),
+    ("POST", "/v1/promotion_codes", create_promotion_code),
+    ("GET", "/v1/promotion_codes", list_promotion_codes),
+    ("GET", "/v1/promotion_codes/{id}", _retrieve("promotion_code", "id")),
+    ("POST", "/v1/promotion_codes/{id}", update_promotion_code),
     ("GET", "/v1/events", list_events),
     ("GET", "/v1/events/{id}", _retrieve("event", "id")),
     ("POST", "/v1/webhook_endpoints", create_webhook_endpoint),
@@ -549,11 +594,26 @@ def _success_redirect(session: dict[str, Any]) -> web.StreamResponse:
     return web.HTTPSeeOther(f"/c/pay/{session['id']}/done")
 
 
+CHECKOUT_CARDS = [(card.token, card.label) for card in cards.TEST_CARDS.values()]
+
+
+def _checkout_html(
+    fake: FakeStripe, session: dict[str, Any], error: str | None = None, promotion_code: str = ""
+) -> str:
+    return page.checkout_page(
+        session,
+        error=error,
+        async_delay=fake.async_delay,
+        customer_email=_customer_email(fake, session),
+        cards=CHECKOUT_CARDS,
+        promotion_code=promotion_code,
+    )
+
+
 async def checkout_get(request: web.Request) -> web.Response:
     fake: FakeStripe = request.app["fake"]
     session = _checkout_session(fake, request)
-    html = page.checkout_page(session, async_delay=fake.async_delay, customer_email=_customer_email(fake, session))
-    return web.Response(text=html, content_type="text/html")
+    return web.Response(text=_checkout_html(fake, session), content_type="text/html")
 
 
 def _customer_email(fake: FakeStripe, session: dict[str, Any]) -> str:
@@ -568,23 +628,31 @@ async def checkout_post(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     action = str(form.get("action", ""))
     email = str(form.get("email", "")) or None
+    card = str(form.get("card", "")) or None
+    code = str(form.get("promotion_code", "")).strip()
     if session["status"] != "open":
         return web.HTTPSeeOther(f"/c/pay/{session['id']}")
-    with fake.store.batch():
-        if action == "pay":
-            actions.pay_session(fake.store, session, email=email)
-        elif action == "decline":
-            error = actions.decline_session(fake.store, session, email=email)
-        elif action in ("pay_later", "pay_later_fail"):
-            actions.pay_session_later(fake.store, session, email=email)
-            fake.schedule_settlement(session["id"], action == "pay_later", fake.async_delay)
-        else:
-            raise web.HTTPBadRequest(text=f"unknown action {action!r}")
-    if action == "decline":
-        html = page.checkout_page(
-            session, error=error["message"], async_delay=fake.async_delay, customer_email=_customer_email(fake, session)
-        )
-        return web.Response(text=html, content_type="text/html", status=402)
+    try:
+        with fake.store.batch():
+            if code and action != "decline" and session["allow_promotion_codes"]:
+                actions.apply_promotion_code(fake.store, session, code)
+            if action == "apply":
+                pass
+            elif action == "pay":
+                actions.pay_session(fake.store, session, email=email, card=card)
+            elif action == "decline":
+                error = actions.decline_session(fake.store, session, email=email)
+                raise StripeError(error["message"], status=402, type="card_error", keep_effects=True)
+            elif action in ("pay_later", "pay_later_fail"):
+                actions.pay_session_later(fake.store, session, email=email)
+                fake.schedule_settlement(session["id"], action == "pay_later", fake.async_delay)
+            else:
+                raise web.HTTPBadRequest(text=f"unknown action {action!r}")
+    except StripeError as exc:
+        html = _checkout_html(fake, session, error=exc.message, promotion_code=code)
+        return web.Response(text=html, content_type="text/html", status=402 if exc.status == 402 else 400)
+    if action == "apply":
+        return web.Response(text=_checkout_html(fake, session, promotion_code=code), content_type="text/html")
     return _success_redirect(session)
 
 
@@ -750,7 +818,14 @@ async def c_config(fake: FakeStripe, request: web.Request, params: dict[str, Any
 async def c_pay(fake: FakeStripe, request: web.Request, params: dict[str, Any]) -> Any:
     session = _session_arg(fake, request)
     with fake.store.batch():
-        actions.pay_session(fake.store, session, email=get_str(params, "email"), name=get_str(params, "name"))
+        actions.pay_session(
+            fake.store,
+            session,
+            email=get_str(params, "email"),
+            name=get_str(params, "name"),
+            card=get_str(params, "card") or get_str(params, "payment_method"),
+            promotion_code=get_str(params, "promotion_code"),
+        )
     return fake.store.render(session)
 
 
@@ -827,7 +902,9 @@ async def c_authenticate(fake: FakeStripe, request: web.Request, params: dict[st
     """The customer completes (or fails) 3D Secure for an intent in ``requires_action``."""
     intent = fake.store.objects.get(request.match_info["id"])
     if intent is None or intent["object"] not in ("payment_intent", "setup_intent"):
-        raise StripeError(f"No such intent: '{request.match_info['id']}'", status=404, code="resource_missing")
+        raise StripeError(
+            f"No such intent: '{request.match_info['id']}'", status=404, code="resource_missing"
+        )
     if intent["status"] != "requires_action":
         raise StripeError(
             f"{intent['id']} is {intent['status']}; only an intent in requires_action can be authenticated.",

@@ -15,7 +15,7 @@ from typing import Any
 from . import objects, payments
 from .errors import StripeError, invalid_param, missing_param
 from .forms import check_known, get_bool, get_dict, get_int, get_metadata, get_str
-from .store import Store, now
+from .store import Store, new_id, now
 
 INVOICE_PARAMS = {
     "account_tax_ids",
@@ -498,4 +498,63 @@ def void_invoice(store: Store, inv: dict[str, Any]) -> dict[str, Any]:
     inv["amount_remaining"] = 0
     inv["status_transitions"]["voided_at"] = now()
     store.emit("invoice.voided", inv)
+    return inv
+
+
+def invoice_for_session(store: Store, session: dict[str, Any], pi: dict[str, Any]) -> dict[str, Any]:
+    """The paid Invoice Checkout makes with ``invoice_creation[enabled]=true``
+    (https://docs.stripe.com/payments/checkout/receipts#paid-invoices): the session's lines,
+    discount and tax, ``invoice_data``'s description, metadata and footer, paid by the
+    session's PaymentIntent."""
+    cus = store.objects.get(session["customer"] or "")
+    data = session["invoice_creation"]["invoice_data"]
+    inv = objects.invoice(
+        customer=cus,
+        currency=session["currency"],
+        collection_method="charge_automatically",
+        auto_advance=False,
+        description=data.get("description"),
+        metadata=dict(data.get("metadata") or {}),
+        footer=data.get("footer"),
+        automatic_tax=session["automatic_tax"]["enabled"],
+        default_payment_method=None,
+        due_date=None,
+    )
+    details = session["customer_details"] or {}
+    inv.update(
+        customer_email=details.get("email") or inv["customer_email"],
+        customer_name=details.get("name") or inv["customer_name"],
+    )
+    inv["lines"]["url"] = f"/v1/invoices/{inv['id']}/lines"
+    inv["_base_url"] = session["_base_url"]
+    if "_tax_rate_bps" in session:
+        inv["_tax_rate_bps"] = session["_tax_rate_bps"]
+    store.add(inv)
+    for item in session["_line_items"]:
+        price = item["price"]
+        ii = objects.invoice_item(
+            customer_id=inv["customer"],
+            invoice_id=inv["id"],
+            currency=inv["currency"],
+            unit_amount=price["unit_amount"],
+            quantity=item["quantity"],
+            description=item["description"],
+            metadata={},
+            price_id=price["id"],
+            product_id=price["product"],
+        )
+        store.add(ii)
+        inv["lines"]["data"].append(objects.invoice_line(ii, inv["id"]))
+    discount = session["total_details"]["amount_discount"]
+    if discount:
+        inv["_discount_amount"] = discount
+        inv["discounts"] = [new_id("di_")]
+        inv["total_discount_amounts"] = [{"amount": discount, "discount": inv["discounts"][0]}]
+    recalculate(store, inv)
+    store.emit("invoice.created", inv)
+    finalize_invoice(store, inv)
+    if inv["status"] == "open":
+        payment = objects.invoice_payment(invoice_obj=inv, pi=pi, amount=inv["amount_remaining"])
+        store.add(payment)
+        payment_succeeded(store, pi)
     return inv

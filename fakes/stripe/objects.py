@@ -101,6 +101,7 @@ def price(
     nickname: str | None = None,
     lookup_key: str | None = None,
     active: bool = True,
+    tax_behavior: str | None = None,
 ) -> dict[str, Any]:
     return {
         "id": new_id("price_1"),
@@ -116,7 +117,7 @@ def price(
         "nickname": nickname,
         "product": product_id,
         "recurring": None,
-        "tax_behavior": "unspecified",
+        "tax_behavior": tax_behavior or "unspecified",
         "tiers_mode": None,
         "transform_quantity": None,
         "type": "one_time",

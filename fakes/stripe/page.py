@@ -36,25 +36,51 @@ def _layout(title: str, body: str) -> str:
     )
 
 
-def checkout_page(
-    session: dict[str, Any], *, error: str | None = None, async_delay: float = 3.0, customer_email: str = ""
-) -> str:
-    sid = escape(session["id"])
+def _session_rows(session: dict[str, Any]) -> str:
+    cur = session["currency"]
     rows = "".join(
         f"<tr><td>{escape(item['description'] or 'Item')} × {item['quantity']}</td>"
-        f"<td class=r>{money(item['amount_total'], item['currency'])}</td></tr>"
+        f"<td class=r>{money(item['amount_subtotal'], item['currency'])}</td></tr>"
         for item in session["_line_items"]
     )
+    details = session["total_details"] or {}
+    if details.get("amount_discount") or details.get("amount_tax"):
+        rows += (
+            f"<tr><td>Subtotal</td><td class=r id=subtotal>{money(session['amount_subtotal'], cur)}</td></tr>"
+        )
+    if details.get("amount_discount"):
+        rows += f"<tr><td>Discount</td><td class=r id=discount>−{money(details['amount_discount'], cur)}</td></tr>"
+    if session["automatic_tax"]["enabled"]:
+        rows += f"<tr><td>Tax</td><td class=r id=tax>{money(details.get('amount_tax', 0), cur)}</td></tr>"
     rows += (
-        f"<tr class=total><td>Total</td>"
-        f"<td class=r id=total>{money(session['amount_total'], session['currency'])}</td></tr>"
+        f"<tr class=total><td>Total</td><td class=r id=total>{money(session['amount_total'], cur)}</td></tr>"
     )
-    head = f"<p class=test>TEST MODE · fake Stripe</p><h1>Checkout</h1><table>{rows}</table>"
+    return rows
+
+
+def checkout_page(
+    session: dict[str, Any],
+    *,
+    error: str | None = None,
+    async_delay: float = 3.0,
+    customer_email: str = "",
+    cards: list[tuple[str, str]] | None = None,
+    promotion_code: str = "",
+) -> str:
+    sid = escape(session["id"])
+    setup = session["mode"] == "setup"
+    if setup:
+        head = (
+            "<p class=test>TEST MODE · fake Stripe</p><h1>Save a card</h1>"
+            "<p class=note>Your card is saved for future payments; nothing is charged now.</p>"
+        )
+    else:
+        head = f"<p class=test>TEST MODE · fake Stripe</p><h1>Checkout</h1><table>{_session_rows(session)}</table>"
     status = session["status"]
     if status != "open":
         if status == "complete":
             msg = "This Checkout Session is complete."
-            if session["payment_status"] != "paid":
+            if session["payment_status"] == "unpaid":
                 msg += " The payment is still processing."
         else:
             msg = "This Checkout Session has expired. Please go back and try again."
@@ -70,24 +96,51 @@ def checkout_page(
     # (https://docs.stripe.com/payments/checkout/update-customer; `customer` on
     # https://docs.stripe.com/api/checkout/sessions/create).
     email = (
-        session["customer_email"] or (session.get("customer_details") or {}).get("email") or customer_email or ""
+        session["customer_email"]
+        or (session.get("customer_details") or {}).get("email")
+        or customer_email
+        or ""
     )
     cancel = (
         f'<p class=note><a id=cancel href="{escape(session["cancel_url"])}">← Cancel and go back</a></p>'
         if session["cancel_url"]
         else ""
     )
-    body = f"""{head}{alert}
-<form method=post action="/c/pay/{sid}">
-<label for=email>Email</label>
-<input id=email name=email type=email value="{escape(email)}" placeholder="customer@example.com">
-<p class=note>Card 4242 4242 4242 4242 (any expiry, any CVC)</p>
-<button id=pay data-testid=pay name=action value=pay>Pay</button>
+    # The test cards of https://docs.stripe.com/testing; 4242 is chosen unless the customer picks another.
+    options = "".join(
+        f"<option value={escape(value)}>{escape(label)}</option>" for value, label in cards or []
+    )
+    card_field = (
+        f"<label for=card>Card</label><select id=card name=card data-testid=card>{options}</select>"
+        "<p class=note>Any expiry, any CVC. A 3D Secure card is authenticated on this page.</p>"
+    )
+    promo = ""
+    if session["allow_promotion_codes"]:
+        # "allow_promotion_codes: Enables user redeemable promotion codes"
+        # (https://docs.stripe.com/api/checkout/sessions/create#create_checkout_session-allow_promotion_codes).
+        promo = (
+            "<label for=promotion-code>Promotion code</label>"
+            f'<input id=promotion-code name=promotion_code data-testid=promotion-code value="{escape(promotion_code)}">'
+            "<button id=apply-code data-testid=apply-code class=alt name=action value=apply>Apply</button>"
+        )
+    if setup:
+        buttons = (
+            "<button id=pay data-testid=pay name=action value=pay>Save card</button>"
+            "<button id=decline data-testid=decline class=alt name=action value=decline>Decline</button>"
+        )
+    else:
+        buttons = f"""<button id=pay data-testid=pay name=action value=pay>Pay</button>
 <button id=decline data-testid=decline class=alt name=action value=decline>Decline</button>
 <button id=pay-later data-testid=pay-later class=alt name=action value=pay_later>Pay later (succeeds)</button>
 <button id=pay-later-fail data-testid=pay-later-fail class=alt name=action value=pay_later_fail>Pay later (fails)</button>
 <p class=note>"Pay later" is a bank debit: the session completes unpaid and the payment
-settles about {async_delay:g} s later.</p>
+settles about {async_delay:g} s later.</p>"""
+    body = f"""{head}{alert}
+<form method=post action="/c/pay/{sid}">
+<label for=email>Email</label>
+<input id=email name=email type=email value="{escape(email)}" placeholder="customer@example.com">
+{card_field}{promo}
+{buttons}
 </form>{cancel}"""
     return _layout("Checkout", body)
 
@@ -114,7 +167,9 @@ def invoice_page(inv: dict[str, Any], *, error: str | None = None, cards: list[t
     if inv["automatic_tax"]["enabled"] or tax:
         rows += f"<tr><td>Tax</td><td class=r id=tax>{money(tax, cur)}</td></tr>"
     rows += f"<tr class=total><td>Total</td><td class=r id=total>{money(inv['total'], cur)}</td></tr>"
-    rows += f"<tr><td>Amount due</td><td class=r id=amount-due>{money(inv['amount_remaining'], cur)}</td></tr>"
+    rows += (
+        f"<tr><td>Amount due</td><td class=r id=amount-due>{money(inv['amount_remaining'], cur)}</td></tr>"
+    )
     number = escape(inv["number"] or "draft")
     head = (
         f"<p class=test>TEST MODE · fake Stripe</p><h1>Invoice <span id=number>{number}</span></h1>"
@@ -126,16 +181,16 @@ def invoice_page(inv: dict[str, Any], *, error: str | None = None, cards: list[t
     if inv["status"] != "open":
         return _layout(f"Invoice {number}", head)
     alert = (
-        f'<p class=alert role=alert id=error data-testid="decline-message">{escape(error)}</p>' if error else ""
+        f'<p class=alert role=alert id=error data-testid="decline-message">{escape(error)}</p>'
+        if error
+        else ""
     )
-    options = "".join(
-        f"<option value={escape(value)}>{escape(label)}</option>" for value, label in cards
-    )
+    options = "".join(f"<option value={escape(value)}>{escape(label)}</option>" for value, label in cards)
     body = f"""{head}{alert}
-<form method=post action="/i/{escape(inv['id'])}">
+<form method=post action="/i/{escape(inv["id"])}">
 <label for=card>Card</label>
 <select id=card name=card data-testid=card>{options}</select>
-<button id=pay data-testid=pay name=action value=pay>Pay {money(inv['amount_remaining'], cur)}</button>
+<button id=pay data-testid=pay name=action value=pay>Pay {money(inv["amount_remaining"], cur)}</button>
 <p class=note>You are paying on this page, so a card that asks for 3D Secure is authenticated here.</p>
 </form>"""
     return _layout(f"Invoice {number}", body)

@@ -129,9 +129,23 @@ class FakeStripeHandle:
 
     # --- customer actions on Checkout ----------------------------------------------------------
 
-    def pay(self, session_id: str, email: str | None = None) -> dict[str, Any]:
-        """The card succeeds: the session is complete and paid. Returns the session."""
-        return self._call("POST", f"/_fake/checkout/sessions/{session_id}/pay", {"email": email})
+    def pay(
+        self,
+        session_id: str,
+        email: str | None = None,
+        *,
+        card: str | None = None,
+        promotion_code: str | None = None,
+    ) -> dict[str, Any]:
+        """The customer pays (in setup mode: saves the card) with ``card``, a test token such as
+        ``pm_card_chargeCustomerFail`` (default ``pm_card_visa``), after typing ``promotion_code``
+        if given. The session is complete; returns it. A card that declines raises
+        :class:`FakeStripeError` (402, the card error) and leaves the session open."""
+        return self._call(
+            "POST",
+            f"/_fake/checkout/sessions/{session_id}/pay",
+            {"email": email, "card": card, "promotion_code": promotion_code},
+        )
 
     def decline(self, session_id: str) -> dict[str, Any]:
         """The card is declined; the session stays open. Returns ``{"session", "error"}``."""
