@@ -53,3 +53,8 @@ class StripeUnavailable(StripeFailure):
 
 class InvalidWebhook(BillingError):
     """A webhook whose signature, timestamp or body does not verify."""
+
+
+class SpendingCapExceeded(BillingError):
+    """A purchase, top-up or hold would pass the user's monthly spending cap (the message says by
+    how much, and when the cap's month starts again)."""

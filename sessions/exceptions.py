@@ -33,6 +33,12 @@ class InsufficientCredits(CallError):
     status, code = 402, "insufficient_credits"
 
 
+class SpendingCapReached(InsufficientCredits):
+    """The user's monthly spending cap leaves less than the call's minimum (billing.services.caps)."""
+
+    code = "spending_cap"
+
+
 class WalletBlocked(CallError):
     status, code = 402, "wallet_blocked"
 

@@ -17,7 +17,7 @@ from billing.api.serializers import (
     PurchaseSerializer,
     WalletSerializer,
 )
-from billing.exceptions import PaymentsNotConfigured, StripeFailure, UnknownPack
+from billing.exceptions import PaymentsNotConfigured, SpendingCapExceeded, StripeFailure, UnknownPack
 from billing.models import CreditPack, LedgerEntry, Purchase, Wallet
 from realtime_saas.throttles import CheckoutThrottle
 
@@ -26,6 +26,13 @@ class PaymentProviderUnavailable(APIException):
     status_code = 503
     default_detail = "The payment provider could not be reached. Nothing was charged; try again."
     default_code = "payment_provider_unavailable"
+
+
+class SpendingCapReached(APIException):
+    """A purchase the user's monthly spending cap refuses (the detail says by how much)."""
+
+    status_code = 403
+    default_code = "spending_cap"
 
 
 class WalletView(generics.RetrieveAPIView[Wallet]):
@@ -75,6 +82,8 @@ class CheckoutView(APIView):
             )
         except UnknownPack as exc:
             raise ValidationError({"pack": [str(exc)]}) from exc
+        except SpendingCapExceeded as exc:
+            raise SpendingCapReached(str(exc)) from exc
         except (StripeFailure, PaymentsNotConfigured) as exc:
             raise PaymentProviderUnavailable() from exc
         out = CheckoutOutputSerializer({"purchase_id": purchase.public_id, "checkout_url": purchase.checkout_url})

@@ -20,6 +20,7 @@ One module per seam, imported one way (a module imports only those below it):
 
 from billing.services.checkout import (
     cancel_checkout,
+from billing.services.caps import CapStatus, cap_status
     expire_stale_checkout,
     fail_checkout,
     fulfil_checkout,
@@ -105,6 +106,9 @@ __all__ = [
     "REFUND_FAILED_STATUSES",
     "apply_charge_refunds",
     "apply_dispute",
+    # the monthly spending cap
+    "CapStatus",
+    "cap_status",
     "apply_refund",
     # Stripe events
     "HANDLED_TYPES",

@@ -18,6 +18,7 @@ from django.utils import timezone
 from billing import locks, notifications, stripe_client
 from billing.exceptions import StripeFailure, StripeUnavailable, UnknownPack
 from billing.models import CreditPack, Purchase, Wallet
+from billing.services import caps
 from billing.services.ledger import Kind, get_wallet, post_entry
 from billing.stripe_client import StripeObject
 
@@ -42,6 +43,8 @@ def start_checkout(*, user: User, pack_key: str, success_url: str, cancel_url: s
         purchase = Purchase.objects.create(
             user_id=user.pk, pack=pack, credits=pack.credits, amount_cents=pack.price_cents,
             currency=pack.currency.lower(),
+        # The monthly spending cap, counted under the wallet's lock so racing purchases add up.
+        caps.check_purchase(wallet=locks.wallet_for_update(user_id=user.pk), amount_cents=pack.price_cents)
         )
     try:
         customer_id = _stripe_customer_for(user)

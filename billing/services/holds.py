@@ -19,6 +19,7 @@ from billing.exceptions import (
     WalletBlocked,
 )
 from billing.models import Hold, LedgerEntry, Wallet
+from billing.services import caps
 from billing.services.ledger import Kind, post_entry, push_balance_on_commit, require_positive
 from realtime_saas.sql import (
     fetch_one,
@@ -102,10 +103,11 @@ def _place_sql() -> str:
     columns, values = insert_parts(Hold, dict(_HOLD_VALUES, wallet_id="w.id"))
     return f"""
 WITH w AS (
-    SELECT id, balance, held, open_disputes FROM billing_wallet WHERE user_id = %(user)s FOR UPDATE
+    SELECT id, balance, held, open_disputes, monthly_cap_cents FROM billing_wallet WHERE user_id = %(user)s FOR UPDATE
 ), h AS (
     INSERT INTO billing_hold ({columns}) SELECT {values} FROM w
     WHERE w.balance >= 0 AND w.open_disputes = 0 AND w.balance - w.held >= %(credits)s
+        AND w.monthly_cap_cents IS NULL
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id, wallet_id
 ), u AS (
@@ -174,6 +176,7 @@ def hold_in_transaction(*, wallet: Wallet, credits: int, idempotency_key: str, r
     available = wallet.balance - wallet.held
     if available < credits:
         raise InsufficientCredits(available=max(0, available), required=credits)
+    caps.check_hold(wallet=wallet, credits=credits)  # the monthly spending cap (no query without one)
     if is_postgresql():  # the hold and the wallet's `held` in one statement
         params = _hold_params(credits=credits, idempotency_key=idempotency_key, reference=reference[:255],
                               memo=memo)
