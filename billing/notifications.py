@@ -67,13 +67,18 @@ def purchase_fulfilled(purchase: Purchase) -> None:
 # might then deliver twice; the failure is logged (and the purchase history shows the receipt).
 @shared_task(name="billing.send_purchase_receipt", soft_time_limit=30, time_limit=45)
 def send_purchase_receipt_task(purchase_pk: int) -> None:
+    # Imported here: billing.services imports this module (the ledger notes balance changes).
+    from billing.services.invoices import charge_breakdown, refresh_invoice_links
+
+    refresh_invoice_links(purchase_id=purchase_pk)  # the invoice's links, if Stripe has them yet
     purchase = Purchase.objects.select_related("user", "pack").get(pk=purchase_pk)
     balance = Wallet.objects.values_list("balance", flat=True).get(user_id=purchase.user_id)
     try:
         send_to_user(to=purchase.user.email, template="purchase_receipt", context={
             "pack_name": purchase.pack.name, "credits": purchase.credits, "amount_cents": purchase.amount_cents,
             "currency": purchase.currency, "paid_at": purchase.credited_at, "purchase_id": purchase.public_id,
-            "balance": balance,
+            "balance": balance, "breakdown": charge_breakdown(purchase), "invoice_url": purchase.invoice_url,
+            "invoice_pdf": purchase.invoice_pdf,
         })
     except Exception:
         logger.exception("receipt for purchase %s could not be sent", purchase.public_id)

@@ -129,6 +129,11 @@ def _event_shape_error(event: Any) -> str | None:
     if event.get("object") != "event":
         return "Not a Stripe event (object is not 'event')"
     event_id = event.get("id")
+def retrieve_invoice(invoice_id: str) -> StripeObject:
+    """An invoice; `hosted_invoice_url` and `invoice_pdf` are set once it is finalized."""
+    return _plain(_call(get_client().v1.invoices.retrieve, invoice_id))
+
+
     if not isinstance(event_id, str) or not event_id or len(event_id) > MAX_ID_LENGTH:
         return f"id must be a non-empty string of at most {MAX_ID_LENGTH} characters"
     if not isinstance(event.get("type", ""), str):

@@ -4,6 +4,7 @@ import logging
 from typing import TypedDict
 from uuid import UUID
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -62,7 +63,9 @@ def buy_credits(request: AuthenticatedHttpRequest) -> HttpResponse:
     if request.GET.get("canceled"):
         _cancel_returned_checkout(request)
     packs = CreditPack.objects.filter(active=True)
-    return render(request, "billing/buy.html", {"packs": packs, **_wallet_context(request.user)})
+    return render(request, "billing/buy.html", {
+        "packs": packs, "prices_before_tax": settings.STRIPE_AUTOMATIC_TAX, **_wallet_context(request.user),
+    })
 
 
 def _cancel_returned_checkout(request: AuthenticatedHttpRequest) -> None:

@@ -323,6 +323,11 @@ if STRIPE_EVENT_MAX_ATTEMPTS < 1:
     raise ImproperlyConfigured("STRIPE_EVENT_MAX_ATTEMPTS must be ≥ 1.")
 
 # Security. Behind TLS in production; `DEBUG=true` for local development only.
+# Stripe Tax at checkout: pack prices are then before tax and the tax is added on the invoice
+# (docs/billing.md, "Invoices and tax"; needs Stripe Tax set up in the Dashboard).
+STRIPE_AUTOMATIC_TAX = env_bool("STRIPE_AUTOMATIC_TAX", False)
+# Checkout shows a promotion code field (codes are made in the Stripe Dashboard).
+STRIPE_ALLOW_PROMOTION_CODES = env_bool("STRIPE_ALLOW_PROMOTION_CODES", False)
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # the Talk page's JS sends it as X-CSRFToken
 X_FRAME_OPTIONS = "DENY"

@@ -1,5 +1,6 @@
 from typing import Any
 
+from django.conf import settings
 from rest_framework import serializers
 
 from billing.models import CreditPack, LedgerEntry, Purchase, Wallet
@@ -23,9 +24,16 @@ class LedgerEntrySerializer(serializers.ModelSerializer[LedgerEntry]):
 
 
 class CreditPackSerializer(serializers.ModelSerializer[CreditPack]):
+    price_before_tax = serializers.SerializerMethodField(
+        help_text="True when tax is added to price_cents at checkout (STRIPE_AUTOMATIC_TAX)."
+    )
+
     class Meta:
         model = CreditPack
-        fields = ["key", "name", "credits", "price_cents", "currency"]
+        fields = ["key", "name", "credits", "price_cents", "currency", "price_before_tax"]
+
+    def get_price_before_tax(self, pack: CreditPack) -> bool:
+        return bool(settings.STRIPE_AUTOMATIC_TAX)
 
 
 class PurchaseSerializer(serializers.ModelSerializer[Purchase]):
@@ -36,7 +44,7 @@ class PurchaseSerializer(serializers.ModelSerializer[Purchase]):
     class Meta:
         model = Purchase
         fields = ["id", "created_at", "pack", "credits", "amount_cents", "currency", "status", "message",
-                  "refunded_credits"]
+                  "refunded_credits", "subtotal_cents", "discount_cents", "tax_cents", "invoice_url", "invoice_pdf"]
 
 
 class CheckoutInputSerializer(serializers.Serializer[dict[str, Any]]):

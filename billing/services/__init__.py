@@ -8,6 +8,7 @@ transactions, never inside one.
 One module per seam, imported one way (a module imports only those below it):
 
     stripe_events   receive, process, retry and dispatch Stripe webhook events
+    invoices        purchases' Stripe invoices: their links, the charge in words
     checkout        credit packs, Checkout Sessions, fulfilment   refunds   refunds and disputes
     holds           place, hold_in_transaction, settle, release; get_hold, hold_settlement (reads)
     ledger          wallets, grant / clawback / adjust / credit_refund, lock_wallet, the one entry writer

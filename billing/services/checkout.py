@@ -32,19 +32,22 @@ def start_checkout(*, user: User, pack_key: str, success_url: str, cancel_url: s
     """Make a pending Purchase for an active pack, then its Stripe Checkout Session.
 
     The browser names only the pack; price and credits come from the CreditPack row. The
-    success URL gets Stripe's `{CHECKOUT_SESSION_ID}` template appended. Raises `UnknownPack`,
-    `PaymentsNotConfigured` or `StripeFailure` (the purchase is then marked failed).
+    success URL gets Stripe's `{CHECKOUT_SESSION_ID}` template appended. Every session makes a
+    Stripe invoice once paid; `STRIPE_AUTOMATIC_TAX` adds tax on top of the pack's price and
+    `STRIPE_ALLOW_PROMOTION_CODES` lets the buyer enter a code (`_invoice_and_tax_params`).
+    Raises `UnknownPack`, `PaymentsNotConfigured` or `StripeFailure` (the purchase is then
+    marked failed).
     """
     pack = CreditPack.objects.filter(key=str(pack_key), active=True).first()
     if pack is None:
         raise UnknownPack(str(pack_key))
     stripe_client.ensure_configured()
     with transaction.atomic(durable=True):
-        purchase = Purchase.objects.create(
-            user_id=user.pk, pack=pack, credits=pack.credits, amount_cents=pack.price_cents,
-            currency=pack.currency.lower(),
         # The monthly spending cap, counted under the wallet's lock so racing purchases add up.
         caps.check_purchase(wallet=locks.wallet_for_update(user_id=user.pk), amount_cents=pack.price_cents)
+        purchase = Purchase.objects.create(
+            user_id=user.pk, pack=pack, credits=pack.credits, amount_cents=pack.price_cents,
+            subtotal_cents=pack.price_cents, currency=pack.currency.lower(),
         )
     try:
         customer_id = _stripe_customer_for(user)
@@ -62,6 +65,8 @@ def start_checkout(*, user: User, pack_key: str, success_url: str, cancel_url: s
                     "currency": purchase.currency,
                     "unit_amount": purchase.amount_cents,
                     "product_data": {"name": f"{pack.name}: {pack.credits:,} credits"},
+                    # Before tax, as the buy page says (`_invoice_and_tax_params`).
+                    **({"tax_behavior": "exclusive"} if settings.STRIPE_AUTOMATIC_TAX else {}),
                 },
                 "quantity": 1,
             }
@@ -79,6 +84,7 @@ def start_checkout(*, user: User, pack_key: str, success_url: str, cancel_url: s
                 "payment_intent_data": {"metadata": metadata},
                 "success_url": f"{success_url}{joiner}session_id={{CHECKOUT_SESSION_ID}}",
                 "cancel_url": cancel_url,
+                **_invoice_and_tax_params(pack, metadata),
             },
             idempotency_key=f"checkout:{purchase.public_id}",
         )
@@ -96,6 +102,39 @@ def start_checkout(*, user: User, pack_key: str, success_url: str, cancel_url: s
     return purchase
 
 
+def _invoice_and_tax_params(pack: CreditPack, metadata: dict[str, str]) -> dict[str, Any]:
+    """The Checkout parameters for the purchase's invoice, tax and promotion codes.
+
+    - `invoice_creation`: a payment-mode session makes no invoice unless asked; with it Stripe
+      creates one when the payment succeeds, paid, and names it in `session.invoice` (Stripe,
+      "Send post-payment invoices with Checkout", docs.stripe.com/payments/checkout/post-payment-invoices).
+      Its metadata names the purchase, so an `invoice.*` event can be matched to it.
+    - `automatic_tax` (STRIPE_AUTOMATIC_TAX): Stripe Tax adds tax from the buyer's address, which
+      Checkout collects as needed. For a session with an existing Customer, Checkout may use the
+      address it collects only with `customer_update[address]=auto`, which saves it on the Customer
+      (docs.stripe.com/tax/checkout, "Existing customer"). An inline price says it is before tax
+      (`tax_behavior=exclusive`): what the buy page shows is then what the subtotal is. A pack with
+      its own Stripe Price keeps that Price's tax behaviour (staff set it to exclusive).
+    - `allow_promotion_codes` (STRIPE_ALLOW_PROMOTION_CODES): a code field on Stripe's page. A
+      discount lowers `amount_total`, never the subtotal fulfilment checks against the pack.
+    """
+    params: dict[str, Any] = {
+        "invoice_creation": {
+            "enabled": True,
+            "invoice_data": {
+                "description": f"{pack.name}: {pack.credits:,} credits",
+                "metadata": {"purchase_id": metadata["purchase_id"], "user_id": metadata["user_id"]},
+            },
+        },
+    }
+    if settings.STRIPE_AUTOMATIC_TAX:
+        params["automatic_tax"] = {"enabled": True}
+        params["customer_update"] = {"address": "auto"}
+    if settings.STRIPE_ALLOW_PROMOTION_CODES:
+        params["allow_promotion_codes"] = True
+    return params
+
+
 def _stripe_customer_for(user: User) -> str:
     wallet = get_wallet(user)
     if wallet.stripe_customer_id:
@@ -111,7 +150,11 @@ def _stripe_customer_for(user: User) -> str:
 
 
 def _session_problem(purchase: Purchase, session: StripeObject) -> str:
-    """Why a retrieved Checkout Session does not match its purchase ("" when it does)."""
+    """Why a retrieved Checkout Session does not match its purchase ("" when it does).
+
+    The pack's price is checked against the subtotal (`amount_subtotal`, before discounts and
+    tax), never against `amount_total`: a promotion code lowers the total and Stripe Tax raises
+    it, and either way the buyer bought the pack (Stripe: the session's `total_details`)."""
     if session.get("mode") != "payment":
         return f"mode is {session.get('mode')!r}, not 'payment'"
     if str(session.get("client_reference_id")) != str(purchase.user_id):
@@ -120,8 +163,11 @@ def _session_problem(purchase: Purchase, session: StripeObject) -> str:
         return "metadata names another purchase"
     if (session.get("currency") or "").lower() != purchase.currency:
         return f"currency {session.get('currency')!r} is not {purchase.currency!r}"
-    if session.get("amount_subtotal") != purchase.amount_cents:
-        return f"amount_subtotal {session.get('amount_subtotal')} is not {purchase.amount_cents}"
+    price_cents = _pack_price_cents(purchase)
+    if session.get("amount_subtotal") != price_cents:
+        return f"amount_subtotal {session.get('amount_subtotal')} is not {price_cents}"
+    if not isinstance(session.get("amount_total"), int) or session["amount_total"] < 0:
+        return f"amount_total {session.get('amount_total')!r} is not an amount"
     items = ((session.get("line_items") or {}).get("data")) or []
     if len(items) != 1 or items[0].get("quantity") != 1:
         return "the session does not hold exactly one pack"
@@ -131,9 +177,34 @@ def _session_problem(purchase: Purchase, session: StripeObject) -> str:
         # Credits come from our pack table, looked up by the price Stripe charged.
         if price.get("id") != pack.stripe_price_id:
             return f"price {price.get('id')!r} is not the pack's price"
-    elif price.get("unit_amount") != purchase.amount_cents or (price.get("currency") or "").lower() != purchase.currency:
+    elif price.get("unit_amount") != price_cents or (price.get("currency") or "").lower() != purchase.currency:
         return "the line item's price is not the pack's price"
     return ""
+
+
+def _pack_price_cents(purchase: Purchase) -> int:
+    """The pack's price when the purchase was made (its subtotal; purchases made before the
+    subtotal was stored have only `amount_cents`, which then was the price)."""
+    return purchase.subtotal_cents if purchase.subtotal_cents is not None else purchase.amount_cents
+
+
+def _record_charge(purchase: Purchase, session: StripeObject) -> None:
+    """Copy what the buyer was charged from a paid session onto the purchase (saved by the caller):
+    the subtotal, a promotion code's discount, the tax, `amount_cents` = `amount_total` (what
+    refunds and disputes are measured against), and the invoice Checkout made for it."""
+    totals = session.get("total_details") or {}
+    purchase.subtotal_cents = session["amount_subtotal"]
+    purchase.discount_cents = int(totals.get("amount_discount") or 0)
+    purchase.tax_cents = int(totals.get("amount_tax") or 0)
+    purchase.amount_cents = session["amount_total"]
+    invoice = session.get("invoice")
+    purchase.invoice_id = (invoice.get("id") if isinstance(invoice, dict) else invoice) or purchase.invoice_id
+
+
+# Stripe's fulfilment guide grants whatever is not "unpaid": "no_payment_required" is a completed
+# session a 100% promotion code made free (docs.stripe.com/checkout/fulfillment, "Create a
+# fulfillment function"). "unpaid" after completion is a bank debit still processing.
+FULFILLED_PAYMENT_STATUSES = {"paid", "no_payment_required"}
 
 
 def fulfil_checkout(*, session_id: str) -> Purchase | None:
@@ -141,8 +212,10 @@ def fulfil_checkout(*, session_id: str) -> Purchase | None:
 
     Called by the webhook task (completed, async_payment_succeeded, expired), by the success
     page and by the reconciliation sweep, possibly concurrently. Retrieves the session with its
-    line items; grants only when `payment_status == "paid"` and the session matches the pack.
-    Returns the purchase, or None for a session we did not create.
+    line items; grants only when it is paid (or a promotion code made it free) and the session
+    matches the pack; records the charge (subtotal, discount, tax, total) and the session's
+    invoice. The invoice's links are fetched after the commit (`billing.services.invoices`), never
+    holding fulfilment up. Returns the purchase, or None for a session we did not create.
     """
     purchase = Purchase.objects.select_related("pack").filter(checkout_session_id=session_id).first()
     if purchase is None:
@@ -157,7 +230,8 @@ def fulfil_checkout(*, session_id: str) -> Purchase | None:
             status=Purchase.Status.REJECTED, failure_reason=problem[:500]
         )
         return Purchase.objects.get(pk=purchase.pk)
-    if session.get("payment_status") != "paid":
+    payment_status = session.get("payment_status")
+    if payment_status != "paid" and not (payment_status in FULFILLED_PAYMENT_STATUSES and session.get("status") == "complete"):
         if session.get("status") == "expired":
             new_status, from_statuses = Purchase.Status.EXPIRED, [Purchase.Status.PENDING, Purchase.Status.PROCESSING]
         elif session.get("status") == "complete":
@@ -170,9 +244,11 @@ def fulfil_checkout(*, session_id: str) -> Purchase | None:
         locked = locks.purchase_for_update(purchase_id=purchase.pk)
         if locked.credited_at is None:
             wallet = locks.wallet_for_update(user_id=locked.user_id)
+            _record_charge(locked, session)
             post_entry(
                 wallet, credits=locked.credits, kind=Kind.PURCHASE,
                 idempotency_key=f"purchase:{locked.public_id}", reference=f"purchase:{locked.public_id}",
+                purchase=locked,
                 memo=f"{purchase.pack.name} pack, {locked.amount_display}",
             )
             locked.status = Purchase.Status.PAID
@@ -251,7 +327,6 @@ def stale_checkouts(*, now: datetime | None = None, limit: int = 200) -> list[in
 
 
 def purchase_for_payment_intent(payment_intent_id: str | None) -> Purchase | None:
-                purchase=locked,
     """The purchase paid by this PaymentIntent. Money events map to a wallet only this way (never
     through data in the event that a customer could influence). When the purchase is not yet
     fulfilled (its completion event is late), fulfil it first from Stripe's own records."""

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from billing import locks, stripe_client
 from billing.models import StripeEvent
-from billing.services import checkout, refunds
+from billing.services import checkout, invoices, refunds
 from billing.stripe_client import StripeObject
 from realtime_saas.logging import log_context
 
@@ -66,6 +66,14 @@ def _dispute(obj: StripeObject) -> str:
     return f"dispute {row.stripe_dispute_id} {row.status}" if row else "no purchase matched"
 
 
+def _invoice(obj: StripeObject) -> str:
+    # Fills in an invoice's links for whichever purchase stored its id (a checkout's or a top-up's).
+    # `invoice.finalized` is enough: the links exist from finalization on, and every invoice
+    # Stripe makes for a checkout or a top-up is finalized (then paid) once.
+    purchase = invoices.record_invoice(invoice=obj)
+    return f"invoice of purchase {purchase.public_id}" if purchase else "not the invoice of a purchase"
+
+
 HANDLERS: dict[str, Callable[[StripeObject], str]] = {
     "checkout.session.completed": _checkout,
     "checkout.session.async_payment_succeeded": _checkout,
@@ -81,6 +89,7 @@ HANDLERS: dict[str, Callable[[StripeObject], str]] = {
     "charge.dispute.closed": _dispute,
     "charge.dispute.funds_withdrawn": _dispute,
     "charge.dispute.funds_reinstated": _dispute,
+    "invoice.finalized": _invoice,
 }
 
 HANDLED_TYPES = sorted(HANDLERS)
