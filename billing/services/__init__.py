@@ -19,9 +19,9 @@ One module per seam, imported one way (a module imports only those below it):
 `from billing import services` and `services.place_hold(...)`.
 """
 
+from billing.services.caps import CapStatus, cap_status
 from billing.services.checkout import (
     cancel_checkout,
-from billing.services.caps import CapStatus, cap_status
     expire_stale_checkout,
     fail_checkout,
     fulfil_checkout,
@@ -47,9 +47,9 @@ from billing.services.ledger import (
     available_credits,
     balance_payload,
     clawback,
+    credit_refund,
     get_wallet,
     grant,
-    credit_refund,
     lock_wallet,
 )
 from billing.services.reads import hold_by_key

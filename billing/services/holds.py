@@ -280,14 +280,14 @@ WITH w AS (
                         THEN nextval(pg_get_serial_sequence('billing_ledgerentry', 'id')) END
     WHERE id = %(hold)s AND status = 'active' AND wallet_id = (SELECT id FROM w)
     RETURNING entry_id
-), u AS (
-    UPDATE billing_wallet SET held = held - %(credits)s, balance = balance - %(charged)s, updated_at = %(now)s,
-        low_balance_notified_at = CASE
 ), g AS (
     SELECT billing_spend_grants(%(wallet)s::bigint, %(charged)s::bigint) AS short FROM h WHERE %(charged)s > 0
+), u AS (
+    UPDATE billing_wallet SET held = held - %(credits)s, balance = balance - %(charged)s, updated_at = %(now)s,
+        debt = debt + COALESCE((SELECT short FROM g), 0),
+        low_balance_notified_at = CASE
             WHEN billing_wallet.low_balance_notified_at IS NULL AND %(charged)s > 0
                  AND billing_wallet.balance - %(charged)s <= {_LOW_BALANCE_THRESHOLD_SQL}
-        debt = debt + COALESCE((SELECT short FROM g), 0),
             THEN %(now)s ELSE billing_wallet.low_balance_notified_at END
     FROM h WHERE billing_wallet.id = %(wallet)s
     RETURNING {returning_columns(Wallet, "billing_wallet")}
