@@ -1,4 +1,5 @@
 import secrets
+from datetime import timedelta
 from typing import Any
 
 from django import forms
@@ -10,6 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 
 import billing.services as billing
 from accounts import services
@@ -32,6 +34,17 @@ class GrantCreditsForm(forms.Form):
     grant's idempotency key, so a double submit (or a resubmitted page) grants once."""
 
     credits = forms.IntegerField(min_value=1, max_value=100_000_000, help_text="Whole credits to add to each user.")
+    kind = forms.ChoiceField(
+        choices=[("promotional", "Promotional credits (a gift)"),
+                 ("credit_refund", "Credits given back for a call that went wrong")],
+        initial="promotional", required=False,
+        help_text="Both are spent before bought credits; neither is taken back by a refund or dispute "
+        "(docs/billing.md, “Credit grants”).",
+    )
+    expires_in_days = forms.IntegerField(
+        min_value=1, max_value=3650, required=False, label="Expires in (days)",
+        help_text="Empty: the credits never expire.",
+    )
     reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 3}),
                              help_text="Recorded in the ledger with your name.")
     show_reason_to_user = forms.BooleanField(
@@ -129,15 +142,19 @@ class UserAdmin(DjangoUserAdmin):
         form = GrantCreditsForm(request.POST if "apply" in request.POST else None, staff=staff)
         if "apply" in request.POST and form.is_valid():
             nonce, credits = form.cleaned_data["token"], form.cleaned_data["credits"]
+            days = form.cleaned_data["expires_in_days"]
+            expires_at = timezone.now() + timedelta(days=days) if days else None
             granted: list[str] = []
             repeated: list[str] = []
             for user in queryset.order_by("pk"):
                 key = f"staff-grant:{nonce}:{user.pk}"
                 already = LedgerEntry.objects.filter(idempotency_key=key).exists()  # for the message only
+                give = billing.credit_refund if form.cleaned_data["kind"] == "credit_refund" else billing.adjust
                 try:
-                    billing.adjust(
+                    give(
                         user=user, credits=credits, actor=staff, reason=form.cleaned_data["reason"],
                         idempotency_key=key, show_reason_to_user=form.cleaned_data["show_reason_to_user"],
+                        expires_at=expires_at,
                     )
                 except BillingError as exc:
                     self.message_user(request, f"{user}: {exc}", messages.ERROR)

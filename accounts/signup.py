@@ -14,8 +14,9 @@ from typing import Any
 from allauth.account.forms import ResetPasswordForm as AllauthResetPasswordForm
 from allauth.account.forms import SignupForm as AllauthSignupForm
 from allauth.account.models import EmailAddress
-from allauth.account.signals import email_confirmed
+from allauth.account.signals import email_confirmed, user_signed_up
 from django.contrib.auth.hashers import make_password
+from django.db import transaction
 from django.dispatch import receiver
 from django.http import HttpRequest
 
@@ -67,3 +68,13 @@ def _drop_unverified_copies(sender: Any, request: HttpRequest | None, email_addr
     EmailAddress.objects.filter(email__iexact=email_address.email, verified=False).exclude(
         user_id=email_address.user_id
     ).delete()
+
+
+@receiver(user_signed_up)
+def _grant_signup_bonus(sender: Any, request: HttpRequest | None, user: User, **kwargs: Any) -> None:
+    """The sign-up bonus staff set in BillingSettings, once per user (billing's idempotency key
+    `signup_bonus:<user id>`), after the new account is committed. Sign-up needs a verified
+    address before the credits can be used (ACCOUNT_EMAIL_VERIFICATION is mandatory)."""
+    from billing import services as billing
+
+    transaction.on_commit(lambda: billing.grant_signup_bonus(user=user))

@@ -6,13 +6,27 @@ from typing import TYPE_CHECKING, Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.urls import reverse
 
 from accounts.http import signed_in_user
 from billing import services, tasks
 from billing.exceptions import BillingError
-from billing.models import CreditPack, Dispute, Hold, LedgerEntry, Purchase, Refund, StripeEvent, Wallet
+from billing.models import (
+    BillingSettings,
+    CreditGrant,
+    CreditPack,
+    Dispute,
+    Hold,
+    LedgerEntry,
+    PromoCode,
+    PromoRedemption,
+    Purchase,
+    Refund,
+    StripeEvent,
+    Wallet,
+)
 from realtime_saas.admin import ReadOnlyAdmin, cents_column
 
 # django-stubs makes ModelAdmin and TabularInline generic in their models; Django's own classes
@@ -20,9 +34,17 @@ from realtime_saas.admin import ReadOnlyAdmin, cents_column
 if TYPE_CHECKING:
     CreditPackAdminBase = admin.ModelAdmin[CreditPack]
     StripeRecordInlineBase = admin.TabularInline[Refund | Dispute, Purchase]
+    PromoCodeAdminBase = admin.ModelAdmin[PromoCode]
+    PromoRedemptionInlineBase = admin.TabularInline[PromoRedemption, PromoCode]
+    BillingSettingsAdminBase = admin.ModelAdmin[BillingSettings]
+    PromoCodeFormBase = forms.ModelForm[PromoCode]
 else:
     CreditPackAdminBase = admin.ModelAdmin
     StripeRecordInlineBase = admin.TabularInline
+    PromoCodeAdminBase = admin.ModelAdmin
+    PromoRedemptionInlineBase = admin.TabularInline
+    BillingSettingsAdminBase = admin.ModelAdmin
+    PromoCodeFormBase = forms.ModelForm
 
 
 @admin.register(CreditPack)
@@ -178,3 +200,74 @@ class StripeEventAdmin(ReadOnlyAdmin):
         )
         skipped = queryset.count() - retried
         self.message_user(request, f"Re-enqueued {retried} event(s); {skipped} were not failed, dead or stuck.")
+
+
+@admin.register(CreditGrant)
+class CreditGrantAdmin(ReadOnlyAdmin):
+    """Grants are made and spent by the ledger only (docs/billing.md, "Credit grants")."""
+
+    list_display = ["id", "wallet", "category", "source", "credits", "remaining", "expires_at", "expired_at",
+                    "created_at"]
+    list_select_related = ["wallet__user"]
+    list_filter = ["category", "source", "expires_at", "expired_at"]
+    search_fields = ["wallet__user__email", "memo", "entry__idempotency_key"]
+
+
+class PromoRedemptionInline(PromoRedemptionInlineBase):
+    model = PromoRedemption
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = ("wallet", "grant", "created_at")
+
+    def has_add_permission(self, request: HttpRequest, obj: PromoCode | None = None) -> bool:
+        return False
+
+
+class PromoCodeForm(PromoCodeFormBase):
+    class Meta:
+        model = PromoCode
+        fields = ["code", "credits", "grant_expires_days", "valid_until", "max_redemptions", "active", "memo"]
+
+    def clean_code(self) -> str:
+        code = services.normalise_code(self.cleaned_data["code"])
+        if not code:
+            raise forms.ValidationError("Enter a code.")
+        if PromoCode.objects.filter(code=code).exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError(f"There is already a code {code} (codes ignore case).")
+        return code
+
+
+@admin.register(PromoCode)
+class PromoCodeAdmin(PromoCodeAdminBase):
+    """Codes users redeem on the wallet page for promotional credits. Redemptions are counted by
+    the redemption itself (under the code's lock), never edited here."""
+
+    form = PromoCodeForm
+    list_display = ["code", "credits", "grant_expires_days", "valid_until", "times_redeemed", "max_redemptions",
+                    "active"]
+    list_filter = ["active"]
+    search_fields = ["code", "memo"]
+    readonly_fields = ["times_redeemed", "created_at"]
+    inlines = [PromoRedemptionInline]
+
+    def has_delete_permission(self, request: HttpRequest, obj: PromoCode | None = None) -> bool:
+        # A redeemed code is history; deactivate it instead.
+        return obj is None or not obj.redemptions.exists()
+
+
+@admin.register(BillingSettings)
+class BillingSettingsAdmin(BillingSettingsAdminBase):
+    """One row (pk 1): the list opens it."""
+
+    fields = ["signup_bonus_credits", "signup_bonus_expires_days", "paid_credits_expire_days", "updated_at"]
+    readonly_fields = ["updated_at"]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        row = BillingSettings.load()
+        return HttpResponseRedirect(reverse("admin:billing_billingsettings_change", args=[row.pk]))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: BillingSettings | None = None) -> bool:
+        return False

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from billing.exceptions import StripeUnavailable
 from billing.models import StripeEvent
-from billing.services import checkout, stripe_events
+from billing.services import checkout, promos, stripe_events
 
 logger = logging.getLogger(__name__)
 
@@ -103,3 +103,11 @@ def expire_stale_checkouts() -> int:
         except StripeUnavailable:
             logger.warning("could not expire stale purchase %s now; the next sweep will", purchase_id)
     return done
+
+
+@shared_task(name="billing.expire_credit_grants", soft_time_limit=240, time_limit=300)
+def expire_credit_grants() -> int:
+    """Expire what is left of every credit grant past its expiry: one EXPIRY ledger entry per grant
+    (`expiry:grant:<id>`, so a rerun or a second worker writes nothing twice), keeping what active
+    holds need (billing.services.promos.expire_grant). Returns the entries written."""
+    return promos.expire_due_grants()

@@ -8,5 +8,6 @@ urlpatterns = [
     path("billing/purchases/", views.purchase_history, name="billing_purchases"),
     path("billing/purchases/<uuid:public_id>/status/", views.purchase_status, name="billing_purchase_status"),
     path("billing/wallet/", views.wallet, name="billing_wallet"),
+    path("billing/wallet/redeem/", views.redeem_code, name="billing_redeem_code"),
     path("billing/stripe/webhook/", views.stripe_webhook, name="stripe_webhook"),
 ]

@@ -11,6 +11,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.formats import date_format
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -19,8 +20,8 @@ from accounts.http import AuthenticatedHttpRequest
 from accounts.models import User
 from billing import services, stripe_client, tasks
 from billing.exceptions import BillingError, InvalidWebhook, StripeFailure, UnknownPack
-from billing.models import CreditPack, Hold, LedgerEntry, Purchase, Wallet
-from realtime_saas.throttles import CheckoutThrottle, throttle_page
+from billing.models import CreditGrant, CreditPack, Hold, LedgerEntry, Purchase, Wallet
+from realtime_saas.throttles import CheckoutThrottle, PromoCodeThrottle, throttle_page
 
 logger = logging.getLogger(__name__)
 
@@ -137,11 +138,42 @@ def purchase_history(request: AuthenticatedHttpRequest) -> HttpResponse:
 @verified_email_required
 @require_GET
 def wallet(request: AuthenticatedHttpRequest) -> HttpResponse:
+    return _wallet_page(request)
+
+
+def _wallet_page(request: AuthenticatedHttpRequest, *, status: int = 200) -> HttpResponse:
     context = _wallet_context(request.user)
     entries = LedgerEntry.objects.filter(wallet=context["wallet"])
     page = Paginator(entries, 25).get_page(request.GET.get("page"))
     holds = Hold.objects.filter(wallet=context["wallet"], status=Hold.Status.ACTIVE)
-    return render(request, "billing/wallet.html", {"page": page, "holds": holds, **context})
+    grants = _grants_shown(context["wallet"])
+    return render(request, "billing/wallet.html", {"page": page, "holds": holds, "grants": grants, **context},
+                  status=status)
+
+
+def _grants_shown(wallet: Wallet) -> list[CreditGrant]:
+    """The wallet's grants for its page: those with credits left in spending order (what is spent
+    next comes first), then the latest ten used up or expired."""
+    left = list(services.spending_order(CreditGrant.objects.filter(wallet=wallet, remaining__gt=0))[:50])
+    done = list(CreditGrant.objects.filter(wallet=wallet, remaining=0).order_by("-id")[:10])
+    return left + done
+
+
+@login_required
+@verified_email_required
+@require_POST
+@throttle_page(PromoCodeThrottle)
+def redeem_code(request: AuthenticatedHttpRequest) -> HttpResponse:
+    """The wallet page's "Redeem a code" form: a promo code's credits, or the reason it gives none
+    (400 with the wallet page and the message, nothing written)."""
+    try:
+        grant = services.redeem_promo_code(user=request.user, code=request.POST.get("code", ""))
+    except services.PromoCodeRefused as exc:
+        messages.error(request, exc.message)
+        return _wallet_page(request, status=400)
+    expiry = f", to use by {date_format(grant.expires_at, 'j F Y')}" if grant.expires_at else ""
+    messages.success(request, f"Code redeemed: {grant.credits:,} credits added{expiry}.")
+    return redirect("billing_wallet")
 
 
 @csrf_exempt  # Stripe cannot send a CSRF token; the HMAC signature replaces it

@@ -266,6 +266,8 @@ CELERY_BEAT_SCHEDULE["celery-beat-heartbeat"] = {
 CELERY_BEAT_SCHEDULE["billing-sweep-stripe-events"] = {"task": "billing.sweep_stripe_events", "schedule": 300.0}
 CELERY_BEAT_SCHEDULE["billing-reconcile-purchases"] = {"task": "billing.reconcile_purchases", "schedule": 600.0}
 CELERY_BEAT_SCHEDULE["billing-expire-stale-checkouts"] = {"task": "billing.expire_stale_checkouts", "schedule": 300.0}
+# Credit grants past their expiry become EXPIRY ledger entries (docs/billing.md, "Credit grants").
+CELERY_BEAT_SCHEDULE["billing-expire-credit-grants"] = {"task": "billing.expire_credit_grants", "schedule": 600.0}
 
 # Django REST framework and the OpenAPI schema.
 REST_FRAMEWORK: dict[str, Any] = {
@@ -451,6 +453,8 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"].update(
         "key_mint": env.str("THROTTLE_KEY_MINT", default="20/min"),
         "call_control": env.str("THROTTLE_CALL_CONTROL", default="60/min"),
         "checkout": env.str("THROTTLE_CHECKOUT", default="10/min"),
+        # Promo codes redeemed on the wallet page: few tries, so codes cannot be guessed by brute force.
+        "promo_code": env.str("THROTTLE_PROMO_CODE", default="10/hour"),
     }
 )
 CELERY_BEAT_SCHEDULE["realtime-sweep-calls"] = {"task": "sessions.tasks.sweep_calls", "schedule": 60.0}

@@ -32,6 +32,13 @@ class CheckoutThrottle(UserRateThrottle):
     scope = "checkout"
 
 
+class PromoCodeThrottle(UserRateThrottle):
+    """Promo codes tried on the wallet page, right or wrong: a budget per user that makes guessing
+    codes hopeless."""
+
+    scope = "promo_code"
+
+
 def throttle_page(throttle_class: type[SimpleRateThrottle], *, methods: tuple[str, ...] = ("POST",)) -> Callable[[V], V]:
     """The same DRF throttle in front of a server-rendered view: 429 with Retry-After (plain text:
     the page's visitor reads it) for the `methods` it limits."""

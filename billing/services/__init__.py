@@ -12,6 +12,7 @@ One module per seam, imported one way (a module imports only those below it):
     checkout        credit packs, Checkout Sessions, fulfilment   refunds   refunds and disputes
     holds           place, hold_in_transaction, settle, release; get_hold, hold_settlement (reads)
     ledger          wallets, grant / clawback / adjust / credit_refund, lock_wallet, the one entry writer
+    promos          the sign-up bonus, promo codes, expiry of grants (through ledger)
     grants          credit grants: made by entries that add credits, spent in order, debt
     reads           reads for other apps (hold_by_key); imports only the models
 
@@ -30,6 +31,7 @@ from billing.services.checkout import (
     stale_purchases_to_reconcile,
     start_checkout,
 )
+from billing.services.grants import spending_order
 from billing.services.holds import (
     Settlement,
     get_hold,
@@ -51,6 +53,14 @@ from billing.services.ledger import (
     get_wallet,
     grant,
     lock_wallet,
+)
+from billing.services.promos import (
+    PromoCodeRefused,
+    expire_due_grants,
+    expire_grant,
+    grant_signup_bonus,
+    normalise_code,
+    redeem_promo_code,
 )
 from billing.services.reads import hold_by_key
 from billing.services.refunds import (
@@ -78,9 +88,9 @@ __all__ = [
     "available_credits",
     "balance_payload",
     "clawback",
+    "credit_refund",
     "get_wallet",
     "grant",
-    "credit_refund",
     "lock_wallet",
     # holds
     "Settlement",
@@ -90,8 +100,20 @@ __all__ = [
     "place_hold",
     "release_hold",
     "settle_hold",
+    # grants
+    "spending_order",
+    # promotional credits and expiry
+    "PromoCodeRefused",
+    "expire_due_grants",
+    "expire_grant",
+    "grant_signup_bonus",
+    "normalise_code",
+    "redeem_promo_code",
     # reads
     "hold_by_key",
+    # the monthly spending cap
+    "CapStatus",
+    "cap_status",
     # checkout
     "cancel_checkout",
     "fail_checkout",
@@ -107,9 +129,6 @@ __all__ = [
     "REFUND_FAILED_STATUSES",
     "apply_charge_refunds",
     "apply_dispute",
-    # the monthly spending cap
-    "CapStatus",
-    "cap_status",
     "apply_refund",
     # Stripe events
     "HANDLED_TYPES",

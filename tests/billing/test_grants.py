@@ -7,11 +7,13 @@ each of these tests."""
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.db import transaction
 from django.utils import timezone
 
-from billing import locks, services
-from billing.models import CreditGrant, CreditPack, LedgerEntry, Purchase, Wallet
+from accounts.models import User
+from billing import locks, services, tasks
+from billing.models import BillingSettings, CreditGrant, CreditPack, LedgerEntry, Purchase, Wallet
 from billing.services.ledger import post_entry
 
 pytestmark = pytest.mark.django_db
@@ -199,3 +201,85 @@ def test_a_staff_removal_spends_in_spending_order(alice, staff):
     promo = bonus(alice, 100, "b1")
     services.adjust(user=alice, credits=-150, actor=staff, reason="duplicate grant", idempotency_key="a1")
     assert remaining(promo, paid) == [0, 50]
+
+
+# --- expiry ------------------------------------------------------------------------------------
+
+
+def test_expiry_is_a_ledger_entry_made_by_the_scheduled_job(alice):
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        promo = bonus(alice, 100, "b1", expires_in_days=10)
+        paid = bought(alice, 500, "pi_1")
+        use(alice, 30, "call1")  # from the expiring promotion first
+        assert tasks.expire_credit_grants.delay().get() == 0  # nothing is due yet
+        traveller.shift(timedelta(days=10, seconds=1))
+        assert tasks.expire_credit_grants.delay().get() == 1
+        assert tasks.expire_credit_grants.delay().get() == 0  # a rerun writes nothing
+    entry = LedgerEntry.objects.get(kind=Kind.EXPIRY)
+    expired = CreditGrant.objects.get(pk=promo.pk)
+    assert (entry.credits, entry.idempotency_key, entry.balance_after) == (-70, f"expiry:grant:{promo.pk}", 500)
+    assert (expired.remaining, expired.expired_at) == (0, entry.created_at)
+    assert entry.explain() == "70 credits expired: Staff grant credits expired"
+    assert remaining(paid) == [500]
+
+
+def test_expiry_keeps_what_active_holds_need_and_expires_the_rest_once_they_settle(alice):
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        promo = bonus(alice, 100, "b1", expires_in_days=1)
+        bought(alice, 50, "pi_1")
+        hold = services.place_hold(user=alice, credits=120, idempotency_key="call:hold", reference="call")
+        traveller.shift(timedelta(days=2))
+        assert services.expire_due_grants() == 1  # balance 150 − held 120: 30 may go now
+        wallet = wallet_of(alice)
+        assert (wallet.balance, wallet.held, remaining(promo)) == (120, 120, [70])
+        assert LedgerEntry.objects.get(kind=Kind.EXPIRY).idempotency_key == f"expiry:grant:{promo.pk}:part:100"
+        services.settle_hold(hold=hold, used_credits=40)  # spends the expiring grant first
+        assert remaining(promo) == [30]
+        assert services.expire_due_grants() == 1
+    assert remaining(promo) == [0]
+    assert CreditGrant.objects.get(pk=promo.pk).expired_at is not None
+    assert wallet_of(alice).balance == 50
+
+
+def test_bought_credits_expire_after_the_days_staff_set(alice):
+    BillingSettings.objects.update_or_create(pk=1, defaults={"paid_credits_expire_days": 365})
+    with time_machine.travel(timezone.now(), tick=False):
+        paid = bought_by_default(alice)
+        assert paid.expires_at == timezone.now() + timedelta(days=365)
+
+
+def bought_by_default(user):
+    """A purchase whose entry leaves the expiry to BillingSettings (as fulfil_checkout does)."""
+    pack, _ = CreditPack.objects.get_or_create(key="grants", defaults={"name": "Grants", "credits": 100,
+                                                                        "price_cents": 1000})
+    purchase = Purchase.objects.create(user=user, pack=pack, credits=100, amount_cents=1000, currency="usd",
+                                       status=Purchase.Status.PAID, credited_at=timezone.now())
+    with transaction.atomic():
+        wallet = locks.wallet_for_update(user_id=user.pk)
+        post_entry(wallet, credits=100, kind=Kind.PURCHASE, idempotency_key=f"purchase:{purchase.public_id}",
+                   purchase=purchase)
+    return CreditGrant.objects.get(purchase=purchase)
+
+
+# --- the sign-up bonus -------------------------------------------------------------------------
+
+
+def test_the_signup_bonus_is_granted_once_on_sign_up(client, password, django_capture_on_commit_callbacks):
+    BillingSettings.objects.update_or_create(pk=1, defaults={"signup_bonus_credits": 250,
+                                                             "signup_bonus_expires_days": 30})
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/accounts/signup/", {"email": "carol@example.com", "password1": password,
+                                                     "password2": password})
+    assert response.status_code == 302
+    user = User.objects.get(email="carol@example.com")
+    grant = CreditGrant.objects.get(wallet__user=user)
+    assert (grant.category, grant.source, grant.credits) == (Category.PROMOTIONAL, "signup_bonus", 250)
+    assert grant.entry.idempotency_key == f"signup_bonus:{user.pk}"
+    assert abs(grant.expires_at - (timezone.now() + timedelta(days=30))) < timedelta(minutes=1)
+    services.grant_signup_bonus(user=user)  # again: nothing more
+    assert wallet_of(user).balance == 250
+
+
+def test_no_signup_bonus_when_staff_set_none(alice):
+    assert services.grant_signup_bonus(user=alice) is None
+    assert not CreditGrant.objects.exists()
