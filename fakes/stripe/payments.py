@@ -210,7 +210,7 @@ def attach(store: Store, pm: dict[str, Any], customer_id: str | None) -> dict[st
         # whereas 0341 is documented to attach and fail only when charged.
         _raise_card_error(_card_error("card_declined", DECLINE_MESSAGE, pm=pm))
     pm["customer"] = customer_id
-    store.emit("payment_method.attached", pm, {"customer": None})
+    store.emit("payment_method.attached", pm)
     return pm
 
 
@@ -443,12 +443,12 @@ def confirm_payment_intent(
     * declined: 402 ``card_declined``, a failed Charge, ``charge.failed``,
       ``payment_intent.payment_failed``, status back to ``requires_payment_method``
       (https://docs.stripe.com/declines/codes).
-    * needs 3D Secure: on-session the status becomes ``requires_action``; off-session "the
-      PaymentIntent is in requires_payment_method" and the error code is
-      ``authentication_required`` (https://docs.stripe.com/payments/save-and-reuse,
-      "Charge the saved payment method later": "When a payment attempt fails, the request
-      also fails with a 402 HTTP status code and the status of the PaymentIntent is
-      requires_payment_method").
+    * needs 3D Secure: on-session the status becomes ``requires_action``; off-session the
+      error code is ``authentication_required`` and "Off-session PaymentIntents that fail
+      confirmation due to Strong Customer Authentication (SCA) requirements have a status of
+      requires_payment_method"
+      (https://support.stripe.com/questions/manual-confirmation-for-off-session-payments-requiring-strong-customer-authentication-sca;
+      https://docs.stripe.com/payments/save-and-reuse, "Charge the saved payment method later").
     """
     if pi["status"] not in ("requires_payment_method", "requires_confirmation", "requires_action"):
         raise StripeError(

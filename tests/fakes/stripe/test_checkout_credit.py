@@ -266,3 +266,18 @@ def test_a_promotion_code_on_the_hosted_page(fake_stripe, client, make_session, 
     with pytest.raises(stripe.InvalidRequestError) as both:
         make_session(allow_promotion_codes=True, discounts=[{"coupon": coupon.id}])
     assert both.value.param == "discounts"
+
+
+def test_the_tax_rate_comes_from_the_command_line_and_survives_reset():
+    from fakes.stripe.pytest_plugin import TEST_SERVER_ARGS, start_fake_stripe, stop_fake_stripe
+
+    fake = start_fake_stripe(*TEST_SERVER_ARGS, "--tax-rate-bps", "500")
+    try:
+        assert fake.configure()["tax_rate_bps"] == 500
+        assert fake.configure(tax_rate_bps=1000)["tax_rate_bps"] == 1000
+        fake.reset()
+        assert fake.configure()["tax_rate_bps"] == 500
+        with pytest.raises(FakeStripeError):
+            fake.configure(tax_rate_bps=20000)
+    finally:
+        stop_fake_stripe(fake)
