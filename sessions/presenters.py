@@ -87,9 +87,11 @@ def event_payload(event: CallEvent) -> dict:
     return {"at": iso_datetime(event.at), "kind": event_kind(event), "cause": event.cause, "detail": event.detail}
 
 
-def call_payload(call: RealtimeCall, *, events: bool = False, now: datetime | None = None) -> dict:
-    """A call as GET /api/calls/<id> shows it, `events` (its timeline: one query, or the prefetched
-    rows) only when asked: the live push of a start is built from the row in hand, without them.
+def call_payload(call: RealtimeCall, *, events: bool = False, now: datetime | None = None,
+                 timeline: list[CallEvent] | None = None) -> dict:
+    """A call as GET /api/calls/<id> shows it, `events` (its timeline: one query, the prefetched
+    rows, or `timeline` when the caller read them itself) only when asked: the live push of a
+    start is built from the row in hand, without them.
 
     Reads `call.assistant` (select it with the call).
     """
@@ -115,5 +117,5 @@ def call_payload(call: RealtimeCall, *, events: bool = False, now: datetime | No
         "end_reason": call.end_reason,
     }
     if events:
-        payload["events"] = [event_payload(event) for event in call.events.all()]
+        payload["events"] = [event_payload(event) for event in (call.events.all() if timeline is None else timeline)]
     return payload

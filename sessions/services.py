@@ -13,7 +13,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 from django.conf import settings
@@ -191,6 +191,39 @@ def _check_limits(*, user: User, assistant: Assistant, now: datetime) -> None:
             f"{assistant.name} allows {assistant.max_starts_per_minute} call starts a minute; try again shortly.",
             retry_after=max(1, math.ceil(wait.total_seconds())),
         )
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def call_with_timeline(*, user: User, public_id: str) -> tuple[RealtimeCall, list[CallEvent]] | None:
+    """One of the user's calls with its assistant and its timeline (in order), or None: what the
+    Talk page polls every 0.5-3 s. One statement on PostgreSQL (a row per event, the call's
+    columns repeated), the ORM's two elsewhere."""
+    if not is_postgresql():
+        call = (RealtimeCall.objects.filter(user=user, public_id=public_id).select_related("assistant")
+                .prefetch_related("events").first())
+        return None if call is None else (call, list(call.events.all()))
+    with connection.cursor() as cursor:
+        cursor.execute(_timeline_sql(), {"user": user.pk, "public_id": public_id})
+        rows = cursor.fetchall()
+    if not rows:
+        return None
+    width = len(RealtimeCall._meta.concrete_fields)
+    call = instance_from_row(RealtimeCall, rows[0][:width])
+    # The assistant's name only: its other fields are deferred (read on use, never a wrong default).
+    call.assistant = Assistant.from_db(connection.alias, ["id", "name"], (call.assistant_id, rows[0][width]))
+    events = [instance_from_row(CallEvent, row[width + 1:]) for row in rows if row[width + 1] is not None]
+    return call, events
+
+
+@lru_cache(maxsize=1)
+def _timeline_sql() -> str:
+    calls, events = RealtimeCall._meta.db_table, CallEvent._meta.db_table
+    return (f"SELECT {returning_columns(RealtimeCall, 'c')}, a.name, {returning_columns(CallEvent, 'e')}"  # noqa: S608
+            f" FROM {calls} c JOIN {Assistant._meta.db_table} a ON a.id = c.assistant_id"
+            f" LEFT JOIN {events} e ON e.call_id = c.id"
+            " WHERE c.public_id = %(public_id)s AND c.user_id = %(user)s ORDER BY e.at, e.id")
 
 
 # --- state changes ---------------------------------------------------------------------------

@@ -4,7 +4,7 @@ Errors are `{"error": {"code", "message"}, "detail": message}` (realtime_saas.ap
 """
 
 from django.conf import settings
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from realtime_saas.api import ErrorSerializer
 from realtime_saas.throttles import CallControlThrottle, CallStartThrottle, KeyMintThrottle
 from sessions import exceptions as errors
-from sessions import openai_client, services
+from sessions import openai_client, presenters, services
 from sessions.api.serializers import (
     AssistantSerializer,
     AttachRequestSerializer,
@@ -157,6 +157,15 @@ class CallDetailView(OwnCallMixin, SessionsAPIView, generics.RetrieveAPIView):
     """One of your calls: state, timeline, tokens, cost and credits."""
 
     serializer_class = CallSerializer
+
+    def retrieve(self, request, *args, **kwargs):
+        # The Talk page polls this every 0.5-3 s during a call: the call, its assistant and its
+        # timeline in one statement (services.call_with_timeline), rendered as CallSerializer does.
+        found = services.call_with_timeline(user=request.user, public_id=kwargs["call_id"])
+        if found is None:
+            raise Http404("No RealtimeCall matches the given query.")
+        call, timeline = found
+        return Response(presenters.call_payload(call, events=True, timeline=timeline))
 
 
 class CallHangupView(OwnCallMixin, SessionsAPIView):
