@@ -12,9 +12,12 @@ must run on this machine) around each request, and counts the statements. Not in
 HTTP server's own parsing (see start_call.py) and, with the connection pool, taking a connection
 (this run keeps one connection, so one backend does all the work).
 
-Same-run baseline: the same requests to `GET /healthz` (the cheapest page: middleware only).
+Same-run baseline: the same requests to `GET /healthz` (the cheapest page: middleware only). Then
+each user's call is read once as the Talk page polls it (`GET /api/calls/<id>`) and hung up
+(`POST /api/calls/<id>/hangup`), measured the same way.
 Targets (issue 16): web CPU ≤ 5 ms and PostgreSQL CPU ≤ 2 ms per start. `SHOW_SQL=1` also prints
-one start's statements; `PROFILE=cumulative` (or `tottime`) profiles 100 more starts (CPU time).
+one start's statements; `PROFILE=cumulative` (or `tottime`) profiles 100 more starts (CPU time;
+`PROFILE_PATH=healthz`: 100 requests to /healthz; `PROFILE_CALLERS=<name>`: who calls it).
 """
 
 from __future__ import annotations
@@ -110,7 +113,7 @@ def main() -> int:
                 pg.append(backend_seconds(pid) - pg0)
             if queries is not None:
                 statements.append(len(queries.captured_queries))
-            assert status in (200, 201), status
+            assert status in (200, 201, 202), status
         return web, pg, statements
 
     # One request handler for every client, as a server has: a fresh Client loads the middleware
@@ -124,10 +127,18 @@ def main() -> int:
         clients.append(client)
 
     def start(client) -> int:
-        return client.post(url, data=offer, content_type="application/sdp").status_code
+        response = client.post(url, data=offer, content_type="application/sdp")
+        client.call_id = response.get("X-Call-Id")
+        return response.status_code
 
     def health(client) -> int:
         return client.get("/healthz").status_code
+
+    def poll(client) -> int:  # the Talk page's GET of its call, every 0.5-3 s
+        return client.get(f"/api/calls/{client.call_id}").status_code
+
+    def hangup(client) -> int:
+        return client.post(f"/api/calls/{client.call_id}/hangup").status_code
 
     _, _, statements = measure(start, clients[: args.warmup], count=True)
     if args.gc_freeze:  # as realtime_saas/wsgi.py does once the app is loaded
@@ -135,6 +146,11 @@ def main() -> int:
     base_web, base_pg, _ = measure(health, clients[args.warmup:])
     web, pg, _ = measure(start, clients[args.warmup:])
     assert RealtimeCall.objects.filter(state="active").count() == total
+    _, _, poll_statements = measure(poll, clients[: args.warmup], count=True)
+    poll_web, poll_pg, _ = measure(poll, clients[args.warmup:])
+    _, _, hangup_statements = measure(hangup, clients[: args.warmup], count=True)
+    hangup_web, hangup_pg, _ = measure(hangup, clients[args.warmup:])
+    assert RealtimeCall.objects.filter(state="ending").count() == total
 
     def ms(values: list[float]) -> str:
         return f"mean {statistics.mean(values) * 1000:6.2f}  p50 {statistics.median(values) * 1000:6.2f}"
@@ -143,6 +159,8 @@ def main() -> int:
           f"gc.freeze() {'on' if args.gc_freeze else 'off'}")
     print(f"GET /healthz (baseline)     web CPU ms: {ms(base_web)}   PostgreSQL CPU ms: {ms(base_pg)}")
     print(f"POST /api/calls/ (a start)  web CPU ms: {ms(web)}   PostgreSQL CPU ms: {ms(pg)}")
+    print(f"GET /api/calls/<id> (poll)  web CPU ms: {ms(poll_web)}   PostgreSQL CPU ms: {ms(poll_pg)}")
+    print(f"POST …/hangup               web CPU ms: {ms(hangup_web)}   PostgreSQL CPU ms: {ms(hangup_pg)}")
     if os.environ.get("SHOW_SQL"):
         with CaptureQueriesContext(connection) as queries:
             start(clients[-1])
@@ -161,16 +179,18 @@ def main() -> int:
             client.handler = handler
             client.force_login(user)
             profiled.append(client)
+        profiled_request = health if os.environ.get("PROFILE_PATH") == "healthz" else start
         profile.enable()
         for client in profiled:
-            start(client)
+            profiled_request(client)
         profile.disable()
         stats = pstats.Stats(profile).sort_stats(os.environ["PROFILE"])
         stats.print_stats(45)
         if callers := os.environ.get("PROFILE_CALLERS"):  # who calls the functions matching this
             stats.print_callers(callers)
     print(f"statements per start (the user, the email check and the start's own, BEGIN and COMMIT included): "
-          f"{statistics.median(statements):.0f}")
+          f"{statistics.median(statements):.0f}; per poll {statistics.median(poll_statements):.0f}; "
+          f"per hangup {statistics.median(hangup_statements):.0f}")
     web_ms, pg_ms = statistics.mean(web) * 1000, statistics.mean(pg) * 1000
     print(f"targets: web CPU ≤ 5 ms {'ok' if web_ms <= 5 else 'MISSED'} ({web_ms:.2f}); "
           f"PostgreSQL CPU ≤ 2 ms {'ok' if pg_ms <= 2 else 'MISSED'} ({pg_ms:.2f})")
