@@ -8,8 +8,8 @@ transactions, never inside one.
 One module per seam, imported one way (a module imports only those below it):
 
     stripe_events   receive, process, retry and dispatch Stripe webhook events
-    invoices        purchases' Stripe invoices: their links, the charge in words
     checkout        credit packs, Checkout Sessions, fulfilment   refunds   refunds and disputes
+    invoices        purchases' Stripe invoices: their links, the charge in words
     holds           place, hold_in_transaction, settle, release; get_hold, hold_settlement (reads)
     ledger          wallets, grant / clawback / adjust / credit_refund, lock_wallet, the one entry writer
     promos          the sign-up bonus, promo codes, expiry of grants (through ledger)

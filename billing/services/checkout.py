@@ -1,6 +1,6 @@
 """Credit packs bought through Stripe Checkout: the checkout session, its fulfilment (credits
-granted exactly once, only for a paid session that matches its pack), and the purchases a lost
-webhook left behind.
+granted exactly once, only for a paid session that matches its pack), the purchases a lost
+webhook left behind, and the invoice events of purchases (`record_invoice`).
 
 Stripe is called before or after the transactions here, never inside one.
 """
@@ -8,6 +8,7 @@ Stripe is called before or after the transactions here, never inside one.
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from billing import locks, notifications, stripe_client
 from billing.exceptions import StripeFailure, StripeUnavailable, UnknownPack
 from billing.models import CreditPack, Purchase, Wallet
 from billing.services import caps
+from billing.services.invoices import store_invoice_links
 from billing.services.ledger import Kind, get_wallet, post_entry
 from billing.stripe_client import StripeObject
 
@@ -348,6 +350,52 @@ def purchase_for_payment_intent(payment_intent_id: str | None) -> Purchase | Non
     fulfil_checkout(session_id=candidate.checkout_session_id)
     return Purchase.objects.filter(payment_intent_id=payment_intent_id).first()
 
+
+
+def _purchase_named_by(invoice: StripeObject) -> Purchase | None:
+    public_id = (invoice.get("metadata") or {}).get("purchase_id")
+    try:
+        return Purchase.objects.filter(public_id=uuid.UUID(str(public_id))).first()
+    except ValueError:
+        return None
+
+
+def _adopt_session_invoice(purchase: Purchase, invoice_id: str) -> None:
+    """A purchase credited while its session named no invoice yet: take the invoice id from
+    Stripe's session record if it is this one."""
+    assert purchase.checkout_session_id is not None  # checked by the caller
+    session = stripe_client.retrieve_checkout_session(purchase.checkout_session_id)
+    named = session.get("invoice")
+    if (named.get("id") if isinstance(named, dict) else named) == invoice_id:
+        Purchase.objects.filter(pk=purchase.pk, invoice_id="").update(invoice_id=invoice_id)
+
+
+def record_invoice(*, invoice: StripeObject) -> Purchase | None:
+    """`invoice.finalized`: store the invoice's links on its purchase (checkout's or top-up's).
+
+    Events come in any order: when the invoice's event arrives before `checkout.session.completed`,
+    the purchase its metadata names is first brought up to date from Stripe's session (which
+    credits it and stores the session's invoice id), as refunds do through the PaymentIntent.
+    Replays write the same links again: nothing changes.
+    Returns the purchase, or None for an invoice that is not one of ours.
+    """
+    invoice_id = invoice.get("id")
+    if not invoice_id:
+        return None
+    purchase = Purchase.objects.filter(invoice_id=invoice_id).first()
+    if purchase is None:
+        named = _purchase_named_by(invoice)
+        if named is None or not named.checkout_session_id:
+            return None
+        if named.credited_at is None:
+            fulfil_checkout(session_id=named.checkout_session_id)
+        elif not named.invoice_id:
+            _adopt_session_invoice(named, invoice_id)
+        purchase = Purchase.objects.filter(invoice_id=invoice_id).first()
+        if purchase is None:
+            return None
+    store_invoice_links(invoice)
+    return Purchase.objects.get(pk=purchase.pk)
 
 
 def stale_purchases_to_reconcile(*, older_than_seconds: int) -> list[str]:

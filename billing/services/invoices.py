@@ -7,23 +7,24 @@ links exist once Stripe has finalized the invoice and are filled in after the co
 credited the purchase, by two idempotent paths:
 
 - `refresh_invoice_links` retrieves the invoice (the receipt task calls it before sending);
-- `record_invoice` reads the `invoice.finalized` webhook event.
+- `checkout.record_invoice` reads the `invoice.finalized` webhook event (`store_invoice_links`).
 
 Neither holds up or undoes a fulfilment: until one of them succeeds the purchase simply has no
 links. Links are only ever written to the purchase whose stored `invoice_id` is that invoice's:
 an event's metadata can point to a purchase, never give it an invoice (Stripe's own session
 record does, through `checkout.fulfil_checkout`).
+
+This module imports only the models and the Stripe client: the receipt e-mail
+(`billing.notifications`, below the ledger) uses it.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 
 from billing import stripe_client
 from billing.exceptions import StripeFailure
 from billing.models import Purchase, money
-from billing.services.checkout import fulfil_checkout
 from billing.stripe_client import StripeObject
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,9 @@ def _links(invoice: StripeObject) -> dict[str, str] | None:
     return links  # type: ignore[return-value]  # both checked to be strings above
 
 
-def _store_links(invoice: StripeObject) -> int:
+def store_invoice_links(invoice: StripeObject) -> int:
+    """Store a (finalized) invoice's links on the purchase whose `invoice_id` it is; returns the
+    rows changed (0 for a draft, an invoice of no purchase, or links already stored)."""
     links = _links(invoice)
     if links is None or not invoice.get("id"):
         return 0
@@ -58,54 +61,8 @@ def refresh_invoice_links(*, purchase_id: int) -> Purchase:
     except StripeFailure as exc:  # StripeUnavailable included: nothing here is worth a retry loop
         logger.warning("could not fetch invoice %s of purchase %s: %s", purchase.invoice_id, purchase.public_id, exc)
         return purchase
-    _store_links(invoice)
+    store_invoice_links(invoice)
     return Purchase.objects.get(pk=purchase_id)
-
-
-def _purchase_named_by(invoice: StripeObject) -> Purchase | None:
-    public_id = (invoice.get("metadata") or {}).get("purchase_id")
-    try:
-        return Purchase.objects.filter(public_id=uuid.UUID(str(public_id))).first()
-    except ValueError:
-        return None
-
-
-def _adopt_session_invoice(purchase: Purchase, invoice_id: str) -> None:
-    """A purchase credited while its session named no invoice yet: take the invoice id from
-    Stripe's session record if it is this one."""
-    assert purchase.checkout_session_id is not None  # checked by the caller
-    session = stripe_client.retrieve_checkout_session(purchase.checkout_session_id)
-    named = session.get("invoice")
-    if (named.get("id") if isinstance(named, dict) else named) == invoice_id:
-        Purchase.objects.filter(pk=purchase.pk, invoice_id="").update(invoice_id=invoice_id)
-
-
-def record_invoice(*, invoice: StripeObject) -> Purchase | None:
-    """`invoice.finalized`: store the invoice's links on its purchase.
-
-    Events come in any order: when the invoice's event arrives before `checkout.session.completed`,
-    the purchase its metadata names is first brought up to date from Stripe's session (which
-    credits it and stores the session's invoice id), as refunds do through the PaymentIntent.
-    Replays write the same links again: nothing changes.
-    Returns the purchase, or None for an invoice that is not one of ours.
-    """
-    invoice_id = invoice.get("id")
-    if not invoice_id:
-        return None
-    purchase = Purchase.objects.filter(invoice_id=invoice_id).first()
-    if purchase is None:
-        named = _purchase_named_by(invoice)
-        if named is None or not named.checkout_session_id:
-            return None
-        if named.credited_at is None:
-            fulfil_checkout(session_id=named.checkout_session_id)
-        elif not named.invoice_id:
-            _adopt_session_invoice(named, invoice_id)
-        purchase = Purchase.objects.filter(invoice_id=invoice_id).first()
-        if purchase is None:
-            return None
-    _store_links(invoice)
-    return Purchase.objects.get(pk=purchase.pk)
 
 
 def charge_breakdown(purchase: Purchase) -> str:

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from billing import locks, stripe_client
 from billing.models import StripeEvent
-from billing.services import checkout, invoices, refunds
+from billing.services import checkout, refunds
 from billing.stripe_client import StripeObject
 from realtime_saas.logging import log_context
 
@@ -70,7 +70,7 @@ def _invoice(obj: StripeObject) -> str:
     # Fills in an invoice's links for whichever purchase stored its id (a checkout's or a top-up's).
     # `invoice.finalized` is enough: the links exist from finalization on, and every invoice
     # Stripe makes for a checkout or a top-up is finalized (then paid) once.
-    purchase = invoices.record_invoice(invoice=obj)
+    purchase = checkout.record_invoice(invoice=obj)
     return f"invoice of purchase {purchase.public_id}" if purchase else "not the invoice of a purchase"
 
 
