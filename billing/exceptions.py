@@ -47,6 +47,17 @@ class StripeFailure(BillingError):
     """Stripe refused a request (bad parameters, authentication): retrying will not help."""
 
 
+class CardDeclined(StripeFailure):
+    """Stripe's 402 card error on a payment: `code` is e.g. `card_declined` or, for an off-session
+    payment that needs the customer, `authentication_required`."""
+
+    def __init__(self, message: str, *, code: str, decline_code: str = "", payment_intent_id: str | None = None):
+        self.code = code
+        self.decline_code = decline_code
+        self.payment_intent_id = payment_intent_id
+        super().__init__(message)
+
+
 class StripeUnavailable(StripeFailure):
     """A transient failure talking to Stripe (network, timeout, rate limit, 5xx): retry later."""
 

@@ -18,7 +18,13 @@ import stripe
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 
-from billing.exceptions import InvalidWebhook, PaymentsNotConfigured, StripeFailure, StripeUnavailable
+from billing.exceptions import (
+    CardDeclined,
+    InvalidWebhook,
+    PaymentsNotConfigured,
+    StripeFailure,
+    StripeUnavailable,
+)
 
 API_VERSION = "2026-10-28.endive"  # what stripe-python 16.1 speaks; webhook endpoints must match
 NETWORK_RETRIES = 2
@@ -74,6 +80,17 @@ def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         raise StripeUnavailable(f"Stripe is unreachable or busy: {exc.user_message or type(exc).__name__}") from exc
     except stripe.APIError as exc:
         raise StripeUnavailable(f"Stripe had a server error (HTTP {exc.http_status})") from exc
+    except stripe.CardError as exc:
+        # 402 `card_error`: declined, or 3D Secure needed off-session (`authentication_required`);
+        # the body embeds the PaymentIntent it left behind (docs.stripe.com/api/errors).
+        body: dict[str, Any] = exc.json_body if isinstance(exc.json_body, dict) else {}
+        error: dict[str, Any] = body.get("error") or {}
+        intent = error.get("payment_intent") or {}
+        raise CardDeclined(
+            exc.user_message or "The card was declined.", code=str(exc.code or error.get("code") or "card_declined"),
+            decline_code=str(error.get("decline_code") or ""),
+            payment_intent_id=intent.get("id") if isinstance(intent, dict) else None,
+        ) from exc
     except stripe.StripeError as exc:
         # Bad parameters, authentication, idempotency conflicts: a retry will not help.
         raise StripeFailure(f"Stripe refused the request: {exc.user_message or type(exc).__name__}") from exc
@@ -113,9 +130,61 @@ def retrieve_payment_intent(payment_intent_id: str) -> StripeObject:
     return _plain(_call(get_client().v1.payment_intents.retrieve, payment_intent_id))
 
 
+def retrieve_invoice(invoice_id: str) -> StripeObject:
+    """An invoice; `hosted_invoice_url` and `invoice_pdf` are set once it is finalized."""
+    return _plain(_call(get_client().v1.invoices.retrieve, invoice_id))
+
+
 def list_charge_refunds(charge_id: str) -> list[StripeObject]:
     page = _call(get_client().v1.refunds.list, params={"charge": charge_id, "limit": 100})
     return [_plain(refund) for refund in page.data]
+
+
+# --- saved cards and auto top-ups (billing.services.topups) ---------------------------------------
+
+
+def retrieve_setup_intent(setup_intent_id: str) -> StripeObject:
+    """A SetupIntent with its PaymentMethod expanded (the card's brand and last four digits)."""
+    return _plain(_call(get_client().v1.setup_intents.retrieve, setup_intent_id,
+                        params={"expand": ["payment_method"]}))
+
+
+def set_default_payment_method(*, customer_id: str, payment_method_id: str) -> None:
+    """The Customer's `invoice_settings.default_payment_method`: what its invoices charge."""
+    _call(get_client().v1.customers.update, customer_id,
+          params={"invoice_settings": {"default_payment_method": payment_method_id}})
+
+
+def create_payment_intent(*, params: StripeObject, idempotency_key: str) -> StripeObject:
+    """POST /v1/payment_intents. With `confirm` and `off_session` a decline raises CardDeclined."""
+    return _plain(_call(get_client().v1.payment_intents.create, params=params,
+                        options={"idempotency_key": idempotency_key}))
+
+
+def create_invoice(*, params: StripeObject, idempotency_key: str) -> StripeObject:
+    return _plain(_call(get_client().v1.invoices.create, params=params, options={"idempotency_key": idempotency_key}))
+
+
+def create_invoice_item(*, params: StripeObject, idempotency_key: str) -> StripeObject:
+    return _plain(_call(get_client().v1.invoice_items.create, params=params,
+                        options={"idempotency_key": idempotency_key}))
+
+
+def finalize_invoice(invoice_id: str, *, idempotency_key: str) -> StripeObject:
+    return _plain(_call(get_client().v1.invoices.finalize_invoice, invoice_id, params={"auto_advance": False},
+                        options={"idempotency_key": idempotency_key}))
+
+
+def attach_invoice_payment(invoice_id: str, *, payment_intent_id: str, idempotency_key: str) -> StripeObject:
+    """POST /v1/invoices/:id/attach_payment: a succeeded PaymentIntent pays the invoice at once."""
+    return _plain(_call(get_client().v1.invoices.attach_payment, invoice_id,
+                        params={"payment_intent": payment_intent_id}, options={"idempotency_key": idempotency_key}))
+
+
+def list_invoice_payments(invoice_id: str) -> list[StripeObject]:
+    """The invoice's InvoicePayments (API 2026-10-28: an invoice names its PaymentIntents here)."""
+    page = _call(get_client().v1.invoice_payments.list, params={"invoice": invoice_id, "limit": 100})
+    return [_plain(payment) for payment in page.data]
 
 
 MAX_ID_LENGTH = 255  # StripeEvent.event_id / object_id; Stripe's own ids are far shorter
@@ -129,11 +198,6 @@ def _event_shape_error(event: Any) -> str | None:
     if event.get("object") != "event":
         return "Not a Stripe event (object is not 'event')"
     event_id = event.get("id")
-def retrieve_invoice(invoice_id: str) -> StripeObject:
-    """An invoice; `hosted_invoice_url` and `invoice_pdf` are set once it is finalized."""
-    return _plain(_call(get_client().v1.invoices.retrieve, invoice_id))
-
-
     if not isinstance(event_id, str) or not event_id or len(event_id) > MAX_ID_LENGTH:
         return f"id must be a non-empty string of at most {MAX_ID_LENGTH} characters"
     if not isinstance(event.get("type", ""), str):

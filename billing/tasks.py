@@ -13,6 +13,7 @@ from django.utils import timezone
 from billing.exceptions import StripeUnavailable
 from billing.models import StripeEvent
 from billing.services import checkout, promos, stripe_events
+from billing.services.topups import run_auto_top_up
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,26 @@ def process_stripe_event_task(event_pk: int) -> None:
         raise  # to autoretry_for
     except Exception:
         logger.exception("stripe event %s failed; kept for a retry from the admin", event_pk)
+
+
+# Not acks_late: a run lost with its worker leaves the crossing's purchase pending, and the next
+# settlement below the threshold enqueues the crossing again (the purchase is charged then, with the
+# same idempotency key). A retry after a network failure charges with that key too.
+@shared_task(
+    name="billing.auto_top_up",
+    soft_time_limit=60,
+    time_limit=90,
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=RETRY_BACKOFF_SECONDS,
+    retry_backoff_max=RETRY_BACKOFF_MAX_SECONDS,
+    retry_jitter=True,
+    max_retries=MAX_RETRIES,
+)
+def auto_top_up(wallet_id: int, crossing: int) -> str | None:
+    """Buy the wallet's auto top-up pack for this crossing of its threshold, once
+    (billing.services.topups.run_auto_top_up). Returns the purchase's id, or None: nothing to buy."""
+    purchase = run_auto_top_up(wallet_id=wallet_id, crossing=crossing)
+    return str(purchase.public_id) if purchase is not None else None
 
 
 # Periodic (beat) tasks are not acks_late: a run lost with its worker is replaced by the next one.

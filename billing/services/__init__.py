@@ -8,9 +8,12 @@ transactions, never inside one.
 One module per seam, imported one way (a module imports only those below it):
 
     stripe_events   receive, process, retry and dispatch Stripe webhook events
+    topups          auto top-up: saved cards, the off-session top-up, its invoice, failures
     checkout        credit packs, Checkout Sessions, fulfilment   refunds   refunds and disputes
     invoices        purchases' Stripe invoices: their links, the charge in words
-    holds           place, hold_in_transaction, settle, release; get_hold, hold_settlement (reads)
+    holds           place, hold_in_transaction, settle, release, extend_hold; get_hold, hold_settlement
+    caps            the monthly spending cap (reads; callers hold the wallet's lock)
+    crossings       auto top-up's trigger: below the threshold, enqueue; back above, re-arm
     ledger          wallets, grant / clawback / adjust / credit_refund, lock_wallet, the one entry writer
     promos          the sign-up bonus, promo codes, expiry of grants (through ledger)
     grants          credit grants: made by entries that add credits, spent in order, debt

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from billing import locks, notifications
@@ -19,7 +19,7 @@ from billing.exceptions import (
     WalletBlocked,
 )
 from billing.models import Hold, LedgerEntry, Wallet
-from billing.services import caps
+from billing.services import caps, crossings
 from billing.services.ledger import Kind, post_entry, push_balance_on_commit, require_positive
 from realtime_saas.sql import (
     fetch_one,
@@ -145,6 +145,7 @@ def _place_hold_fast(*, user_id: int, credits: int, idempotency_key: str, refere
         return None
     wallet = instance_from_row(Wallet, row[1:])
     push_balance_on_commit(wallet)
+    crossings.note_available(wallet, may_rearm=False)  # auto top-up below its threshold
     return _new_hold(row[0], wallet.pk, params)
 
 
@@ -193,6 +194,7 @@ def hold_in_transaction(*, wallet: Wallet, credits: int, idempotency_key: str, r
         wallet.held += credits
         wallet.save(update_fields=["held", "updated_at"])
     push_balance_on_commit(wallet)
+    crossings.note_available(wallet, may_rearm=False)  # auto top-up below its threshold
     return hold
 
 
@@ -248,6 +250,7 @@ def settle_hold(*, hold: Hold, used_credits: int, idempotency_key: str | None = 
         locked.entry = entry
         locked.finished_at = timezone.now()
         locked.save()
+        crossings.note_available(wallet)  # auto top-up's threshold (the task is enqueued on commit)
     return Settlement.of(locked)
 
 
@@ -322,6 +325,7 @@ def _settle_fast(*, hold: Hold, used_credits: int, idempotency_key: str) -> Sett
     entry_id = row[0]
     wallet = instance_from_row(Wallet, row[1:])
     push_balance_on_commit(wallet)
+    crossings.note_available(wallet)  # committed: auto top-up's threshold, from the row (no query when off)
     if wallet.low_balance_notified_at == now:  # this debit crossed the threshold: warn, once
         transaction.on_commit(partial(notifications.send_low_balance_email.delay, wallet.pk))
     entry = None
@@ -390,3 +394,33 @@ def hold_settlement(*, hold_id: int) -> Settlement | None:
     if hold is None or hold.status == Hold.Status.ACTIVE:
         return None
     return Settlement.of(hold)
+
+
+# --- growing a live call's hold (auto top-up, billing.services.topups) ---------------------------
+
+
+def extend_hold(*, hold_id: int, credits: int) -> int:
+    """Grow an ACTIVE hold by up to `credits`, as far as the wallet's available credits and the
+    monthly spending cap allow (a call's partial hold, when a top-up has just added credits).
+    Returns the credits added (0: nothing available, or the hold is no longer active). Under the
+    wallet's lock, in billing/locks.py's order (wallet, then hold)."""
+    require_positive(credits)
+    with transaction.atomic(durable=True):
+        hold = Hold.objects.filter(pk=hold_id).only("wallet_id").first()
+        if hold is None:
+            return 0
+        wallet = locks.wallet_by_pk_for_update(wallet_id=hold.wallet_id)
+        locked = locks.hold_for_update(hold_id=hold_id)
+        if locked.status != Hold.Status.ACTIVE or wallet.blocked_reason:
+            return 0
+        grow = min(credits, wallet.balance - wallet.held)
+        if (cap := caps.cap_status(wallet)) is not None:
+            grow = min(grow, cap.credits_left)
+        if grow <= 0:
+            return 0
+        Hold.objects.filter(pk=hold_id).update(credits=models.F("credits") + grow)
+        wallet.held += grow
+        wallet.save(update_fields=["held", "updated_at"])
+        push_balance_on_commit(wallet)
+        crossings.note_available(wallet, may_rearm=False)
+    return grow

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from billing import locks, stripe_client
 from billing.models import StripeEvent
-from billing.services import checkout, refunds
+from billing.services import checkout, refunds, topups
 from billing.stripe_client import StripeObject
 from realtime_saas.logging import log_context
 
@@ -74,8 +74,26 @@ def _invoice(obj: StripeObject) -> str:
     return f"invoice of purchase {purchase.public_id}" if purchase else "not the invoice of a purchase"
 
 
+def _checkout_completed(obj: StripeObject) -> str:
+    if obj.get("mode") == "setup":  # a card saved for auto top-up (billing.services.topups)
+        wallet = topups.save_card_from_setup(session_id=obj["id"])
+        return f"card saved for wallet {wallet.pk}" if wallet else "not a setup session of ours"
+    return _checkout(obj)
+
+
+def _top_up_intent(obj: StripeObject) -> str:
+    return topups.payment_intent_event(obj)
+
+
+def _invoice_payment_succeeded(obj: StripeObject) -> str:
+    # A top-up's invoice paid on its hosted page after a decline credits the top-up. Stripe sends
+    # `invoice.paid` with it ("invoice.payment_succeeded: whenever an invoice payment attempt
+    # succeeds"); one of the two is enough, and this one is about a payment.
+    return topups.invoice_paid(obj)
+
+
 HANDLERS: dict[str, Callable[[StripeObject], str]] = {
-    "checkout.session.completed": _checkout,
+    "checkout.session.completed": _checkout_completed,
     "checkout.session.async_payment_succeeded": _checkout,
     "checkout.session.expired": _checkout,
     "checkout.session.async_payment_failed": _checkout_failed,
@@ -90,6 +108,9 @@ HANDLERS: dict[str, Callable[[StripeObject], str]] = {
     "charge.dispute.funds_withdrawn": _dispute,
     "charge.dispute.funds_reinstated": _dispute,
     "invoice.finalized": _invoice,
+    "invoice.payment_succeeded": _invoice_payment_succeeded,
+    "payment_intent.succeeded": _top_up_intent,
+    "payment_intent.payment_failed": _top_up_intent,
 }
 
 HANDLED_TYPES = sorted(HANDLERS)

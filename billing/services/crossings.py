@@ -1,0 +1,61 @@
+"""The auto top-up's trigger: crossings of the wallet's threshold (docs/billing.md "Auto top-up").
+
+A crossing is a stretch of time during which the wallet's available credits (balance − held) are
+below `auto_topup_threshold`. `Wallet.auto_topup_crossing` numbers them; the top-up of crossing n
+is the Purchase whose unique `topup_key` is "wallet:<id>:<n>", so however many settlements, holds,
+workers and retries see the wallet below its threshold, crossing n buys at most once. The counter
+moves on (re-arms) only once available credits are back at or above the threshold after crossing
+n had its top-up.
+
+Called with a wallet row whose figures are current, right after a hold was placed or settled
+(after the one-statement SQL of `holds`, from the row it returned; never inside it), and after a
+top-up was credited. Without
+auto top-up it costs nothing: the wallet's own fields decide, no query.
+
+Only module-level imports of the models: `holds` and `ledger` sit above it. The task is imported
+when it is enqueued (billing.tasks imports the services).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from django.db import transaction
+from django.db.models import Exists, F
+
+from billing.models import Purchase, Wallet
+
+
+def topup_key(wallet_id: int, crossing: int) -> str:
+    return f"wallet:{wallet_id}:{crossing}"
+
+
+def _enqueue(wallet_id: int, crossing: int) -> None:
+    from billing.tasks import auto_top_up  # billing.tasks imports the services: import it late
+
+    auto_top_up.delay(wallet_id, crossing)
+
+
+def note_available(wallet: Wallet, *, may_rearm: bool = True) -> None:
+    """After a change of the wallet's available credits (the row as it is now): below the threshold,
+    enqueue the top-up of the current crossing on commit (the task decides, under the wallet's lock,
+    whether there is anything to buy); at or above it, re-arm when the current crossing has had
+    its top-up (not after a new hold, which only lowers available credits: `may_rearm=False`)."""
+    threshold = wallet.auto_topup_threshold
+    if not wallet.auto_topup_enabled or not threshold or not wallet.payment_method_id:
+        return
+    if wallet.balance - wallet.held < threshold:
+        transaction.on_commit(partial(_enqueue, wallet.pk, wallet.auto_topup_crossing))
+    elif may_rearm:
+        rearm(wallet_id=wallet.pk, crossing=wallet.auto_topup_crossing)
+
+
+def rearm(*, wallet_id: int, crossing: int) -> bool:
+    """Move the crossing counter on from `crossing` if that crossing had its top-up and available
+    credits are at or above the threshold now: one conditional UPDATE (racing callers move it once)."""
+    had_top_up = Exists(Purchase.objects.filter(topup_key=topup_key(wallet_id, crossing)))
+    return bool(
+        Wallet.objects.filter(pk=wallet_id, auto_topup_crossing=crossing)
+        .filter(had_top_up, balance__gte=F("held") + F("auto_topup_threshold"))
+        .update(auto_topup_crossing=F("auto_topup_crossing") + 1)
+    )

@@ -1,0 +1,224 @@
+"""Auto top-up (issue 15, item 1) against fakes/stripe as a real server: a card saved through a
+setup-mode Checkout, one off-session top-up per crossing of the threshold whatever the number of
+workers and retries, credits from Stripe's answer and its webhooks exactly once, an invoice for
+every top-up, and declines that switch auto top-up off and email a link to pay on-session."""
+
+import threading
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from django.core import mail
+from django.db import connection
+
+from billing import services
+from billing.models import CreditGrant, CreditPack, LedgerEntry, Purchase, Wallet
+from billing.services import crossings, topups
+from tests.billing.conftest import post_event
+from tests.factories import fund, wallet_of
+
+
+def save_card(user, fake, client, card="pm_card_visa"):
+    """The user saves `card` on Stripe's setup page; the webhook stores it on the wallet."""
+    url = topups.start_card_setup(user=user, success_url="http://testserver/billing/auto-top-up/",
+                                  cancel_url="http://testserver/billing/auto-top-up/")
+    session_id = urlparse(url).path.rstrip("/").rsplit("/", 1)[-1]
+    if not session_id.startswith("cs_"):
+        session_id = parse_qs(urlparse(url).query)["session"][0]
+    fake.pay(session_id, card=card)
+    [completed] = [e for e in fake.events("checkout.session.completed") if e["data"]["object"]["id"] == session_id]
+    assert post_event(client, completed).status_code == 200
+    return wallet_of(user)
+
+
+def switch_on(user, pack, *, threshold=500, limit=3, cap_cents=None):
+    return topups.update_settings(user=user, settings=topups.TopUpSettings(
+        enabled=True, threshold=threshold, pack=pack, monthly_limit=limit, monthly_cap_cents=cap_cents,
+        time_zone="UTC"))
+
+
+def spend(user, credits, key):
+    hold = services.place_hold(user=user, credits=credits, idempotency_key=f"spend:{key}", reference=f"call:{key}")
+    return services.settle_hold(hold=hold, used_credits=credits)
+
+
+def payment_intents(fake):
+    return fake.client().v1.payment_intents.list(params={"limit": 100}).data
+
+
+@pytest.fixture
+def topup_pack(pack):
+    CreditPack.objects.exclude(pk=pack.pk).update(active=False)
+    return pack
+
+
+def test_saving_a_card_stores_it_and_makes_it_the_customers_default(alice, client, stripe_settings, topup_pack,
+                                                                   django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        save_card(alice, stripe_settings, client)
+    wallet = wallet_of(alice)
+    assert wallet.payment_method_id.startswith("pm_")
+    assert (wallet.card_brand, wallet.card_last4) == ("visa", "4242")
+    assert topups.card_label(wallet) == "Visa •••• 4242"
+    customer = stripe_settings.get(wallet.stripe_customer_id)
+    assert customer["invoice_settings"]["default_payment_method"] == wallet.payment_method_id
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_settlement_below_the_threshold_tops_up_exactly_once_with_racing_workers_and_a_retry(
+    alice, client, stripe_settings, topup_pack
+):
+    save_card(alice, stripe_settings, client)
+    fund(alice, 2000)
+    spend(alice, 1800, "a")  # 200 available
+    # Switched on behind the service's back, so that nothing has enqueued the crossing yet: two
+    # workers run it at once, then the task is retried.
+    Wallet.objects.filter(user=alice).update(auto_topup_enabled=True, auto_topup_threshold=500,
+                                             auto_topup_pack=topup_pack)
+    wallet = wallet_of(alice)
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def worker():
+        try:
+            start.wait()
+            topups.run_auto_top_up(wallet_id=wallet.pk, crossing=0)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    topups.run_auto_top_up(wallet_id=wallet.pk, crossing=0)
+
+    [intent] = payment_intents(stripe_settings)
+    assert (intent["amount"], intent["status"], intent["customer"]) == (1000, "succeeded", wallet.stripe_customer_id)
+    [purchase] = Purchase.objects.filter(source=Purchase.Source.AUTO_TOP_UP)
+    assert intent["metadata"]["purchase_id"] == str(purchase.public_id)
+    assert (purchase.status, purchase.topup_key, purchase.payment_intent_id) == (
+        Purchase.Status.PAID, f"wallet:{wallet.pk}:0", intent["id"])
+    assert purchase.invoice_id.startswith("in_") and purchase.invoice_url and purchase.invoice_pdf
+    invoice = stripe_settings.get(purchase.invoice_id)
+    assert (invoice["status"], invoice["amount_paid"]) == ("paid", 1000)
+    # The webhooks of the same payment, twice, credit nothing more.
+    for event in stripe_settings.events("payment_intent.succeeded") + stripe_settings.events("invoice.payment_succeeded"):
+        assert post_event(client, event).status_code == 200
+        assert post_event(client, event).status_code == 200
+    wallet.refresh_from_db()
+    assert wallet.balance == 2000 - 1800 + 1000
+    assert LedgerEntry.objects.filter(wallet=wallet, reference=f"purchase:{purchase.public_id}").count() == 1
+    [grant] = CreditGrant.objects.filter(purchase=purchase)
+    assert (grant.source, grant.credits) == (CreditGrant.Source.TOP_UP, 1000)
+    # Back above the threshold: the next crossing is armed, and buys again when it comes.
+    assert wallet.auto_topup_crossing == 1
+    spend(alice, 800, "b")
+    assert Purchase.objects.filter(source=Purchase.Source.AUTO_TOP_UP).count() == 2
+    assert len(payment_intents(stripe_settings)) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("card", "code"), [
+    ("pm_card_chargeCustomerFail", "card_declined"),
+    ("pm_card_authenticationRequired", "authentication_required"),
+])
+def test_a_declined_top_up_switches_auto_top_up_off_and_emails_a_link_to_pay(
+    alice, client, stripe_settings, topup_pack, card, code
+):
+    save_card(alice, stripe_settings, client, card=card)
+    fund(alice, 600)
+    switch_on(alice, topup_pack, threshold=500)
+    mail.outbox.clear()
+
+    spend(alice, 200, "a")
+
+    [purchase] = Purchase.objects.filter(source=Purchase.Source.AUTO_TOP_UP)
+    assert (purchase.status, purchase.failure_code) == (Purchase.Status.FAILED, code)
+    wallet = wallet_of(alice)
+    assert not wallet.auto_topup_enabled
+    assert wallet.auto_topup_disabled_at is not None
+    assert wallet.balance == 400
+    assert purchase.invoice_url  # an open invoice: its hosted page takes the payment on-session
+    [email] = mail.outbox
+    assert email.to == [alice.email]
+    assert email.subject == "Auto top-up failed and is now off"
+    assert purchase.invoice_url in email.body
+    assert "Auto top-up is now switched off" in email.body
+    # Stripe's payment_intent.payment_failed comes too: the same path, nothing twice.
+    for event in stripe_settings.events("payment_intent.payment_failed"):
+        assert post_event(client, event).status_code == 200
+    assert len(mail.outbox) == 1
+    # The page says why it is off.
+    client.force_login(alice)
+    page = client.get("/billing/auto-top-up/").content.decode()
+    assert wallet.auto_topup_disabled_reason in page.replace("&#x27;", "'")
+    # Paying the invoice on its hosted page credits the top-up after all (invoice.paid).
+    invoice = stripe_settings.get(purchase.invoice_id)
+    assert invoice["status"] == "open"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_cap_refuses_a_top_up(alice, client, stripe_settings, topup_pack):
+    save_card(alice, stripe_settings, client)
+    fund(alice, 600)
+    switch_on(alice, topup_pack, threshold=500, cap_cents=999)
+    spend(alice, 200, "a")
+    [purchase] = Purchase.objects.filter(source=Purchase.Source.AUTO_TOP_UP)
+    assert (purchase.status, purchase.failure_code) == (Purchase.Status.FAILED, "spending_cap")
+    assert "over your cap of $9.99" in purchase.failure_reason
+    assert payment_intents(stripe_settings) == []
+    assert wallet_of(alice).balance == 400
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_monthly_number_of_top_ups_is_a_limit(alice, client, stripe_settings, topup_pack):
+    save_card(alice, stripe_settings, client)
+    fund(alice, 600)
+    switch_on(alice, topup_pack, threshold=500, limit=1)
+    spend(alice, 200, "a")  # crossing 0: bought, 1,400 credits
+    spend(alice, 1000, "b")  # crossing 1: over the limit
+    assert list(Purchase.objects.filter(source=Purchase.Source.AUTO_TOP_UP).order_by("pk")
+                .values_list("status", "failure_code")) == [("paid", ""), ("failed", "monthly_limit")]
+    assert len(payment_intents(stripe_settings)) == 1
+
+
+def test_the_page_validates_under_each_field(alice, client, topup_pack):
+    client.force_login(alice)
+    response = client.post("/billing/auto-top-up/", {
+        "enabled": "on", "threshold": "0", "pack": "", "monthly_limit": "3", "monthly_cap": "", "time_zone": "Mars/Base",
+    })
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert 'data-testid="errors-enabled"' in page and "Save a card first" in page
+    assert 'data-testid="errors-threshold"' in page
+    assert 'data-testid="errors-pack"' in page
+    assert 'data-testid="errors-time_zone"' in page
+    assert not Wallet.objects.filter(user=alice, auto_topup_enabled=True).exists()
+    topup_pack.active = False
+    topup_pack.save()
+    response = client.post("/billing/auto-top-up/", {
+        "threshold": "10", "pack": topup_pack.key, "monthly_limit": "3", "monthly_cap": "25.50",
+        "time_zone": "Europe/Paris",
+    })
+    assert response.status_code == 400
+    assert "Choose a pack that is on sale." in response.content.decode()
+
+
+def test_the_page_saves_the_cap_and_time_zone(alice, client, topup_pack):
+    client.force_login(alice)
+    response = client.post("/billing/auto-top-up/", {
+        "threshold": "10", "pack": topup_pack.key, "monthly_limit": "2", "monthly_cap": "25.50",
+        "time_zone": "Europe/Paris",
+    })
+    assert response.status_code == 302
+    wallet = wallet_of(alice)
+    alice.refresh_from_db()
+    assert (wallet.monthly_cap_cents, wallet.auto_topup_threshold, wallet.auto_topup_monthly_limit,
+            wallet.auto_topup_enabled, alice.time_zone) == (2550, 10, 2, False, "Europe/Paris")
+    page = client.get("/billing/auto-top-up/").content.decode()
+    assert "of your $25.50 cap" in page
+    assert "Save a card" in page
+    assert crossings.topup_key(wallet.pk, 3) == f"wallet:{wallet.pk}:3"
