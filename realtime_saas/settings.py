@@ -438,6 +438,11 @@ REALTIME_ENDING_GRACE_SECONDS = env.int("REALTIME_ENDING_GRACE_SECONDS", default
 # is hung up and settled at its full hold: longer than a lease plus an attach grace, so a
 # surviving or restarted supervisor takes it over first.
 REALTIME_UNWATCHED_GRACE_SECONDS = env.int("REALTIME_UNWATCHED_GRACE_SECONDS", default=120)
+# A call whose partial hold runs out while an auto top-up is on its way waits this long for the
+# credits (its responses kept to what the hold still covers), then goes on or is cut (docs/billing.md).
+REALTIME_TOPUP_GRACE_SECONDS = env.float("REALTIME_TOPUP_GRACE_SECONDS", default=20.0)
+if REALTIME_TOPUP_GRACE_SECONDS < 0:
+    raise ImproperlyConfigured("REALTIME_TOPUP_GRACE_SECONDS must be ≥ 0.")
 REALTIME_MAX_SDP_BYTES = 64 * 1024
 # How long each web process keeps the assistants and prices a call start reads (sessions/caches.py):
 # an admin edit reaches every process within this time. 0: read them on every start.

@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from accounts.decorators import verified_email_required
-from billing.services import available_credits
+from billing.services import available_credits, cap_status, get_wallet
 from sessions import presenters
 from sessions.exceptions import InvalidAssistant
 from sessions.models import Assistant, CallState, RealtimeCall, TokenCounts
@@ -155,13 +155,16 @@ def talk(request):
     rates = credit_rates(assistants)
     for assistant in assistants:
         assistant.rates = rates[assistant.pk]
+    wallet = get_wallet(request.user)
     return render(
         request,
         "sessions/talk.html",
         {
             "assistants": assistants,
             "selected": selected,
-            "available_credits": available_credits(request.user),
+            "available_credits": wallet.available,
+            # The monthly spending cap, when the user set one: what is used and left (billing.services.caps).
+            "month_cap": cap_status(wallet, time_zone=request.user.time_zone),
             "end_reasons": END_REASON_WORDS,
         },
     )

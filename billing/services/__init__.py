@@ -37,6 +37,7 @@ from billing.services.checkout import (
 from billing.services.grants import spending_order
 from billing.services.holds import (
     Settlement,
+    extend_hold,
     get_hold,
     hold_in_transaction,
     hold_settlement,
@@ -81,6 +82,7 @@ from billing.services.stripe_events import (
     receive_stripe_event,
     retry_stripe_event,
 )
+from billing.services.topups import top_up_coming
 
 __all__ = [
     # ledger
@@ -99,6 +101,7 @@ __all__ = [
     "Settlement",
     "get_hold",
     "hold_in_transaction",
+    "extend_hold",
     "hold_settlement",
     "place_hold",
     "release_hold",
@@ -117,6 +120,8 @@ __all__ = [
     # the monthly spending cap
     "CapStatus",
     "cap_status",
+    # auto top-up
+    "top_up_coming",
     # checkout
     "cancel_checkout",
     "fail_checkout",

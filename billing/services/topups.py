@@ -124,13 +124,20 @@ def top_ups_this_month(wallet: Wallet, *, time_zone: str) -> int:
     ).count()
 
 
-def pending_top_up(*, wallet_id: int) -> bool:
-    """Whether a top-up of this wallet is on its way (made, not yet credited or failed): a live
-    call that runs out waits for it (the supervisor's grace)."""
-    return Purchase.objects.filter(
-        user__wallet__pk=wallet_id, source=Purchase.Source.AUTO_TOP_UP,
+def top_up_coming(*, user_id: int) -> bool:
+    """Whether an auto top-up of this user is on its way: made and not yet credited or failed, or
+    about to be (switched on, below the threshold, the crossing not yet bought). A live call that
+    runs out waits for it (the supervisor's grace, REALTIME_TOPUP_GRACE_SECONDS)."""
+    if Purchase.objects.filter(
+        user_id=user_id, source=Purchase.Source.AUTO_TOP_UP,
         status__in=[Purchase.Status.PENDING, Purchase.Status.PROCESSING],
-    ).exists()
+    ).exists():
+        return True
+    wallet = Wallet.objects.filter(user_id=user_id).first()
+    if wallet is None or not wallet.auto_topup_enabled or not wallet.auto_topup_threshold:
+        return False
+    return (wallet.balance - wallet.held < wallet.auto_topup_threshold
+            and not Purchase.objects.filter(topup_key=crossings.topup_key(wallet.pk, wallet.auto_topup_crossing)).exists())
 
 
 # --- saving a card ---------------------------------------------------------------------------

@@ -105,6 +105,7 @@ class CallWatcher:
         self._event_seq = 0
         self._our_events: dict[str, str] = {}  # event_id -> what it was, to read OpenAI's errors about it
         self.enforce_mono: float | None = None  # when enforce() decided (enforcement latency metric)
+        self.extending = False  # out of credits: growing the hold, or waiting for an auto top-up
         self.attached_by_us = False
 
     # --- decisions -------------------------------------------------------------------------
@@ -500,7 +501,7 @@ class CallWatcher:
                 self.enforce(Cause.CREDITS_EXHAUSTED)
                 return
         elif budget < self.conf.min_response_tokens:
-            self.enforce(Cause.CREDITS_EXHAUSTED)
+            self._out_of_credits(budget)
             return
         elif budget < self.output_cap:
             self.output_cap = budget
@@ -510,6 +511,53 @@ class CallWatcher:
                     "type": "realtime", "max_output_tokens": budget}}, "cap"))
         if held - self.credits_used <= held * self.conf.warn_fraction:
             self.warn("credits")
+
+    def _out_of_credits(self, budget: int) -> None:
+        """A partial hold is used up: before cutting the call, grow the hold from credits that
+        arrived meanwhile (an auto top-up), and while a top-up is on its way wait for it up to
+        REALTIME_TOPUP_GRACE_SECONDS, the responses kept to what the hold still covers."""
+        if self.extending or self.enforcing is not None:
+            return
+        self.extending = True
+        if budget < self.output_cap:
+            self._lower_cap(max(budget, 1))
+        self.sup.spawn(self._extend_or_cut())
+
+    def _lower_cap(self, cap: int) -> None:
+        self.output_cap = cap
+        self.caps_sent.add(cap)
+        if self.sideband is not None:
+            self.sup.spawn(self._send({"type": "session.update", "session": {
+                "type": "realtime", "max_output_tokens": cap}}, "cap"))
+
+    async def _extend_or_cut(self) -> None:
+        deadline = time.monotonic() + settings.REALTIME_TOPUP_GRACE_SECONDS
+        try:
+            while self.enforcing is None:
+                added = await self.sup.db(store.extend_call_hold, pk=self.snap.pk)
+                if added:
+                    self.snap.credits_held += added
+                    if self.base_payload is None:
+                        self.base_payload = dict(self.snap.payload or {})
+                    self.base_payload["credits_held"] = self.snap.credits_held  # the page's "of N"
+                    self.sup.stats["holds_extended"] += 1
+                    self.extending = False
+                    budget = self.output_budget()
+                    if budget is not None and budget >= self.conf.min_response_tokens:
+                        # The credits allow longer responses again: raise the limit we lowered.
+                        cap = min(budget, self._policy_max_output())
+                        if cap > self.output_cap:
+                            self._lower_cap(cap)
+                    self._judge()
+                    self.push(force=True)
+                    return
+                if time.monotonic() >= deadline or not await self.sup.db(store.top_up_coming, pk=self.snap.pk):
+                    break
+                await asyncio.sleep(0.5)
+        except Exception:
+            logger.exception("supervisor: extending the hold of %s failed", self.snap.public_id)
+        self.extending = False
+        self.enforce(Cause.CREDITS_EXHAUSTED)
 
     def effective_policy(self) -> dict:
         """The policy with the output limit the credits allow now (a partial hold lowers it)."""

@@ -18,6 +18,7 @@ from django.db.models import BigIntegerField, ExpressionWrapper, F, OuterRef, Q,
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from billing import services as billing
 from sessions import presenters, services
 from sessions.models import (
     FINAL_STATES,
@@ -28,6 +29,7 @@ from sessions.models import (
     RealtimeCall,
     TokenCounts,
     UsageRecord,
+    credits_for_cost,
 )
 from sessions.reconciliation.models import Flag, FlagKind, Severity
 from sessions.reconciliation.reconcile import notify_staff
@@ -293,3 +295,31 @@ def finish(*, pk: int, cause: str, metered: bool = True, detail: str = "") -> Re
         call = services.settle_call(call=call, cause=cause, used_credits=used, detail=detail)
     RealtimeCall.objects.filter(pk=pk).update(lease_owner="", lease_expires_at=None)
     return call
+
+
+# --- a partial hold that runs out while an auto top-up is on its way (docs/billing.md) -----------
+
+
+def extend_call_hold(*, pk: int) -> int:
+    """Grow the call's hold by what its remaining time could cost at the worst-case rate, as far as
+    the wallet's available credits and spending cap allow (billing.extend_hold). Returns the credits
+    added (0: none available, or the call is no longer live) and notes it on the call's timeline."""
+    call = RealtimeCall.objects.select_related("assistant").get(pk=pk)
+    if not call.hold_id or call.state != CallState.ACTIVE:
+        return 0
+    seconds_left = max(1.0, (call.expected_end_at - timezone.now()).total_seconds())
+    per_minute = services.worst_case_microusd_per_minute(call.assistant)
+    want = max(credits_for_cost(int(per_minute * seconds_left / 60) + 1, markup_percent=call.markup_percent), 1)
+    added = billing.extend_hold(hold_id=call.hold_id, credits=want)
+    if added:
+        RealtimeCall.objects.filter(pk=pk).update(credits_held=F("credits_held") + added)
+        record_event(pk=pk, kind=EVENT_WARNING,
+                     detail=f"Credits arrived (auto top-up): the call's hold grew by {added:,} credits.")
+    return added
+
+
+def top_up_coming(*, pk: int) -> bool:
+    """Whether an auto top-up of the call's user is on its way (made and not yet credited or failed,
+    or about to be made: switched on and below its threshold)."""
+    call = RealtimeCall.objects.only("user_id").get(pk=pk)
+    return billing.top_up_coming(user_id=call.user_id)

@@ -140,3 +140,13 @@ def test_a_call_gets_a_partial_hold_cut_to_the_cap_or_is_refused(
     assert body["error"]["code"] == "spending_cap", body
     assert "Your monthly spending cap of $10.05 leaves 5 credits this month" in body["detail"]
     assert RealtimeCall.objects.count() == 1
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_talk_page_shows_what_is_left_of_the_month(capped_alice, client):
+    use(capped_alice, 250, "a")
+    client.force_login(capped_alice)
+    page = client.get("/talk/").content.decode()
+    assert "This month: $2.50 of your $10.00 cap used — $7.50 left" in page
+    Wallet.objects.filter(user=capped_alice).update(monthly_cap_cents=None)
+    assert 'data-testid="month-cap"' not in client.get("/talk/").content.decode()
