@@ -1,5 +1,6 @@
 """Row locks for billing, always taken in this order inside a transaction:
-purchase → wallet → hold. Each returns the locked row (evaluated immediately)."""
+purchase → wallet → hold (a promo code's row, locked by billing.services.promos, comes before the
+wallet). Each returns the locked row (evaluated immediately)."""
 
 from billing.models import Hold, Purchase, StripeEvent, Wallet
 
