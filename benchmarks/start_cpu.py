@@ -144,7 +144,9 @@ def main() -> int:
     if args.gc_freeze:  # as realtime_saas/wsgi.py does once the app is loaded
         gc.freeze()
     base_web, base_pg, _ = measure(health, clients[args.warmup:])
+    full_collections = gc.get_stats()[2]["collections"]
     web, pg, _ = measure(start, clients[args.warmup:])
+    full_collections = gc.get_stats()[2]["collections"] - full_collections
     assert RealtimeCall.objects.filter(state="active").count() == total
     _, _, poll_statements = measure(poll, clients[: args.warmup], count=True)
     poll_web, poll_pg, _ = measure(poll, clients[args.warmup:])
@@ -156,7 +158,8 @@ def main() -> int:
         return f"mean {statistics.mean(values) * 1000:6.2f}  p50 {statistics.median(values) * 1000:6.2f}"
 
     print(f"{args.calls} starts, one at a time, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
-          f"gc.freeze() {'on' if args.gc_freeze else 'off'}")
+          f"gc.freeze() {'on' if args.gc_freeze else 'off'} ({full_collections} full collections during the starts, "
+          f"{gc.get_freeze_count():,} objects frozen)")
     print(f"GET /healthz (baseline)     web CPU ms: {ms(base_web)}   PostgreSQL CPU ms: {ms(base_pg)}")
     print(f"POST /api/calls/ (a start)  web CPU ms: {ms(web)}   PostgreSQL CPU ms: {ms(pg)}")
     print(f"GET /api/calls/<id> (poll)  web CPU ms: {ms(poll_web)}   PostgreSQL CPU ms: {ms(poll_pg)}")
