@@ -164,8 +164,8 @@ class PurchaseAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "user", "pack", "credits", cents_column("amount_cents", description="amount"), "status",
                     "refunded_credits"]
     list_select_related = ["user", "pack"]
-    list_filter = ["status", "pack", "created_at"]
-    search_fields = ["user__email", "public_id", "checkout_session_id", "payment_intent_id"]
+    list_filter = ["status", "source", "pack", "created_at"]
+    search_fields = ["user__email", "public_id", "checkout_session_id", "payment_intent_id", "invoice_id"]
     inlines = [RefundInline, DisputeInline]
     actions = ["reconcile_with_stripe"]
 
