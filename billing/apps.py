@@ -22,6 +22,9 @@ class BillingConfig(AppConfig):
         from realtime_saas.dashboard import register_panel
 
         register_panel(wallet_panel, order=10)
+        # Loaded in every process (web, worker, supervisor): the auto top-up trigger enqueues
+        # through it (billing.services.crossings.enqueue_with).
+        import billing.tasks  # noqa: F401
         post_save.connect(create_wallet, sender=settings.AUTH_USER_MODEL, dispatch_uid="billing.create_wallet")
 
 

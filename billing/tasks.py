@@ -13,6 +13,7 @@ from django.utils import timezone
 from billing.exceptions import StripeUnavailable
 from billing.models import StripeEvent
 from billing.services import checkout, promos, stripe_events
+from billing.services.crossings import enqueue_with as _enqueue_top_ups_with
 from billing.services.topups import run_auto_top_up
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,9 @@ def auto_top_up(wallet_id: int, crossing: int) -> str | None:
     (billing.services.topups.run_auto_top_up). Returns the purchase's id, or None: nothing to buy."""
     purchase = run_auto_top_up(wallet_id=wallet_id, crossing=crossing)
     return str(purchase.public_id) if purchase is not None else None
+
+
+_enqueue_top_ups_with(auto_top_up.delay)  # the trigger, below the services, enqueues through it
 
 
 # Periodic (beat) tasks are not acks_late: a run lost with its worker is replaced by the next one.

@@ -12,12 +12,15 @@ Called with a wallet row whose figures are current, right after a hold was place
 top-up was credited. Without
 auto top-up it costs nothing: the wallet's own fields decide, no query.
 
-Only module-level imports of the models: `holds` and `ledger` sit above it. The task is imported
-when it is enqueued (billing.tasks imports the services).
+Only imports of the models: `holds` sits above it, and the task (`billing.tasks.auto_top_up`) far
+above, so billing.tasks hands its `.delay` over when it is imported (`enqueue_with`; billing's
+AppConfig imports billing.tasks in every process, web, worker and supervisor alike).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from functools import partial
 
 from django.db import transaction
@@ -30,10 +33,23 @@ def topup_key(wallet_id: int, crossing: int) -> str:
     return f"wallet:{wallet_id}:{crossing}"
 
 
-def _enqueue(wallet_id: int, crossing: int) -> None:
-    from billing.tasks import auto_top_up  # billing.tasks imports the services: import it late
+logger = logging.getLogger(__name__)
 
-    auto_top_up.delay(wallet_id, crossing)
+_enqueuer: Callable[[int, int], object] | None = None
+
+
+def enqueue_with(enqueue: Callable[[int, int], object]) -> None:
+    """Called by billing.tasks with `auto_top_up.delay`."""
+    global _enqueuer
+    _enqueuer = enqueue
+
+
+def _enqueue(wallet_id: int, crossing: int) -> None:
+    if _enqueuer is None:  # billing.tasks was never imported: a bug in how the process started
+        logger.error("auto top-up of wallet %s (crossing %s) not enqueued: billing.tasks is not loaded",
+                     wallet_id, crossing)
+        return
+    _enqueuer(wallet_id, crossing)
 
 
 def note_available(wallet: Wallet, *, may_rearm: bool = True) -> None:

@@ -150,3 +150,16 @@ def test_the_talk_page_shows_what_is_left_of_the_month(capped_alice, client):
     assert "This month: $2.50 of your $10.00 cap used — $7.50 left" in page
     Wallet.objects.filter(user=capped_alice).update(monthly_cap_cents=None)
     assert 'data-testid="month-cap"' not in client.get("/talk/").content.decode()
+
+
+@time_machine.travel(NOW, tick=False)
+def test_a_grown_hold_stays_within_the_available_credits_and_the_cap(capped_alice):
+    hold = services.place_hold(user=capped_alice, credits=100, idempotency_key="h:grow", reference="call:grow")
+    assert services.extend_hold(hold_id=hold.pk, credits=5000) == 900  # the cap's $10.00: 1,000 credits
+    assert services.extend_hold(hold_id=hold.pk, credits=1) == 0
+    Wallet.objects.filter(user=capped_alice).update(monthly_cap_cents=None)
+    assert services.extend_hold(hold_id=hold.pk, credits=10_000) == 4000  # then the balance
+    hold.refresh_from_db()
+    assert (hold.credits, wallet_of(capped_alice).held) == (5000, 5000)
+    services.settle_hold(hold=services.get_hold(hold_id=hold.pk), used_credits=4500)
+    assert (wallet_of(capped_alice).balance, wallet_of(capped_alice).held) == (500, 0)

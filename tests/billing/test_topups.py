@@ -6,6 +6,7 @@ every top-up, and declines that switch auto top-up off and email a link to pay o
 import threading
 from urllib.parse import parse_qs, urlparse
 
+import httpx
 import pytest
 from django.core import mail
 from django.db import connection
@@ -155,9 +156,18 @@ def test_a_declined_top_up_switches_auto_top_up_off_and_emails_a_link_to_pay(
     client.force_login(alice)
     page = client.get("/billing/auto-top-up/").content.decode()
     assert wallet.auto_topup_disabled_reason in page.replace("&#x27;", "'")
-    # Paying the invoice on its hosted page credits the top-up after all (invoice.paid).
-    invoice = stripe_settings.get(purchase.invoice_id)
-    assert invoice["status"] == "open"
+    # The link works: paying the open invoice on its hosted page (another card) credits the top-up
+    # after all, once (invoice.payment_succeeded, delivered twice).
+    assert stripe_settings.get(purchase.invoice_id)["status"] == "open"
+    paid = httpx.post(purchase.invoice_url, data={"card": "pm_card_visa"}, timeout=10)
+    assert paid.status_code in (200, 303), paid.text
+    assert stripe_settings.get(purchase.invoice_id)["status"] == "paid"
+    [succeeded] = stripe_settings.events("invoice.payment_succeeded")
+    assert post_event(client, succeeded).status_code == 200
+    assert post_event(client, succeeded).status_code == 200
+    purchase.refresh_from_db()
+    assert purchase.status == Purchase.Status.PAID and purchase.payment_intent_id
+    assert wallet_of(alice).balance == 1400
 
 
 @pytest.mark.django_db(transaction=True)
