@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 
 from billing import stripe_client
-from billing.exceptions import StripeFailure
+from billing.exceptions import PaymentsNotConfigured, StripeFailure
 from billing.models import Purchase, money
 from billing.stripe_client import StripeObject
 
@@ -58,7 +58,7 @@ def refresh_invoice_links(*, purchase_id: int) -> Purchase:
         return purchase
     try:
         invoice = stripe_client.retrieve_invoice(purchase.invoice_id)
-    except StripeFailure as exc:  # StripeUnavailable included: nothing here is worth a retry loop
+    except (StripeFailure, PaymentsNotConfigured) as exc:  # StripeUnavailable included: not worth a retry loop
         logger.warning("could not fetch invoice %s of purchase %s: %s", purchase.invoice_id, purchase.public_id, exc)
         return purchase
     store_invoice_links(invoice)

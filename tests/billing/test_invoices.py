@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from billing import services
 from billing.models import LedgerEntry, Purchase, StripeEvent
+from billing.notifications import send_purchase_receipt_task
 from tests.billing.conftest import start_purchase
 
 pytestmark = pytest.mark.django_db
@@ -154,3 +155,14 @@ def test_a_top_ups_invoice_is_linked_from_purchases_once_finalized(alice, alice_
     assert httpx.get(top_up.invoice_pdf, timeout=10).content.startswith(b"%PDF-")
     row = alice_client.get(reverse("billing_purchases")).content.decode()
     assert f'href="{top_up.invoice_url}"' in row and f'href="{top_up.invoice_pdf}"' in row
+
+
+def test_the_receipt_goes_out_without_links_when_stripe_cannot_be_asked(settings, alice, pack, stripe_settings):
+    purchase = start_purchase(alice)
+    stripe_settings.pay(purchase.checkout_session_id)
+    services.fulfil_checkout(session_id=purchase.checkout_session_id)  # the receipt queued on commit is not run
+    Purchase.objects.filter(pk=purchase.pk).update(invoice_url="", invoice_pdf="")
+    settings.STRIPE_SECRET_KEY = ""  # payments switched off since
+    send_purchase_receipt_task(purchase.pk)
+    [receipt] = mail.outbox
+    assert "Thank you for your purchase." in receipt.body and "Invoice:" not in receipt.body
