@@ -88,6 +88,7 @@ def build_site() -> Site:
         SitePage("success", f"/billing/success/?session_id={purchase.checkout_session_id}", "user"),
         SitePage("wallet", "/billing/wallet/", "user"),
         SitePage("purchases", "/billing/purchases/", "user"),
+        SitePage("auto-top-up", "/billing/auto-top-up/", "user"),
         SitePage("talk", "/talk/", "user"),
         SitePage("history", "/calls/", "user"),
         SitePage("call", f"/calls/{call.public_id}/", "user"),
