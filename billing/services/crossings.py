@@ -61,7 +61,9 @@ def note_available(wallet: Wallet, *, may_rearm: bool = True) -> None:
     if not wallet.auto_topup_enabled or not threshold or not wallet.payment_method_id:
         return
     if wallet.balance - wallet.held < threshold:
-        transaction.on_commit(partial(_enqueue, wallet.pk, wallet.auto_topup_crossing))
+        # robust: a broker that cannot take it (or an eager run that fails) never fails the hold or
+        # settlement that already committed; the next change below the threshold enqueues again.
+        transaction.on_commit(partial(_enqueue, wallet.pk, wallet.auto_topup_crossing), robust=True)
     elif may_rearm:
         rearm(wallet_id=wallet.pk, crossing=wallet.auto_topup_crossing)
 

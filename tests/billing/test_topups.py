@@ -232,3 +232,29 @@ def test_the_page_saves_the_cap_and_time_zone(alice, client, topup_pack):
     assert "of your $25.50 cap" in page
     assert "Save a card" in page
     assert crossings.topup_key(wallet.pk, 3) == f"wallet:{wallet.pk}:3"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_network_failure_is_retried_with_the_same_idempotency_key(alice, client, stripe_settings, topup_pack):
+    from billing.exceptions import StripeUnavailable
+
+    save_card(alice, stripe_settings, client)
+    fund(alice, 600)
+    spend(alice, 200, "a")
+    Wallet.objects.filter(user=alice).update(auto_topup_enabled=True, auto_topup_threshold=500,
+                                             auto_topup_pack=topup_pack)
+    wallet = wallet_of(alice)
+    # Stripe answers 500 to the PaymentIntent (and to stripe-python's own two retries).
+    stripe_settings.fail_next(count=3, status=500, path="/v1/payment_intents")
+    with pytest.raises(StripeUnavailable):
+        topups.run_auto_top_up(wallet_id=wallet.pk, crossing=0)
+    [purchase] = Purchase.objects.filter(source=Purchase.Source.AUTO_TOP_UP)
+    assert (purchase.status, purchase.payment_intent_id) == (Purchase.Status.PENDING, None)
+    assert wallet_of(alice).auto_topup_enabled  # not a decline: nothing switched off
+    # The task's retry charges the same purchase with the same key: one PaymentIntent, credited once.
+    topups.run_auto_top_up(wallet_id=wallet.pk, crossing=0)
+    topups.run_auto_top_up(wallet_id=wallet.pk, crossing=0)
+    [intent] = payment_intents(stripe_settings)
+    purchase.refresh_from_db()
+    assert (purchase.status, purchase.payment_intent_id) == (Purchase.Status.PAID, intent["id"])
+    assert wallet_of(alice).balance == 1400
