@@ -313,6 +313,8 @@ def _transition_statement(call: RealtimeCall, allowed: list[str], values: dict[s
     fresh = instance_from_row(RealtimeCall, row[1:])
     for field in RealtimeCall._meta.concrete_fields:
         setattr(call, field.attname, getattr(fresh, field.attname))
+    # A timeline prefetched before lacks the event just written (refresh_from_db would drop it too).
+    getattr(call, "_prefetched_objects_cache", {}).pop("events", None)
     event.from_state = row[0]
     return True
 
@@ -643,8 +645,8 @@ def request_hangup(*, call: RealtimeCall, cause: str, actor: User | None = None)
         return call
     if call.openai_call_id:
         _send_hangup(call, call.openai_call_id, actor=actor)
-    # The timeline as it is now (a prefetch made before the hangup is stale: Django's own
-    # refresh_from_db forgets it the same way), for the push and the caller's answer alike.
+    # The timeline as it is now (the hangup_sent event included), for the push and the caller's
+    # answer alike. A prefetch made before the hangup is stale: forget it, as refresh_from_db does.
     getattr(call, "_prefetched_objects_cache", {}).pop("events", None)
     prefetch_related_objects([call], "events")
     push_to_user(call.user_id, "call", presenters.call_payload(call, events=True))

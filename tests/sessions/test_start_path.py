@@ -291,3 +291,21 @@ def test_the_poll_answers_what_the_serializer_renders(alice_client, funded_alice
     for client, path in ((bob_client, call_id), (alice_client, "call_unknown")):
         response = client.get(f"/api/calls/{path}")
         assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+
+
+def test_a_transition_forgets_a_timeline_prefetched_before_it(alice_client, funded_alice, assistant, offer_sdp,
+                                                              openai_settings):
+    """The one-statement transition refreshes the call from its row; a timeline prefetched before
+    would lack the event it wrote, so it is read again, as refresh_from_db would."""
+    from sessions import services
+
+    call_id = start(alice_client, assistant, offer_sdp)["X-Call-Id"]
+    call = RealtimeCall.objects.prefetch_related("events").get(public_id=call_id)
+    assert [e.to_state for e in call.events.all()] == ["pending", "active"]
+    assert services.transition(call, to=CallState.ENDING, cause=Cause.USER_HANGUP, end_reason=Cause.USER_HANGUP)
+    assert call.state == CallState.ENDING and call.ending_at is not None
+    assert [(e.from_state, e.to_state) for e in call.events.all()] == [
+        ("", "pending"), ("pending", "active"), ("active", "ending")
+    ]
+    assert not services.transition(call, to=CallState.ENDING, cause=Cause.STAFF_HANGUP)  # already ending
+    assert call.events.count() == 3
