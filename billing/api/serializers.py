@@ -3,7 +3,8 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from billing.models import CreditPack, LedgerEntry, Purchase, Wallet
+from billing.models import CreditGrant, CreditPack, LedgerEntry, Purchase, Wallet
+from billing.templatetags.grants import grant_expiry, grant_kind
 
 
 class WalletSerializer(serializers.ModelSerializer[Wallet]):
@@ -56,3 +57,25 @@ class CheckoutInputSerializer(serializers.Serializer[dict[str, Any]]):
 class CheckoutOutputSerializer(serializers.Serializer[dict[str, Any]]):
     purchase_id = serializers.UUIDField()
     checkout_url = serializers.URLField()
+
+
+class CreditGrantSerializer(serializers.ModelSerializer[CreditGrant]):
+    """A credit grant (docs/billing.md, "Credit grants"), with the wallet page's words."""
+
+    kind = serializers.SerializerMethodField(help_text="What the credits are, as the wallet page says.")
+    expiry = serializers.SerializerMethodField(help_text="\"expires in 12 days\", \"expired\" or \"never\".")
+
+    class Meta:
+        model = CreditGrant
+        fields = ["id", "created_at", "category", "source", "kind", "credits", "remaining", "expires_at", "expired_at",
+                  "expiry"]
+
+    def get_kind(self, grant: CreditGrant) -> str:
+        return grant_kind(grant)
+
+    def get_expiry(self, grant: CreditGrant) -> str:
+        return grant_expiry(grant)
+
+
+class RedeemCodeInputSerializer(serializers.Serializer[dict[str, Any]]):
+    code = serializers.CharField(max_length=40, help_text="A promo code; case and surrounding spaces are ignored.")

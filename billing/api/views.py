@@ -1,4 +1,4 @@
-from django.db.models import QuerySet
+from django.db.models import Case, F, QuerySet, Value, When
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
@@ -12,14 +12,16 @@ from billing import services
 from billing.api.serializers import (
     CheckoutInputSerializer,
     CheckoutOutputSerializer,
+    CreditGrantSerializer,
     CreditPackSerializer,
     LedgerEntrySerializer,
     PurchaseSerializer,
+    RedeemCodeInputSerializer,
     WalletSerializer,
 )
 from billing.exceptions import PaymentsNotConfigured, SpendingCapExceeded, StripeFailure, UnknownPack
-from billing.models import CreditPack, LedgerEntry, Purchase, Wallet
-from realtime_saas.throttles import CheckoutThrottle
+from billing.models import CreditGrant, CreditPack, LedgerEntry, Purchase, Wallet
+from realtime_saas.throttles import CheckoutThrottle, PromoCodeThrottle
 
 
 class PaymentProviderUnavailable(APIException):
@@ -88,3 +90,39 @@ class CheckoutView(APIView):
             raise PaymentProviderUnavailable() from exc
         out = CheckoutOutputSerializer({"purchase_id": purchase.public_id, "checkout_url": purchase.checkout_url})
         return Response(out.data, status=status.HTTP_201_CREATED)
+
+
+class PromoCodeRefusedError(APIException):
+    """A promo code that gives nothing; the detail says why (no such code, inactive, expired, used
+    up, already redeemed by you)."""
+
+    status_code = 400
+    default_code = "promo_code_refused"
+
+
+class GrantListView(generics.ListAPIView[CreditGrant]):
+    """The wallet's credit grants: those with credits left first, in spending order (spent next
+    first), then the used up and expired ones."""
+
+    serializer_class = CreditGrantSerializer
+
+    def get_queryset(self) -> QuerySet[CreditGrant]:
+        grants = CreditGrant.objects.filter(wallet__user=signed_in_user(self.request))
+        used_up = Case(When(remaining__gt=0, then=Value(0)), default=Value(1))
+        return grants.order_by(used_up, F("expires_at").asc(nulls_last=True), "spend_rank", "id")
+
+
+class RedeemCodeView(APIView):
+    """Redeem a promo code for promotional credits, as the wallet page's form does."""
+
+    throttle_classes = [PromoCodeThrottle]
+
+    @extend_schema(request=RedeemCodeInputSerializer, responses={201: CreditGrantSerializer})
+    def post(self, request: Request) -> Response:
+        data = RedeemCodeInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            grant = services.redeem_promo_code(user=signed_in_user(request), code=data.validated_data["code"])
+        except services.PromoCodeRefused as exc:
+            raise PromoCodeRefusedError(exc.message) from exc
+        return Response(CreditGrantSerializer(grant).data, status=status.HTTP_201_CREATED)

@@ -189,3 +189,22 @@ def test_a_settlement_waiting_for_the_wallet_spends_the_grant_committed_while_it
     promo = CreditGrant.objects.get(entry__idempotency_key="b1")
     paid = CreditGrant.objects.get(entry__idempotency_key="p1")
     assert (promo.remaining, paid.remaining) == (20, 500)
+
+
+# --- the API -----------------------------------------------------------------------------------
+
+
+def test_the_api_redeems_a_code_and_lists_the_grants(alice_client, alice):
+    code(credits=150, grant_expires_days=None)
+    services.grant(user=alice, credits=500, kind=Kind.PURCHASE, idempotency_key="p1", expires_at=None)
+    response = alice_client.post("/api/billing/promo-codes/redeem/", {"code": "welcome"}, content_type="application/json")
+    assert response.status_code == 201, response.content
+    assert {k: response.json()[k] for k in ("category", "source", "credits", "remaining", "expiry")} == {
+        "category": "promotional", "source": "promo_code", "credits": 150, "remaining": 150, "expiry": "never",
+    }
+    again = alice_client.post("/api/billing/promo-codes/redeem/", {"code": "WELCOME"}, content_type="application/json")
+    assert again.status_code == 400
+    assert again.json()["error"]["code"] == "promo_code_refused"
+    assert "already redeemed" in again.json()["error"]["message"]
+    listed = alice_client.get("/api/billing/grants/").json()["results"]
+    assert [(g["category"], g["remaining"]) for g in listed] == [("promotional", 150), ("paid", 500)]
