@@ -126,8 +126,9 @@ def expire_checkout_session(session_id: str) -> StripeObject:
     return _plain(_call(get_client().v1.checkout.sessions.expire, session_id))
 
 
-def retrieve_payment_intent(payment_intent_id: str) -> StripeObject:
-    return _plain(_call(get_client().v1.payment_intents.retrieve, payment_intent_id))
+def retrieve_payment_intent(payment_intent_id: str, *, expand: list[str] | None = None) -> StripeObject:
+    params = {"expand": expand} if expand else None
+    return _plain(_call(get_client().v1.payment_intents.retrieve, payment_intent_id, params=params))
 
 
 def retrieve_invoice(invoice_id: str) -> StripeObject:

@@ -49,6 +49,7 @@ def buy_credits(request: AuthenticatedHttpRequest) -> HttpResponse:
                 pack_key=request.POST.get("pack", ""),
                 success_url=request.build_absolute_uri(reverse("billing_success")),
                 cancel_url=request.build_absolute_uri(reverse("buy_credits")) + "?canceled=1",
+                save_card=request.POST.get("save_card") == "1",
             )
         except UnknownPack as exc:
             messages.error(request, str(exc))

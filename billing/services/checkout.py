@@ -19,7 +19,7 @@ from django.utils import timezone
 from billing import locks, notifications, stripe_client
 from billing.exceptions import StripeFailure, StripeUnavailable, UnknownPack
 from billing.models import CreditPack, Purchase, Wallet
-from billing.services import caps
+from billing.services import caps, cards
 from billing.services.invoices import store_invoice_links
 from billing.services.ledger import Kind, get_wallet, post_entry
 from billing.stripe_client import StripeObject
@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def start_checkout(*, user: User, pack_key: str, success_url: str, cancel_url: str) -> Purchase:
+def start_checkout(
+    *, user: User, pack_key: str, success_url: str, cancel_url: str, save_card: bool = False,
+) -> Purchase:
     """Make a pending Purchase for an active pack, then its Stripe Checkout Session.
 
     The browser names only the pack; price and credits come from the CreditPack row. The
@@ -59,6 +61,8 @@ def start_checkout(*, user: User, pack_key: str, success_url: str, cancel_url: s
             "pack": pack.key,
             "credits": str(pack.credits),
         }
+        if save_card:  # "save this card for auto top-up": Stripe attaches it to the Customer (cards)
+            metadata[cards.SAVE_CARD_METADATA] = "1"
         if pack.stripe_price_id:
             line_item: dict[str, Any] = {"price": pack.stripe_price_id, "quantity": 1}
         else:
@@ -83,7 +87,9 @@ def start_checkout(*, user: User, pack_key: str, success_url: str, cancel_url: s
                 "client_reference_id": str(user.pk),
                 "customer": customer_id,
                 "metadata": metadata,
-                "payment_intent_data": {"metadata": metadata},
+                "payment_intent_data": {
+                    "metadata": metadata, **({"setup_future_usage": "off_session"} if save_card else {}),
+                },
                 "success_url": f"{success_url}{joiner}session_id={{CHECKOUT_SESSION_ID}}",
                 "cancel_url": cancel_url,
                 **_invoice_and_tax_params(pack, metadata),
@@ -259,6 +265,7 @@ def fulfil_checkout(*, session_id: str) -> Purchase | None:
             locked.payment_intent_id = session.get("payment_intent") or None
             locked.save()
             notifications.purchase_fulfilled(locked)
+    cards.save_card_from_purchase(purchase=locked, session=session)  # when the buyer asked to save it
     return locked
 
 

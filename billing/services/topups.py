@@ -44,7 +44,7 @@ from billing.exceptions import (
     StripeUnavailable,
 )
 from billing.models import CreditGrant, CreditPack, Purchase, Wallet, money
-from billing.services import caps, crossings
+from billing.services import caps, cards, crossings
 from billing.services.checkout import _stripe_customer_for
 from billing.services.ledger import Kind, get_wallet, post_entry
 from billing.stripe_client import StripeObject
@@ -184,16 +184,7 @@ def save_card_from_setup(*, session_id: str) -> Wallet | None:
     method = intent.get("payment_method")
     if intent.get("status") != "succeeded" or not isinstance(method, dict) or intent.get("customer") != wallet.stripe_customer_id:
         return None
-    card = method.get("card") or {}
-    if wallet.payment_method_id != method["id"]:
-        stripe_client.set_default_payment_method(customer_id=wallet.stripe_customer_id, payment_method_id=method["id"])
-    with transaction.atomic(durable=True):
-        locked = locks.wallet_by_pk_for_update(wallet_id=wallet.pk)
-        locked.payment_method_id = method["id"]
-        locked.card_brand = str(card.get("brand") or "")[:20]
-        locked.card_last4 = str(card.get("last4") or "")[:4]
-        locked.save(update_fields=["payment_method_id", "card_brand", "card_last4", "updated_at"])
-    return locked
+    return cards.store_card(wallet=wallet, method=method)
 
 
 def card_label(wallet: Wallet) -> str:

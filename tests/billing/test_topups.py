@@ -258,3 +258,30 @@ def test_a_network_failure_is_retried_with_the_same_idempotency_key(alice, clien
     purchase.refresh_from_db()
     assert (purchase.status, purchase.payment_intent_id) == (Purchase.Status.PAID, intent["id"])
     assert wallet_of(alice).balance == 1400
+
+
+def test_a_pack_bought_with_save_this_card_saves_it_for_auto_top_up(alice, client, stripe_settings, topup_pack,
+                                                                    deliver):
+    client.force_login(alice)
+    response = client.post("/billing/buy/", {"pack": topup_pack.key, "save_card": "1"})
+    assert response.status_code == 302
+    purchase = Purchase.objects.get()
+    stripe_settings.pay(purchase.checkout_session_id, card="pm_card_visa")
+    [completed] = stripe_settings.events("checkout.session.completed")
+    deliver(completed)
+    purchase.refresh_from_db()
+    wallet = wallet_of(alice)
+    assert purchase.status == Purchase.Status.PAID
+    assert topups.card_label(wallet) == "Visa •••• 4242"
+    intent = stripe_settings.get(purchase.payment_intent_id)
+    assert intent["setup_future_usage"] == "off_session" and intent["payment_method"] == wallet.payment_method_id
+    assert stripe_settings.get(wallet.stripe_customer_id)["invoice_settings"]["default_payment_method"] == (
+        wallet.payment_method_id)
+    # Without the box ticked, nothing is saved.
+    Wallet.objects.filter(pk=wallet.pk).update(payment_method_id="", card_brand="", card_last4="")
+    client.post("/billing/buy/", {"pack": topup_pack.key})
+    other = Purchase.objects.exclude(pk=purchase.pk).get()
+    stripe_settings.pay(other.checkout_session_id, card="pm_card_visa")
+    deliver([e for e in stripe_settings.events("checkout.session.completed")
+             if e["data"]["object"]["id"] == other.checkout_session_id][0])
+    assert wallet_of(alice).payment_method_id == ""
