@@ -182,6 +182,12 @@ def attach_invoice_payment(invoice_id: str, *, payment_intent_id: str, idempoten
                         params={"payment_intent": payment_intent_id}, options={"idempotency_key": idempotency_key}))
 
 
+def void_invoice(invoice_id: str, *, idempotency_key: str) -> StripeObject:
+    """POST /v1/invoices/:id/void: a finalized invoice that must not be paid stays, marked void
+    (docs.stripe.com/api/invoices/void)."""
+    return _plain(_call(get_client().v1.invoices.void_invoice, invoice_id, options={"idempotency_key": idempotency_key}))
+
+
 def list_invoice_payments(invoice_id: str) -> list[StripeObject]:
     """The invoice's InvoicePayments (API 2026-10-28: an invoice names its PaymentIntents here)."""
     page = _call(get_client().v1.invoice_payments.list, params={"invoice": invoice_id, "limit": 100})

@@ -8,11 +8,12 @@ import logging
 from datetime import timedelta
 
 from celery import shared_task
+from django.conf import settings
 from django.utils import timezone
 
 from billing.exceptions import StripeUnavailable
 from billing.models import StripeEvent
-from billing.services import checkout, promos, stripe_events
+from billing.services import checkout, promos, stripe_events, topups
 from billing.services.crossings import enqueue_with as _enqueue_top_ups_with
 from billing.services.topups import run_auto_top_up
 
@@ -58,9 +59,10 @@ def process_stripe_event_task(event_pk: int) -> None:
         logger.exception("stripe event %s failed; kept for a retry from the admin", event_pk)
 
 
-# Not acks_late: a run lost with its worker leaves the crossing's purchase pending, and the next
-# settlement below the threshold enqueues the crossing again (the purchase is charged then, with the
-# same idempotency key). A retry after a network failure charges with that key too.
+# Not acks_late: a run lost with its worker before the claim leaves the crossing's purchase pending,
+# and the next settlement below the threshold enqueues the crossing again (the purchase is charged
+# then, with the same idempotency key); lost after the claim, it is left processing and
+# `sweep_stuck_top_ups` re-drives it. A retry after a network failure charges with that key too.
 @shared_task(
     name="billing.auto_top_up",
     soft_time_limit=60,
@@ -127,6 +129,24 @@ def expire_stale_checkouts() -> int:
             done += 1
         except StripeUnavailable:
             logger.warning("could not expire stale purchase %s now; the next sweep will", purchase_id)
+    return done
+
+
+@shared_task(name="billing.sweep_stuck_top_ups", soft_time_limit=100, time_limit=115)
+def sweep_stuck_top_ups() -> int:
+    """Finish auto top-ups left processing for longer than AUTO_TOP_UP_STUCK_SECONDS: their worker
+    died between the claim and Stripe's answer, and nothing else would ever charge, credit or fail
+    them (billing.services.topups.redrive_top_up: the same idempotency keys, so a payment Stripe
+    already made is replayed, not made again). A run killed half-way leaves the one it was on
+    processing, re-claimed, for a later run. Returns how many were re-driven."""
+    done = 0
+    stuck_after = settings.AUTO_TOP_UP_STUCK_SECONDS
+    for purchase_id in topups.stuck_top_ups(stuck_after_seconds=stuck_after):
+        try:
+            if topups.redrive_top_up(purchase_id=purchase_id, stuck_after_seconds=stuck_after) is not None:
+                done += 1
+        except StripeUnavailable:
+            logger.warning("could not re-drive top-up %s now; the next sweep will", purchase_id)
     return done
 
 

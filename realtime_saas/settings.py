@@ -268,6 +268,13 @@ CELERY_BEAT_SCHEDULE["billing-reconcile-purchases"] = {"task": "billing.reconcil
 CELERY_BEAT_SCHEDULE["billing-expire-stale-checkouts"] = {"task": "billing.expire_stale_checkouts", "schedule": 300.0}
 # Credit grants past their expiry become EXPIRY ledger entries (docs/billing.md, "Credit grants").
 CELERY_BEAT_SCHEDULE["billing-expire-credit-grants"] = {"task": "billing.expire_credit_grants", "schedule": 600.0}
+# Auto top-ups whose worker died between the claim and Stripe's answer are re-driven once they have
+# been processing this long (docs/billing.md, "Auto top-up"): above billing.auto_top_up's hard time
+# limit (90 s), so a run still alive is never charged beside.
+AUTO_TOP_UP_STUCK_SECONDS = env.float("AUTO_TOP_UP_STUCK_SECONDS", default=300.0)
+if AUTO_TOP_UP_STUCK_SECONDS <= 90:
+    raise ImproperlyConfigured("AUTO_TOP_UP_STUCK_SECONDS must be > 90 (billing.auto_top_up's time limit).")
+CELERY_BEAT_SCHEDULE["billing-sweep-stuck-top-ups"] = {"task": "billing.sweep_stuck_top_ups", "schedule": 120.0}
 
 # Django REST framework and the OpenAPI schema.
 REST_FRAMEWORK: dict[str, Any] = {

@@ -4,8 +4,11 @@ month of their own time zone, `Wallet.monthly_cap_cents` (None: no cap).
 Two meters, each held to the cap on its own:
 
 * **money charged** this month: purchases and auto top-ups started this month that are paid or
-  still in flight (pending, processing), less what was refunded. A purchase or top-up that would
-  take it over the cap is refused (`SpendingCapExceeded`), before anything is charged.
+  still in flight (pending, processing), less what was refunded, each at its `amount_cents`: what
+  was charged, tax included, once known (a checkout's at fulfilment; a taxed top-up's from its
+  finalized invoice, before its payment), else the pack's price. A purchase or top-up that would
+  take it over the cap is refused (`SpendingCapExceeded`), before anything is charged; a taxed
+  top-up is checked again with its tax (billing.services.topups).
 * **credits used** this month: settled usage this month plus the credits active holds reserve,
   valued at the price per credit of the user's last paid purchase (before any, the cheapest
   active pack's). A hold is cut to what is left of the cap (a partial hold) or refused.

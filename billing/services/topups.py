@@ -11,7 +11,10 @@ when the wallet's available credits fall below the user's threshold.
   checks the monthly number of top-ups and the spending cap, then, outside any transaction, claims
   it (pending → processing, one worker) and charges the saved card: an off-session PaymentIntent
   (idempotency key `topup:<purchase>`, so a retried task charges once), then its invoice (created,
-  finalized, and the PaymentIntent attached with `attach_payment`).
+  finalized, and the PaymentIntent attached with `attach_payment`). With `STRIPE_AUTOMATIC_TAX` the
+  invoice comes first (`automatic_tax`), and the PaymentIntent charges its `amount_due`.
+- **Stuck**: a worker killed between the claim and Stripe's answer leaves the purchase processing;
+  the beat sweep (`redrive_top_up`) finishes it with the same idempotency keys.
 - **Crediting**: `credit_top_up`, from the PaymentIntent Stripe returned or from the webhook
   (`payment_intent.succeeded`, `invoice.paid`), whichever comes first, exactly once, as a paid
   purchase (grant source TOP_UP): receipts, refunds and disputes then work as for packs.
@@ -28,10 +31,12 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING
 
 from celery import shared_task
+from django.conf import settings as django_settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -254,22 +259,57 @@ def run_auto_top_up(*, wallet_id: int, crossing: int) -> Purchase | None:
     """The task's body: buy the wallet's pack on its saved card for this crossing, once.
 
     Raises `StripeUnavailable` (network, 5xx) for the task to retry: the purchase is left pending
-    and the retry charges with the same idempotency key, so Stripe makes one PaymentIntent."""
+    and the retry charges with the same idempotency key, so Stripe makes one PaymentIntent. A
+    worker killed after the claim leaves it processing: `redrive_top_up` (the beat sweep) takes
+    it from there."""
     purchase = _open_top_up(wallet_id=wallet_id, crossing=crossing)
     if purchase is None:
         return None
-    # One worker charges: whoever moves it from pending to processing.
+    # One worker charges: whoever moves it from pending to processing. The claim's time is what
+    # the sweep measures a stuck top-up by (`updated_at`: a queryset update does not touch it).
     if not Purchase.objects.filter(pk=purchase.pk, status=Purchase.Status.PENDING,
-                                   payment_intent_id__isnull=True).update(status=Purchase.Status.PROCESSING):
+                                   payment_intent_id__isnull=True).update(status=Purchase.Status.PROCESSING,
+                                                                          updated_at=timezone.now()):
         return None
-    wallet = Wallet.objects.select_related("auto_topup_pack").get(pk=wallet_id)
     try:
-        intent = _charge(purchase, wallet)
+        return _charge_claimed(purchase_id=purchase.pk)
     except StripeUnavailable:
         Purchase.objects.filter(pk=purchase.pk, status=Purchase.Status.PROCESSING).update(status=Purchase.Status.PENDING)
         raise
+
+
+def _charge_claimed(*, purchase_id: int) -> Purchase:
+    """Charge a top-up this worker has claimed (processing), and credit or fail it. The same for
+    the task and the sweep's re-drive: every Stripe request has its own idempotency key, so a
+    re-run after a lost answer gets Stripe's first answer back instead of a second payment.
+
+    Without tax, the PaymentIntent comes first and the invoice after it (a failure making the
+    invoice never holds the payment up). With `STRIPE_AUTOMATIC_TAX`, Stripe Tax computes the tax
+    when the invoice is finalized (docs.stripe.com/tax/invoicing: "Stripe calculates the tax at the
+    published rate at the time of invoice finalization"), so the invoice comes first and the
+    PaymentIntent charges its `amount_due` (`_open_taxed_invoice`). A purchase whose invoice was
+    made before its payment keeps that order whatever the setting says now, so a re-run sends the
+    same parameters with each key. Raises `StripeUnavailable` (the purchase stays processing)."""
+    purchase = Purchase.objects.select_related("pack").get(pk=purchase_id)
+    wallet = Wallet.objects.get(user_id=purchase.user_id)
+    taxed_invoice: StripeObject | None = None
+    if purchase.invoice_id or django_settings.STRIPE_AUTOMATIC_TAX:
+        try:
+            taxed_invoice = _open_taxed_invoice(purchase, wallet)
+        except StripeFailure as exc:
+            if isinstance(exc, StripeUnavailable):
+                raise
+            top_up_failed(purchase_id=purchase.pk, code="stripe_error", reason=str(exc), invoice=None)
+            return Purchase.objects.get(pk=purchase.pk)
+        if taxed_invoice is None:  # refused (the cap, counted with the tax) or no longer processing
+            return Purchase.objects.get(pk=purchase.pk)
+        purchase.refresh_from_db()
+    try:
+        intent = _charge(purchase, wallet)
+    except StripeUnavailable:
+        raise
     except CardDeclined as exc:
-        invoice = _invoice_for(purchase, wallet, intent_id=None)
+        invoice = taxed_invoice or _invoice_for(purchase, wallet, intent_id=None)
         top_up_failed(purchase_id=purchase.pk, code=exc.code, reason=str(exc), invoice=invoice)
         return Purchase.objects.get(pk=purchase.pk)
     except StripeFailure as exc:
@@ -278,13 +318,17 @@ def run_auto_top_up(*, wallet_id: int, crossing: int) -> Purchase | None:
     Purchase.objects.filter(pk=purchase.pk, payment_intent_id__isnull=True).update(payment_intent_id=intent["id"])
     if intent.get("status") == "succeeded":
         credit_top_up(purchase_id=purchase.pk, intent=intent)
-        _invoice_for(purchase, wallet, intent_id=intent["id"])
+        if taxed_invoice is not None:
+            _attach(purchase, invoice_id=taxed_invoice["id"], intent_id=intent["id"])
+        else:
+            _invoice_for(purchase, wallet, intent_id=intent["id"])
     return Purchase.objects.get(pk=purchase.pk)
 
 
 def _charge(purchase: Purchase, wallet: Wallet) -> StripeObject:
     """The off-session PaymentIntent on the saved card (docs.stripe.com/payments/save-and-reuse,
-    "Charge the saved payment method later": `off_session=true`, `confirm=true`)."""
+    "Charge the saved payment method later": `off_session=true`, `confirm=true`), for what the
+    purchase charges: the pack's price, or its taxed invoice's `amount_due`."""
     return stripe_client.create_payment_intent(
         params={
             "amount": purchase.amount_cents,
@@ -306,40 +350,157 @@ def _charge(purchase: Purchase, wallet: Wallet) -> StripeObject:
     )
 
 
-def _invoice_for(purchase: Purchase, wallet: Wallet, *, intent_id: str | None) -> StripeObject | None:
-    """The top-up's invoice: created with its one line, finalized (a number, a hosted page and a
-    PDF), and paid by attaching the succeeded PaymentIntent (docs.stripe.com/api/invoices/
-    attach_payment: "If the PaymentIntent's status is already succeeded when it's attached, it's
-    credited to the invoice immediately"). After a decline it stays open: its hosted page is where
-    the user pays on-session. Idempotent (keys per step); a failure here leaves the purchase
-    without an invoice, never undoes the payment."""
+def _make_invoice(purchase: Purchase, wallet: Wallet, *, taxed: bool) -> StripeObject:
+    """The top-up's invoice, created with its one line and finalized (a number, a hosted page and
+    a PDF). Taxed: `automatic_tax[enabled]=true` and the line's price before tax
+    (`tax_behavior=exclusive`: automatic tax refuses lines whose behaviour is unspecified, Stripe's
+    `automatic_tax[enabled]` on POST /v1/invoices), as checkout's inline prices. Idempotent (a key
+    per step); raises `StripeFailure`."""
     key = f"topup:{purchase.public_id}"
+    invoice = stripe_client.create_invoice(params={
+        "customer": wallet.stripe_customer_id,
+        "currency": purchase.currency,
+        "collection_method": "charge_automatically",
+        "auto_advance": False,
+        "pending_invoice_items_behavior": "exclude",
+        "description": f"Auto top-up: {purchase.pack.name}, {purchase.credits:,} credits",
+        "metadata": {"purchase_id": str(purchase.public_id), "user_id": str(purchase.user_id)},
+        **({"automatic_tax": {"enabled": True}} if taxed else {}),
+    }, idempotency_key=f"{key}:invoice")
+    stripe_client.create_invoice_item(params={
+        "customer": wallet.stripe_customer_id, "invoice": invoice["id"],
+        "amount": purchase.subtotal_cents if purchase.subtotal_cents is not None else purchase.amount_cents,
+        "currency": purchase.currency, "description": f"{purchase.pack.name}: {purchase.credits:,} credits",
+        **({"tax_behavior": "exclusive"} if taxed else {}),
+    }, idempotency_key=f"{key}:item")
+    return stripe_client.finalize_invoice(invoice["id"], idempotency_key=f"{key}:finalize")
+
+
+def _attach(purchase: Purchase, *, invoice_id: str, intent_id: str) -> StripeObject | None:
+    """Pay the invoice with the succeeded PaymentIntent (docs.stripe.com/api/invoices/
+    attach_payment: "If the PaymentIntent's status is already succeeded when it's attached, it's
+    credited to the invoice immediately"). A failure leaves the invoice open, never undoes the
+    payment or the credits."""
     try:
-        invoice = stripe_client.create_invoice(params={
-            "customer": wallet.stripe_customer_id,
-            "currency": purchase.currency,
-            "collection_method": "charge_automatically",
-            "auto_advance": False,
-            "pending_invoice_items_behavior": "exclude",
-            "description": f"Auto top-up: {purchase.pack.name}, {purchase.credits:,} credits",
-            "metadata": {"purchase_id": str(purchase.public_id), "user_id": str(purchase.user_id)},
-        }, idempotency_key=f"{key}:invoice")
-        stripe_client.create_invoice_item(params={
-            "customer": wallet.stripe_customer_id, "invoice": invoice["id"], "amount": purchase.amount_cents,
-            "currency": purchase.currency, "description": f"{purchase.pack.name}: {purchase.credits:,} credits",
-        }, idempotency_key=f"{key}:item")
-        invoice = stripe_client.finalize_invoice(invoice["id"], idempotency_key=f"{key}:finalize")
-        if intent_id:
-            invoice = stripe_client.attach_invoice_payment(invoice["id"], payment_intent_id=intent_id,
-                                                           idempotency_key=f"{key}:attach")
+        return stripe_client.attach_invoice_payment(invoice_id, payment_intent_id=intent_id,
+                                                    idempotency_key=f"topup:{purchase.public_id}:attach")
+    except StripeFailure as exc:
+        logger.warning("top-up %s: its payment could not be attached to invoice %s: %s",
+                       purchase.public_id, invoice_id, exc)
+        return None
+
+
+def _invoice_for(purchase: Purchase, wallet: Wallet, *, intent_id: str | None) -> StripeObject | None:
+    """An untaxed top-up's invoice, made after its PaymentIntent (`_make_invoice`) and paid by
+    attaching it (`_attach`). After a decline it stays open: its hosted page is where the user pays
+    on-session. A failure here leaves the purchase without an invoice, never undoes the payment."""
+    try:
+        invoice = _make_invoice(purchase, wallet, taxed=False)
     except StripeFailure as exc:
         logger.warning("top-up %s: its invoice could not be made: %s", purchase.public_id, exc)
         return None
+    if intent_id:
+        invoice = _attach(purchase, invoice_id=invoice["id"], intent_id=intent_id) or invoice
     Purchase.objects.filter(pk=purchase.pk).update(
         invoice_id=invoice["id"], invoice_url=invoice.get("hosted_invoice_url") or "",
         invoice_pdf=invoice.get("invoice_pdf") or "",
     )
     return invoice
+
+
+def _open_taxed_invoice(purchase: Purchase, wallet: Wallet) -> StripeObject | None:
+    """The taxed top-up's finalized invoice, before anything is charged: its subtotal, tax and
+    `amount_due` become the purchase's `subtotal_cents`, `tax_cents` and `amount_cents` (what the
+    PaymentIntent charges, what the webhook's credit checks and the cap counts), with its links.
+
+    The spending cap is checked again with the tax (the task's first check knew only the price):
+    over it, the purchase fails (`spending_cap`, auto top-up stays on) and the invoice is voided
+    (docs.stripe.com/api/invoices/void: "Mark a finalized invoice as void"), so nobody can pay
+    it. None then, or when the purchase is no longer processing. A purchase that already has its
+    invoice (a re-run) was checked when it got it: nothing is made or checked again, so a payment
+    Stripe may already have made is never refused."""
+    if purchase.invoice_id:
+        return {"id": purchase.invoice_id, "hosted_invoice_url": purchase.invoice_url,
+                "invoice_pdf": purchase.invoice_pdf}
+    from accounts.models import User
+
+    invoice = _make_invoice(purchase, wallet, taxed=True)
+    tax = sum(int(t.get("amount") or 0) for t in invoice.get("total_taxes") or [])
+    refusal = ""
+    with transaction.atomic(durable=True):
+        locked = locks.purchase_for_update(purchase_id=purchase.pk)
+        locked_wallet = locks.wallet_for_update(user_id=locked.user_id)
+        if locked.status != Purchase.Status.PROCESSING or locked.invoice_id:
+            return None
+        locked.subtotal_cents = int(invoice["subtotal"])
+        locked.tax_cents = tax
+        locked.amount_cents = int(invoice["amount_due"])
+        locked.invoice_id = invoice["id"]
+        locked.invoice_url = invoice.get("hosted_invoice_url") or ""
+        locked.invoice_pdf = invoice.get("invoice_pdf") or ""
+        locked.save(update_fields=["subtotal_cents", "tax_cents", "amount_cents", "invoice_id", "invoice_url",
+                                   "invoice_pdf", "updated_at"])
+        time_zone = User.objects.values_list("time_zone", flat=True).get(pk=locked.user_id)
+        # Counts this purchase already, at its taxed amount: compare without adding it twice.
+        status = caps.cap_status(locked_wallet, time_zone=time_zone)
+        if status is not None and status.charged_cents > status.cap_cents:
+            refusal = f"Not charged: {status.purchase_refusal(0)}"
+            _refuse(locked, code="spending_cap", reason=refusal)
+    if refusal:
+        try:
+            stripe_client.void_invoice(invoice["id"], idempotency_key=f"topup:{purchase.public_id}:void")
+        except StripeFailure as exc:
+            logger.warning("top-up %s: its refused invoice %s could not be voided: %s",
+                           purchase.public_id, invoice["id"], exc)
+        return None
+    return invoice
+
+
+# --- top-ups a dead worker left processing (the beat sweep) ---------------------------------------
+
+# Stripe may forget an idempotency key once it is 24 hours old, and then makes a new object for it
+# (docs.stripe.com/api/idempotent_requests): past this age a re-drive could pay a second time.
+IDEMPOTENCY_WINDOW = timedelta(hours=23)
+
+
+def stuck_top_ups(*, stuck_after_seconds: float, limit: int = 50) -> list[int]:
+    """Top-ups claimed (processing) longer ago than `stuck_after_seconds` and neither credited nor
+    failed since: their worker died between the claim and Stripe's answer. Oldest first."""
+    cutoff = timezone.now() - timedelta(seconds=stuck_after_seconds)
+    return list(Purchase.objects.filter(
+        source=Purchase.Source.AUTO_TOP_UP, status=Purchase.Status.PROCESSING, updated_at__lt=cutoff,
+    ).order_by("updated_at").values_list("pk", flat=True)[:limit])
+
+
+def redrive_top_up(*, purchase_id: int, stuck_after_seconds: float) -> Purchase | None:
+    """Finish a top-up left processing, exactly as the task would have: re-claimed by a
+    conditional UPDATE (one sweeper; the claim's clock restarts), then charged with the same
+    idempotency keys, so Stripe answers a request it already ran with its first answer (one
+    PaymentIntent) and runs one it never saw. Credited or failed as by the task; a network failure
+    leaves it processing for the next sweep. Past Stripe's idempotency window (`IDEMPOTENCY_WINDOW`
+    from the purchase's creation) nothing is sent again: a PaymentIntent already stored is
+    retrieved and decides, as its webhook would; without one the purchase fails (`stale`, auto
+    top-up stays on; a payment Stripe did make still credits it from its webhook). None when another sweeper took it or it is no longer stuck."""
+    now = timezone.now()
+    if not Purchase.objects.filter(
+        pk=purchase_id, source=Purchase.Source.AUTO_TOP_UP, status=Purchase.Status.PROCESSING,
+        updated_at__lt=now - timedelta(seconds=stuck_after_seconds),
+    ).update(updated_at=now):
+        return None
+    purchase = Purchase.objects.get(pk=purchase_id)
+    if purchase.created_at >= now - IDEMPOTENCY_WINDOW:
+        return _charge_claimed(purchase_id=purchase_id)
+    if purchase.payment_intent_id:  # Stripe's record of the payment decides, as for its webhook
+        payment_intent_event(stripe_client.retrieve_payment_intent(purchase.payment_intent_id))
+    else:
+        logger.error("top-up %s stuck processing since %s, past Stripe's idempotency window: given up",
+                     purchase.public_id, purchase.created_at)
+        Purchase.objects.filter(pk=purchase_id, status=Purchase.Status.PROCESSING).update(
+            status=Purchase.Status.FAILED, failure_code="stale",
+            failure_reason="Not completed: Stripe's answer was lost for a day. If your card was charged, "
+                           "the credits come with Stripe's confirmation.",
+        )
+    return Purchase.objects.get(pk=purchase_id)
 
 
 def credit_top_up(*, purchase_id: int, intent: StripeObject) -> Purchase:
