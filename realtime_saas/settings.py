@@ -330,13 +330,14 @@ STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=10.0)
 STRIPE_EVENT_MAX_ATTEMPTS = env.int("STRIPE_EVENT_MAX_ATTEMPTS", default=10)
 if STRIPE_EVENT_MAX_ATTEMPTS < 1:
     raise ImproperlyConfigured("STRIPE_EVENT_MAX_ATTEMPTS must be ≥ 1.")
-
-# Security. Behind TLS in production; `DEBUG=true` for local development only.
-# Stripe Tax at checkout: pack prices are then before tax and the tax is added on the invoice
+# Stripe Tax on checkouts and auto top-ups: pack prices are then before tax and the tax is added on
+# the invoice
 # (docs/billing.md, "Invoices and tax"; needs Stripe Tax set up in the Dashboard).
 STRIPE_AUTOMATIC_TAX = env_bool("STRIPE_AUTOMATIC_TAX", False)
 # Checkout shows a promotion code field (codes are made in the Stripe Dashboard).
 STRIPE_ALLOW_PROMOTION_CODES = env_bool("STRIPE_ALLOW_PROMOTION_CODES", False)
+
+# Security. Behind TLS in production; `DEBUG=true` for local development only.
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # the Talk page's JS sends it as X-CSRFToken
 X_FRAME_OPTIONS = "DENY"
