@@ -67,6 +67,24 @@ def wallets_add_up(request):
         pytest.fail("Wallets that do not add up:\n" + "\n".join(wrong), pytrace=False)
 
 
+@pytest.fixture(autouse=True)
+def celery_joins_allowed():
+    """Every test starts with Celery's "a join would block" flag off.
+
+    In eager mode (the tests' Celery) `Task.apply_async` runs the task inside
+    `celery.result.denied_join_result()`, which saves a process-global flag, sets it, and puts the
+    saved value back. Two threads dispatching at once (the racing-worker tests: PostgreSQL
+    threads whose commits enqueue tasks) can interleave those steps and leave the flag set, and
+    every later `EagerResult.get()` in that process then raises "Never call result.get() within a
+    task!" (tests/ops/test_celery_production.py failed that way after a billing race test on the
+    same xdist worker). Production workers are not eager; nothing outside the tests dispatches
+    that way."""
+    from celery._state import _set_task_join_will_block
+
+    _set_task_join_will_block(False)
+    yield
+
+
 @pytest.fixture
 def password() -> str:
     return DEFAULT_PASSWORD
