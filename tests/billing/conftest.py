@@ -6,7 +6,7 @@ import time
 import pytest
 
 from billing import services, stripe_client
-from billing.models import CreditPack
+from billing.models import CreditPack, Wallet
 from tests.billing.factories import CreditPackFactory
 
 WEBHOOK_URL = "/billing/stripe/webhook/"
@@ -70,3 +70,14 @@ def deliver(client, django_capture_on_commit_callbacks):
 
 def fake_events(fake, event_type: str) -> list[dict]:
     return fake.events(type=event_type)
+
+
+def only(fake, event_type: str, object_id: str | None = None) -> dict:
+    """The last event of `event_type` the fake emitted (about `object_id` when given)."""
+    events = [e for e in fake.events(type=event_type) if object_id is None or e["data"]["object"]["id"] == object_id]
+    assert events, f"the fake emitted no {event_type}"
+    return events[-1]
+
+
+def balance(user) -> int:
+    return Wallet.objects.get(user=user).balance

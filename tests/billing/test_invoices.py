@@ -11,15 +11,10 @@ from django.urls import reverse
 from billing import services
 from billing.models import LedgerEntry, Purchase, StripeEvent
 from billing.notifications import send_purchase_receipt_task
-from tests.billing.conftest import start_purchase
+from tests.billing.conftest import only, start_purchase
 
 pytestmark = pytest.mark.django_db
 
-
-def only(fake, event_type, object_id=None):
-    events = [e for e in fake.events(type=event_type) if object_id is None or e["data"]["object"]["id"] == object_id]
-    assert events, f"the fake emitted no {event_type}"
-    return events[-1]
 
 
 def invoice_event(fake, event_type, purchase):

@@ -8,20 +8,12 @@ import pytest
 from django.core import mail
 from django.urls import reverse
 
-from billing.models import Purchase, Wallet
-from tests.billing.conftest import start_purchase
+from billing.models import Purchase
+from tests.billing.conftest import balance, only, start_purchase
 
 pytestmark = pytest.mark.django_db
 
 
-def only(fake, event_type, object_id=None):
-    events = [e for e in fake.events(type=event_type) if object_id is None or e["data"]["object"]["id"] == object_id]
-    assert events, f"the fake emitted no {event_type}"
-    return events[-1]
-
-
-def balance(user) -> int:
-    return Wallet.objects.get(user=user).balance
 
 
 @pytest.fixture
