@@ -71,40 +71,25 @@ def test_a_card_that_is_always_declined_cannot_be_saved(fake_stripe, client, cus
 
 def test_off_session_payment_with_a_saved_card_succeeds(fake_stripe, client, customer, hooked):
     pm = save_card(client, customer)
-    pi = client.v1.payment_intents.create(
-        params={
-            "amount": 2500,
-            "currency": "usd",
-            "customer": customer.id,
-            "payment_method": pm.id,
-            "off_session": True,
-            "confirm": True,
-            "metadata": {"user_id": "42", "kind": "auto_topup"},
-            "description": "Automatic top-up",
-            "receipt_email": "alice@example.com",
-            "payment_method_types": ["card"],
-        },
-        options={"idempotency_key": "topup:1"},
-    )
+    params = {
+        "amount": 2500,
+        "currency": "usd",
+        "customer": customer.id,
+        "payment_method": pm.id,
+        "off_session": True,
+        "confirm": True,
+        "metadata": {"user_id": "42", "kind": "auto_topup"},
+        "description": "Automatic top-up",
+        "receipt_email": "alice@example.com",
+        "payment_method_types": ["card"],
+    }
+    pi = client.v1.payment_intents.create(params=params, options={"idempotency_key": "topup:1"})
     assert (pi.status, pi.amount_received, pi.payment_method) == ("succeeded", 2500, pm.id)
     charge = client.v1.charges.retrieve(pi.latest_charge)
     assert charge.metadata.to_dict() == {"user_id": "42", "kind": "auto_topup"}
     assert charge.payment_method_details.card.last4 == "4242"
-    again = client.v1.payment_intents.create(
-        params={
-            "amount": 2500,
-            "currency": "usd",
-            "customer": customer.id,
-            "payment_method": pm.id,
-            "off_session": True,
-            "confirm": True,
-            "metadata": {"user_id": "42", "kind": "auto_topup"},
-            "description": "Automatic top-up",
-            "receipt_email": "alice@example.com",
-            "payment_method_types": ["card"],
-        },
-        options={"idempotency_key": "topup:1"},
-    )
+    # The same request again (a retry after a lost answer): Stripe replays the first PaymentIntent.
+    again = client.v1.payment_intents.create(params=dict(params), options={"idempotency_key": "topup:1"})
     assert again.id == pi.id
     fake_stripe.wait_for_deliveries()
     assert hooked.types()[-3:] == ["payment_intent.created", "charge.succeeded", "payment_intent.succeeded"]
