@@ -282,6 +282,7 @@ WITH w AS (
         entry_id = CASE WHEN %(charged)s > 0
                         THEN nextval(pg_get_serial_sequence('billing_ledgerentry', 'id')) END
     WHERE id = %(hold)s AND status = 'active' AND wallet_id = (SELECT id FROM w)
+        AND credits = %(credits)s
     RETURNING entry_id
 ), g AS (
     SELECT billing_spend_grants(%(wallet)s::bigint, %(charged)s::bigint) AS short FROM h WHERE %(charged)s > 0
@@ -303,10 +304,12 @@ SELECT h.entry_id, u.* FROM h, u
 
 def _settle_fast(*, hold: Hold, used_credits: int, idempotency_key: str) -> Settlement | None:
     """`settle_hold` for usage within the hold (the usual case), in one statement: lock the wallet,
-    finish the hold if it is still active (re-checked on the locked row), spend the grants in
+    finish the hold if it is still active and as large as `hold` says (re-checked on the locked
+    row: `extend_hold` may have grown it since it was read), spend the grants in
     spending order (billing_spend_grants, migration 0009: what they lack becomes debt, as
     grants.spend does), move the wallet, append the entry. None, having written nothing, when
-    the hold is no longer active. PostgreSQL only.
+    the hold is no longer active or has grown (the general path settles it from the locked row).
+    PostgreSQL only.
 
     The entry's id is drawn first so the hold can point at it in the same statement (the foreign
     key is checked at commit). A reused entry key fails the statement with IntegrityError (the

@@ -285,3 +285,19 @@ def test_a_pack_bought_with_save_this_card_saves_it_for_auto_top_up(alice, clien
     deliver([e for e in stripe_settings.events("checkout.session.completed")
              if e["data"]["object"]["id"] == other.checkout_session_id][0])
     assert wallet_of(alice).payment_method_id == ""
+
+
+def test_a_hold_grown_after_the_settler_read_it_releases_all_it_holds(alice):
+    # A live call's hold grows (extend_hold) while its settler has already read it (settle_call
+    # reads the hold, then settles): the settlement must release what the hold holds now, not
+    # what it held when it was read, or the wallet's `held` keeps the growth for ever.
+    fund(alice, 1000)
+    hold = services.place_hold(user=alice, credits=100, idempotency_key="grow:a", reference="call:grow")
+    read_before = services.get_hold(hold_id=hold.pk)
+    assert services.extend_hold(hold_id=hold.pk, credits=400) == 400
+
+    settlement = services.settle_hold(hold=read_before, used_credits=50)
+
+    assert (settlement.charged_credits, settlement.released_credits) == (50, 450)
+    wallet = wallet_of(alice)
+    assert (wallet.balance, wallet.held) == (950, 0)
