@@ -250,6 +250,15 @@ class PromoCodeAdmin(PromoCodeAdminBase):
     readonly_fields = ["times_redeemed", "created_at"]
     inlines = [PromoRedemptionInline]
 
+    def save_model(self, request: HttpRequest, obj: PromoCode, form: PromoCodeFormBase, change: bool) -> None:
+        # An edit writes the form's fields only: the row was read before the form was saved, and
+        # writing back the `times_redeemed` read then would undo a redemption committed meanwhile
+        # (the code could then be redeemed past `max_redemptions`).
+        if change:
+            obj.save(update_fields=PromoCodeForm.Meta.fields)
+        else:
+            obj.save()
+
     def has_delete_permission(self, request: HttpRequest, obj: PromoCode | None = None) -> bool:
         # A redeemed code is history; deactivate it instead.
         return obj is None or not obj.redemptions.exists()

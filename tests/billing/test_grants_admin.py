@@ -2,12 +2,16 @@
 grants with an optional expiry or credit refunds; promo codes; the one row of billing settings."""
 
 import re
+import threading
+import time
 from datetime import timedelta
 
 import pytest
 import time_machine
+from django.db import connection, transaction
 from django.utils import timezone
 
+from billing import locks, services
 from billing.models import BillingSettings, CreditGrant, LedgerEntry, PromoCode
 
 pytestmark = pytest.mark.django_db
@@ -74,3 +78,73 @@ def test_grants_are_listed_read_only(staff_client, alice):
     grant = CreditGrant.objects.get()
     assert staff_client.get(f"/admin/billing/creditgrant/{grant.pk}/change/").status_code == 200
     assert staff_client.post(f"/admin/billing/creditgrant/{grant.pk}/change/", {"remaining": "1"}).status_code == 403
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_editing_a_code_while_it_is_redeemed_keeps_the_redemption_counted(staff_client, alice, bob):
+    """The admin's save writes the code's row: it must not write back the `times_redeemed` it read
+    before a redemption committed, or a one-use code could be redeemed twice. The redemption is
+    made to wait (the wallet's lock, after it has locked the code) until the admin's save waits
+    for the code's row; then both go on."""
+    promo = PromoCode.objects.create(code="WELCOME", credits=200, max_redemptions=1)
+    wallet_locked, go_on = threading.Event(), threading.Event()
+    results: dict[str, object] = {}
+
+    def hold_the_wallet() -> None:
+        try:
+            with transaction.atomic():
+                locks.wallet_for_update(user_id=alice.pk)
+                wallet_locked.set()
+                go_on.wait(30)
+        finally:
+            connection.close()
+
+    def redeem() -> None:
+        try:
+            results["redeem"] = services.redeem_promo_code(user=alice, code="welcome")
+        except Exception as exc:  # asserted below
+            results["redeem"] = exc
+        finally:
+            connection.close()
+
+    def edit() -> None:
+        try:
+            results["edit"] = staff_client.post(f"/admin/billing/promocode/{promo.pk}/change/", {
+                "code": "WELCOME", "credits": "200", "max_redemptions": "1", "active": "on", "memo": "Spring",
+                "redemptions-TOTAL_FORMS": "0", "redemptions-INITIAL_FORMS": "0",
+            })
+        except Exception as exc:  # asserted below
+            results["edit"] = exc
+        finally:
+            connection.close()
+
+    def wait_for_lock_wait(pattern: str) -> None:
+        deadline = time.monotonic() + 30
+        with connection.cursor() as cursor:
+            while time.monotonic() < deadline:
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                               "AND query LIKE %s", [pattern])
+                if cursor.fetchone()[0]:
+                    return
+                time.sleep(0.02)
+        pytest.fail(f"nothing waited for a lock in {pattern!r}")
+
+    threads = [threading.Thread(target=hold_the_wallet)]
+    threads[0].start()
+    assert wallet_locked.wait(30)
+    threads.append(threading.Thread(target=redeem))
+    threads[-1].start()
+    wait_for_lock_wait("%billing_wallet%FOR UPDATE%")  # the redemption holds the code, waits for the wallet
+    threads.append(threading.Thread(target=edit))
+    threads[-1].start()
+    wait_for_lock_wait('UPDATE "billing_promocode"%')  # the admin read the code, waits to write it
+    go_on.set()
+    for thread in threads:
+        thread.join(30)
+    assert isinstance(results["redeem"], CreditGrant), results
+    assert results["edit"].status_code == 302, results
+    promo.refresh_from_db()
+    assert (promo.times_redeemed, promo.memo) == (1, "Spring")
+    with pytest.raises(services.PromoCodeRefused, match="used up"):
+        services.redeem_promo_code(user=bob, code="welcome")
