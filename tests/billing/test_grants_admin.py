@@ -124,7 +124,7 @@ def test_editing_a_code_while_it_is_redeemed_keeps_the_redemption_counted(staff_
         with connection.cursor() as cursor:
             while time.monotonic() < deadline:
                 cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                               "AND query LIKE %s", [pattern])
+                               "AND datname = current_database() AND query LIKE %s", [pattern])
                 if cursor.fetchone()[0]:
                     return
                 time.sleep(0.02)
