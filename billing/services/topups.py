@@ -86,7 +86,10 @@ def update_settings(*, user: User, settings: TopUpSettings) -> Wallet:
 
     Raises `InvalidAmount` with the reason when enabling lacks a saved card, an active pack or a
     threshold ≥ 1 (the page's form says the same under each field). Switching it on clears the
-    reason it was switched off. Changing the threshold starts a new crossing."""
+    reason it was switched off. Changing the threshold starts a new crossing, and so does saving
+    it switched on after the current crossing's top-up failed (a decline, the cap, the month's
+    number): the save is the user's answer to the failure (another card, a higher cap), and
+    without a new crossing a wallet still below its threshold would never top up again."""
     if settings.time_zone not in caps.time_zone_names():
         raise InvalidAmount(f"{settings.time_zone!r} is not a time zone.")
     if settings.monthly_limit < 1:
@@ -105,8 +108,11 @@ def update_settings(*, user: User, settings: TopUpSettings) -> Wallet:
         if settings.enabled and not wallet.auto_topup_enabled:
             wallet.auto_topup_disabled_reason = ""
             wallet.auto_topup_disabled_at = None
-        if settings.threshold != wallet.auto_topup_threshold:
-            wallet.auto_topup_crossing += 1  # a new threshold: a new crossing
+        failed = settings.enabled and Purchase.objects.filter(
+            topup_key=crossings.topup_key(wallet.pk, wallet.auto_topup_crossing), status=Purchase.Status.FAILED,
+        ).exists()
+        if settings.threshold != wallet.auto_topup_threshold or failed:
+            wallet.auto_topup_crossing += 1  # a new threshold, or a retry of a failed top-up: a new crossing
         wallet.auto_topup_enabled = settings.enabled
         wallet.auto_topup_threshold = settings.threshold
         wallet.auto_topup_pack = settings.pack

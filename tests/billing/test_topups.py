@@ -301,3 +301,38 @@ def test_a_hold_grown_after_the_settler_read_it_releases_all_it_holds(alice):
     assert (settlement.charged_credits, settlement.released_credits) == (50, 450)
     wallet = wallet_of(alice)
     assert (wallet.balance, wallet.held) == (950, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_switching_auto_top_up_on_again_after_a_decline_tops_up_below_the_threshold(
+    alice, client, stripe_settings, topup_pack
+):
+    # The decline's e-mail and page say: save another card, then switch it on again. The wallet is
+    # still below its threshold (the crossing whose top-up failed): switched on, it tops up again.
+    save_card(alice, stripe_settings, client, card="pm_card_chargeCustomerFail")
+    fund(alice, 600)
+    switch_on(alice, topup_pack, threshold=500)
+    spend(alice, 200, "a")
+    assert not wallet_of(alice).auto_topup_enabled
+
+    save_card(alice, stripe_settings, client, card="pm_card_visa")
+    switch_on(alice, topup_pack, threshold=500)
+
+    assert list(Purchase.objects.filter(source=Purchase.Source.AUTO_TOP_UP).order_by("pk")
+                .values_list("status", "failure_code")) == [("failed", "card_declined"), ("paid", "")]
+    assert wallet_of(alice).balance == 400 + 1000
+    assert wallet_of(alice).auto_topup_enabled
+
+
+@pytest.mark.django_db(transaction=True)
+def test_raising_the_cap_after_a_refused_top_up_tops_up_below_the_threshold(
+    alice, client, stripe_settings, topup_pack
+):
+    save_card(alice, stripe_settings, client)
+    fund(alice, 600)
+    switch_on(alice, topup_pack, threshold=500, cap_cents=999)
+    spend(alice, 200, "a")  # refused: the cap
+    switch_on(alice, topup_pack, threshold=500, cap_cents=5000)
+    assert list(Purchase.objects.filter(source=Purchase.Source.AUTO_TOP_UP).order_by("pk")
+                .values_list("status", "failure_code")) == [("failed", "spending_cap"), ("paid", "")]
+    assert len(payment_intents(stripe_settings)) == 1
