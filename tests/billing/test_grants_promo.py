@@ -176,7 +176,7 @@ def test_a_settlement_waiting_for_the_wallet_spends_the_grant_committed_while_it
     with connection.cursor() as cursor:  # until the settlement waits for the wallet's row lock
         while time.monotonic() < deadline:
             cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                           "AND query LIKE '%%billing_spend_grants%%'")
+                           "AND datname = current_database() AND query LIKE '%%billing_spend_grants%%'")
             if cursor.fetchone()[0]:
                 break
             time.sleep(0.02)
