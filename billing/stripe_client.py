@@ -182,6 +182,14 @@ def attach_invoice_payment(invoice_id: str, *, payment_intent_id: str, idempoten
                         params={"payment_intent": payment_intent_id}, options={"idempotency_key": idempotency_key}))
 
 
+def mark_invoice_paid_out_of_band(invoice_id: str, *, idempotency_key: str) -> StripeObject:
+    """POST /v1/invoices/:id/pay with `paid_out_of_band=true`: the invoice is marked paid and
+    nothing is charged (docs.stripe.com/api/invoices/pay: "Boolean representing whether an
+    invoice is paid outside of Stripe. This will result in no charge being made.")."""
+    return _plain(_call(get_client().v1.invoices.pay, invoice_id, params={"paid_out_of_band": True},
+                        options={"idempotency_key": idempotency_key}))
+
+
 def void_invoice(invoice_id: str, *, idempotency_key: str) -> StripeObject:
     """POST /v1/invoices/:id/void: a finalized invoice that must not be paid stays, marked void
     (docs.stripe.com/api/invoices/void)."""

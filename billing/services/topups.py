@@ -385,15 +385,30 @@ def _make_invoice(purchase: Purchase, wallet: Wallet, *, taxed: bool) -> StripeO
 def _attach(purchase: Purchase, *, invoice_id: str, intent_id: str) -> StripeObject | None:
     """Pay the invoice with the succeeded PaymentIntent (docs.stripe.com/api/invoices/
     attach_payment: "If the PaymentIntent's status is already succeeded when it's attached, it's
-    credited to the invoice immediately"). A failure leaves the invoice open, never undoes the
-    payment or the credits."""
+    credited to the invoice immediately"). Never undoes the payment or the credits.
+
+    The invoice must not stay open once the top-up is paid: its hosted page would let the user
+    pay a second time for credits already given. When the attach fails it is marked paid out of
+    band (the PaymentIntent did pay it), failing that voided; failing both, the purchase keeps
+    no link to it (nothing shows the user a way to pay it) and staff see the error in the log."""
+    key = f"topup:{purchase.public_id}"
     try:
         return stripe_client.attach_invoice_payment(invoice_id, payment_intent_id=intent_id,
-                                                    idempotency_key=f"topup:{purchase.public_id}:attach")
+                                                    idempotency_key=f"{key}:attach")
     except StripeFailure as exc:
         logger.warning("top-up %s: its payment could not be attached to invoice %s: %s",
                        purchase.public_id, invoice_id, exc)
-        return None
+    for close, step in ((stripe_client.mark_invoice_paid_out_of_band, "out_of_band"),
+                        (stripe_client.void_invoice, "void")):
+        try:
+            return close(invoice_id, idempotency_key=f"{key}:{step}")
+        except StripeFailure as exc:
+            logger.warning("top-up %s: invoice %s could not be closed (%s): %s", purchase.public_id, invoice_id,
+                           step, exc)
+    logger.error("top-up %s is paid but its invoice %s is still open; its links are withheld",
+                 purchase.public_id, invoice_id)
+    Purchase.objects.filter(pk=purchase.pk).update(invoice_url="", invoice_pdf="")
+    return None
 
 
 def _invoice_for(purchase: Purchase, wallet: Wallet, *, intent_id: str | None) -> StripeObject | None:
@@ -406,7 +421,11 @@ def _invoice_for(purchase: Purchase, wallet: Wallet, *, intent_id: str | None) -
         logger.warning("top-up %s: its invoice could not be made: %s", purchase.public_id, exc)
         return None
     if intent_id:
-        invoice = _attach(purchase, invoice_id=invoice["id"], intent_id=intent_id) or invoice
+        attached = _attach(purchase, invoice_id=invoice["id"], intent_id=intent_id)
+        if attached is None:  # still open: no link to it (see _attach)
+            Purchase.objects.filter(pk=purchase.pk).update(invoice_id=invoice["id"])
+            return invoice
+        invoice = attached
     Purchase.objects.filter(pk=purchase.pk).update(
         invoice_id=invoice["id"], invoice_url=invoice.get("hosted_invoice_url") or "",
         invoice_pdf=invoice.get("invoice_pdf") or "",

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import fnmatch
 import json
 import logging
 import time
@@ -169,6 +170,12 @@ def _authenticate(fake: FakeStripe, request: web.Request) -> None:
         )
 
 
+def _fault_matches(pattern: str, path: str) -> bool:
+    """A fault's path is a prefix ("/v1/payment_intents"), or a glob when it has a `*`
+    ("/v1/invoices/*/attach_payment": one action of any invoice)."""
+    return fnmatch.fnmatchcase(path, pattern) if "*" in pattern else path.startswith(pattern)
+
+
 async def _params(request: web.Request) -> dict[str, Any]:
     pairs = parse_qsl(request.query_string, keep_blank_values=True)
     if request.method in ("POST", "PUT"):
@@ -198,7 +205,7 @@ def api(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
         key = request.headers.get("Idempotency-Key")
         try:
             for fault in fake.faults:
-                if fault.count > 0 and request.path.startswith(fault.path):
+                if fault.count > 0 and _fault_matches(fault.path, request.path):
                     fault.count -= 1
                     if fault.delay:
                         await asyncio.sleep(fault.delay)

@@ -117,7 +117,8 @@ class FakeStripeHandle:
         return self._call("GET", "/_fake/events", params={"type": type} if type else None)["data"]
 
     def fail_next(self, count: int = 1, status: int = 500, delay: float = 0.0, path: str = "/v1/") -> None:
-        """Make the next ``count`` API requests under ``path`` fail with ``status`` (0: only delay)."""
+        """Make the next ``count`` API requests under ``path`` fail with ``status`` (0: only delay);
+        a ``path`` with ``*`` is a glob (``/v1/invoices/*/attach_payment``)."""
         self._call(
             "POST", "/_fake/fail_next", {"count": count, "status": status, "delay": delay, "path": path}
         )

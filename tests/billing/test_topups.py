@@ -336,3 +336,49 @@ def test_raising_the_cap_after_a_refused_top_up_tops_up_below_the_threshold(
     assert list(Purchase.objects.filter(source=Purchase.Source.AUTO_TOP_UP).order_by("pk")
                 .values_list("status", "failure_code")) == [("failed", "spending_cap"), ("paid", "")]
     assert len(payment_intents(stripe_settings)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("taxed", [False, True], ids=["untaxed", "taxed"])
+def test_a_paid_top_up_never_leaves_a_payable_invoice_when_attaching_its_payment_fails(
+        alice, client, stripe_settings, topup_pack, settings, taxed):
+    """The top-up is paid and credited, but Stripe fails the attach_payment that would mark its
+    invoice paid: the invoice must not stay open, or the user can pay it a second time from its
+    hosted page (and get nothing: the purchase is credited already)."""
+    settings.STRIPE_AUTOMATIC_TAX = taxed
+    save_card(alice, stripe_settings, client)
+    fund(alice, 600)
+    spend(alice, 200, "a")
+    Wallet.objects.filter(user=alice).update(auto_topup_enabled=True, auto_topup_threshold=500,
+                                             auto_topup_pack=topup_pack)
+    # Stripe answers 500 to the attach (and to stripe-python's own two retries).
+    stripe_settings.fail_next(count=3, status=500, path="/v1/invoices/*/attach_payment")
+    topups.run_auto_top_up(wallet_id=wallet_of(alice).pk, crossing=0)
+    [purchase] = Purchase.objects.filter(source=Purchase.Source.AUTO_TOP_UP)
+    assert purchase.status == Purchase.Status.PAID
+    assert wallet_of(alice).balance == 400 + topup_pack.credits
+    invoice = stripe_settings.client().v1.invoices.retrieve(purchase.invoice_id)
+    assert invoice.status != "open", "a credited top-up's invoice is still open and payable"
+    [intent] = payment_intents(stripe_settings)
+    assert intent.status == "succeeded"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_paid_top_up_whose_invoice_cannot_be_closed_at_all_shows_no_link_to_pay_it(
+        alice, client, stripe_settings, topup_pack):
+    save_card(alice, stripe_settings, client)
+    fund(alice, 600)
+    spend(alice, 200, "a")
+    Wallet.objects.filter(user=alice).update(auto_topup_enabled=True, auto_topup_threshold=500,
+                                             auto_topup_pack=topup_pack)
+    # Attach, mark paid out of band (POST …/pay) and void all fail, each with stripe-python's retries.
+    stripe_settings.fail_next(count=3, status=500, path="/v1/invoices/*/attach_payment")
+    stripe_settings.fail_next(count=3, status=500, path="/v1/invoices/*/pay")
+    stripe_settings.fail_next(count=3, status=500, path="/v1/invoices/*/void")
+    topups.run_auto_top_up(wallet_id=wallet_of(alice).pk, crossing=0)
+    [purchase] = Purchase.objects.filter(source=Purchase.Source.AUTO_TOP_UP)
+    assert purchase.status == Purchase.Status.PAID
+    assert purchase.invoice_id and (purchase.invoice_url, purchase.invoice_pdf) == ("", "")
+    client.force_login(alice)
+    page = client.get("/billing/purchases/").content.decode()
+    assert "/i/" not in page  # the fake's hosted invoice pages live under /i/<id>
