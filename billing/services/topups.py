@@ -226,7 +226,16 @@ def _open_top_up(*, wallet_id: int, crossing: int) -> Purchase | None:
         wallet = locks.wallet_by_pk_for_update(wallet_id=wallet_id)
         existing = Purchase.objects.filter(topup_key=key).first()
         if existing is not None:
-            return existing if existing.status == Purchase.Status.PENDING and not existing.payment_intent_id else None
+            if existing.status != Purchase.Status.PENDING or existing.payment_intent_id:
+                return None
+            if not wallet.auto_topup_enabled:
+                # A retry after the user switched auto top-up off: not charged. Had the first
+                # attempt reached Stripe (its answer lost), its payment_intent.succeeded still
+                # credits this purchase (credit_top_up accepts a failed one).
+                _refuse(existing, code="switched_off",
+                        reason="Not charged: you switched auto top-up off before it was charged.")
+                return None
+            return existing
         pack = wallet.auto_topup_pack
         if (wallet.auto_topup_crossing != crossing or not wallet.auto_topup_enabled or pack is None
                 or not wallet.payment_method_id or not wallet.auto_topup_threshold

@@ -382,3 +382,27 @@ def test_a_paid_top_up_whose_invoice_cannot_be_closed_at_all_shows_no_link_to_pa
     client.force_login(alice)
     page = client.get("/billing/purchases/").content.decode()
     assert "/i/" not in page  # the fake's hosted invoice pages live under /i/<id>
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_top_up_waiting_for_its_retry_is_not_charged_once_auto_top_up_is_switched_off(
+        alice, client, stripe_settings, topup_pack):
+    from billing.exceptions import StripeUnavailable
+
+    save_card(alice, stripe_settings, client)
+    fund(alice, 600)
+    spend(alice, 200, "a")
+    Wallet.objects.filter(user=alice).update(auto_topup_enabled=True, auto_topup_threshold=500,
+                                             auto_topup_pack=topup_pack)
+    wallet = wallet_of(alice)
+    stripe_settings.fail_next(count=3, status=500, path="/v1/payment_intents")
+    with pytest.raises(StripeUnavailable):
+        topups.run_auto_top_up(wallet_id=wallet.pk, crossing=wallet.auto_topup_crossing)
+    topups.update_settings(user=alice, settings=topups.TopUpSettings(
+        enabled=False, threshold=500, pack=topup_pack, monthly_limit=3, monthly_cap_cents=None, time_zone="UTC"))
+    # The task's retry comes after the user said stop: nothing is charged.
+    topups.run_auto_top_up(wallet_id=wallet.pk, crossing=wallet.auto_topup_crossing)
+    assert payment_intents(stripe_settings) == []
+    [purchase] = Purchase.objects.filter(source=Purchase.Source.AUTO_TOP_UP)
+    assert (purchase.status, purchase.failure_code) == (Purchase.Status.FAILED, "switched_off")
+    assert wallet_of(alice).balance == 400
