@@ -48,7 +48,7 @@ from billing.exceptions import (
     StripeFailure,
     StripeUnavailable,
 )
-from billing.models import CreditGrant, CreditPack, Purchase, Wallet, money
+from billing.models import CreditPack, Purchase, Wallet, money
 from billing.services import caps, cards, crossings
 from billing.services.checkout import _stripe_customer_for
 from billing.services.ledger import Kind, get_wallet, post_entry
@@ -560,7 +560,7 @@ def credit_top_up(*, purchase_id: int, intent: StripeObject) -> Purchase:
             return locked
         post_entry(
             wallet, credits=locked.credits, kind=Kind.PURCHASE, idempotency_key=f"purchase:{locked.public_id}",
-            reference=f"purchase:{locked.public_id}", purchase=locked, source=CreditGrant.Source.TOP_UP,
+            reference=f"purchase:{locked.public_id}", purchase=locked,
             memo=f"Auto top-up: {locked.pack.name} pack, {locked.amount_display}",
         )
         locked.status = Purchase.Status.PAID
