@@ -42,6 +42,16 @@ def spend(user, credits, key):
     return services.settle_hold(hold=hold, used_credits=credits)
 
 
+def below_threshold(user, fake, client, pack):
+    """A saved card, auto top-up on (threshold 500, `pack`) and 400 credits: below it, with no
+    top-up started yet (the fields are set directly, so nothing is enqueued)."""
+    save_card(user, fake, client)
+    fund(user, 600)
+    spend(user, 200, "a")
+    Wallet.objects.filter(user=user).update(auto_topup_enabled=True, auto_topup_threshold=500, auto_topup_pack=pack)
+    return wallet_of(user)
+
+
 def payment_intents(fake):
     return fake.client().v1.payment_intents.list(params={"limit": 100}).data
 
@@ -238,12 +248,7 @@ def test_the_page_saves_the_cap_and_time_zone(alice, client, topup_pack):
 def test_a_network_failure_is_retried_with_the_same_idempotency_key(alice, client, stripe_settings, topup_pack):
     from billing.exceptions import StripeUnavailable
 
-    save_card(alice, stripe_settings, client)
-    fund(alice, 600)
-    spend(alice, 200, "a")
-    Wallet.objects.filter(user=alice).update(auto_topup_enabled=True, auto_topup_threshold=500,
-                                             auto_topup_pack=topup_pack)
-    wallet = wallet_of(alice)
+    wallet = below_threshold(alice, stripe_settings, client, topup_pack)
     # Stripe answers 500 to the PaymentIntent (and to stripe-python's own two retries).
     stripe_settings.fail_next(count=3, status=500, path="/v1/payment_intents")
     with pytest.raises(StripeUnavailable):
@@ -346,11 +351,7 @@ def test_a_paid_top_up_never_leaves_a_payable_invoice_when_attaching_its_payment
     invoice paid: the invoice must not stay open, or the user can pay it a second time from its
     hosted page (and get nothing: the purchase is credited already)."""
     settings.STRIPE_AUTOMATIC_TAX = taxed
-    save_card(alice, stripe_settings, client)
-    fund(alice, 600)
-    spend(alice, 200, "a")
-    Wallet.objects.filter(user=alice).update(auto_topup_enabled=True, auto_topup_threshold=500,
-                                             auto_topup_pack=topup_pack)
+    below_threshold(alice, stripe_settings, client, topup_pack)
     # Stripe answers 500 to the attach (and to stripe-python's own two retries).
     stripe_settings.fail_next(count=3, status=500, path="/v1/invoices/*/attach_payment")
     topups.run_auto_top_up(wallet_id=wallet_of(alice).pk, crossing=0)
@@ -366,11 +367,7 @@ def test_a_paid_top_up_never_leaves_a_payable_invoice_when_attaching_its_payment
 @pytest.mark.django_db(transaction=True)
 def test_a_paid_top_up_whose_invoice_cannot_be_closed_at_all_shows_no_link_to_pay_it(
         alice, client, stripe_settings, topup_pack):
-    save_card(alice, stripe_settings, client)
-    fund(alice, 600)
-    spend(alice, 200, "a")
-    Wallet.objects.filter(user=alice).update(auto_topup_enabled=True, auto_topup_threshold=500,
-                                             auto_topup_pack=topup_pack)
+    below_threshold(alice, stripe_settings, client, topup_pack)
     # Attach, mark paid out of band (POST …/pay) and void all fail, each with stripe-python's retries.
     stripe_settings.fail_next(count=3, status=500, path="/v1/invoices/*/attach_payment")
     stripe_settings.fail_next(count=3, status=500, path="/v1/invoices/*/pay")
@@ -389,12 +386,7 @@ def test_a_top_up_waiting_for_its_retry_is_not_charged_once_auto_top_up_is_switc
         alice, client, stripe_settings, topup_pack):
     from billing.exceptions import StripeUnavailable
 
-    save_card(alice, stripe_settings, client)
-    fund(alice, 600)
-    spend(alice, 200, "a")
-    Wallet.objects.filter(user=alice).update(auto_topup_enabled=True, auto_topup_threshold=500,
-                                             auto_topup_pack=topup_pack)
-    wallet = wallet_of(alice)
+    wallet = below_threshold(alice, stripe_settings, client, topup_pack)
     stripe_settings.fail_next(count=3, status=500, path="/v1/payment_intents")
     with pytest.raises(StripeUnavailable):
         topups.run_auto_top_up(wallet_id=wallet.pk, crossing=wallet.auto_topup_crossing)
