@@ -26,6 +26,11 @@ CARD = {
 DECLINED_CARD = {**CARD, "last4": "0002", "fingerprint": "FakeFingerprint2"}
 
 
+def no_address() -> dict[str, None]:
+    """An address Stripe knows nothing of (every field null), as in billing_details."""
+    return {"city": None, "country": None, "line1": None, "line2": None, "postal_code": None, "state": None}
+
+
 def customer(
     *,
     email: str | None,
@@ -307,14 +312,7 @@ def charge(
         "application_fee_amount": None,
         "balance_transaction": new_id("txn_3") if paid else None,
         "billing_details": {
-            "address": {
-                "city": None,
-                "country": None,
-                "line1": None,
-                "line2": None,
-                "postal_code": None,
-                "state": None,
-            },
+            "address": no_address(),
             "email": email,
             "name": name,
             "phone": None,
@@ -495,14 +493,7 @@ def payment_method(*, card: Any, customer_id: str | None = None) -> dict[str, An
         "object": "payment_method",
         "allow_redisplay": "unspecified",
         "billing_details": {
-            "address": {
-                "city": None,
-                "country": None,
-                "line1": None,
-                "line2": None,
-                "postal_code": None,
-                "state": None,
-            },
+            "address": no_address(),
             "email": None,
             "name": None,
             "phone": None,
